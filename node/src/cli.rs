@@ -1,0 +1,120 @@
+//! Command-line flags and their environment variables (clap reads both: flag > env), merged
+//! over the config file and the defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::NodeConfig;
+use crate::error::Result;
+
+/// gridnode: a self-contained registry-and-execution node for AI tools and functions.
+#[derive(Debug, Parser)]
+#[command(
+    name = "gridnode",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// With no subcommand, gridnode serves.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, env = "GRIDNODE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the store; created if missing [default: ./gridnode-data].
+    #[arg(long, env = "GRIDNODE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// This node's id [default: the host name].
+    #[arg(long, env = "GRIDNODE_NODE_ID", value_name = "ID")]
+    pub node_id: Option<String>,
+    /// REST listener; port 0 picks a free port [default: 127.0.0.1:8080].
+    #[arg(long, env = "GRIDNODE_HTTP", value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// The base of links this node hands out [default: http:// + the bound --http address].
+    #[arg(long, env = "GRIDNODE_ADVERTISE_HTTP", value_name = "URL")]
+    pub advertise_http: Option<String>,
+}
+
+impl Cli {
+    /// The serve arguments, whether given with or without the `serve` subcommand.
+    pub fn serve_args(&self) -> &ServeArgs {
+        match &self.command {
+            Some(Command::Serve(args)) => args,
+            None => &self.serve,
+        }
+    }
+}
+
+impl ServeArgs {
+    /// The settled config: defaults, then the file, then env and flags; validated.
+    pub fn resolve(&self) -> Result<NodeConfig> {
+        let mut config = match &self.config {
+            Some(path) => NodeConfig::from_file(path)?,
+            None => NodeConfig::default(),
+        };
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(id) = &self.node_id {
+            config.node_id = id.clone();
+        }
+        if let Some(http) = self.http {
+            config.http = http;
+        }
+        if let Some(url) = &self.advertise_http {
+            config.advertise_http = url.clone();
+        }
+        config.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "node_id = \"from-file\"\nhttp = \"127.0.0.1:9000\"\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "gridnode",
+            "--config",
+            path.to_str().unwrap(),
+            "--node-id",
+            "from-flag",
+        ])
+        .unwrap();
+        let config = cli.serve_args().resolve().unwrap();
+        assert_eq!(config.node_id, "from-flag");
+        assert_eq!(config.http.port(), 9000);
+    }
+
+    #[test]
+    fn serve_is_the_default_subcommand() {
+        let cli = Cli::try_parse_from(["gridnode", "serve", "--node-id", "x"]).unwrap();
+        assert_eq!(cli.serve_args().node_id.as_deref(), Some("x"));
+        let cli = Cli::try_parse_from(["gridnode", "--node-id", "y"]).unwrap();
+        assert_eq!(cli.serve_args().node_id.as_deref(), Some("y"));
+        assert!(Cli::try_parse_from(["gridnode", "--http", "nonsense"]).is_err());
+    }
+}

@@ -1,0 +1,205 @@
+//! Node configuration: defaults that run on a laptop, a TOML file, environment variables and
+//! flags, with precedence flag > env > file > default (contract section 2).
+//!
+//! `cli` parses flags and environment (clap reads both); this module holds the settled config,
+//! loads the file and validates the result before any port is bound.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+const MIB: u64 = 1024 * 1024;
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// sled store, search index and tools; created if missing.
+    pub data_dir: PathBuf,
+    /// This node's id; the host name when empty.
+    pub node_id: String,
+    /// REST listener.
+    pub http: SocketAddr,
+    /// The base of links this node hands out; `http://` + the bound address when empty.
+    pub advertise_http: String,
+    pub store: StoreSettings,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Bound on sled's page cache, in MiB.
+    pub cache_mb: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest upload accepted (`POST /tools/upload`), in bytes.
+    pub max_upload_bytes: u64,
+    /// Largest total unpacked size of an upload zip, in bytes.
+    pub max_unpacked_bytes: u64,
+    /// Largest JSON request body, in bytes.
+    pub max_json_body_bytes: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            data_dir: PathBuf::from("./gridnode-data"),
+            node_id: String::new(),
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            advertise_http: String::new(),
+            store: StoreSettings::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings { cache_mb: 64 }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_upload_bytes: 64 * MIB,
+            max_unpacked_bytes: 256 * MIB,
+            max_json_body_bytes: 2 * MIB,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads a TOML config file; unknown keys and wrong types are errors naming the key.
+    pub fn from_file(path: &Path) -> Result<NodeConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("cannot read config file {}", path.display()), e))?;
+        toml::from_str(&text)
+            .map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message().trim())))
+    }
+
+    /// Fills in derived defaults and checks every value. Call before binding anything.
+    pub fn validate(mut self) -> Result<NodeConfig> {
+        if self.node_id.is_empty() {
+            self.node_id = host_name();
+        }
+        gridnode_store::validate_id("node", &self.node_id)
+            .map_err(|e| Error::Config(format!("node_id: {e}")))?;
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(Error::Config("data_dir: must not be empty".into()));
+        }
+        if self.store.cache_mb == 0 {
+            return Err(Error::Config("store.cache_mb: must be at least 1".into()));
+        }
+        let limits = &self.limits;
+        for (key, value) in [
+            ("limits.max_upload_bytes", limits.max_upload_bytes),
+            ("limits.max_unpacked_bytes", limits.max_unpacked_bytes),
+            ("limits.max_json_body_bytes", limits.max_json_body_bytes),
+        ] {
+            if value == 0 || value > usize::MAX as u64 {
+                return Err(Error::Config(format!(
+                    "{key}: must be a positive number of bytes"
+                )));
+            }
+        }
+        if !self.advertise_http.is_empty() {
+            let url = self.advertise_http.trim_end_matches('/').to_owned();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(Error::Config(format!(
+                    "advertise_http: '{url}' must be a url starting with http:// or https://"
+                )));
+            }
+            self.advertise_http = url;
+        }
+        Ok(self)
+    }
+
+    /// Where sled keeps its files.
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir.join("store")
+    }
+}
+
+/// The machine's host name, or "gridnode" when it cannot be read or is not a valid id.
+fn host_name() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|n| n.trim().to_owned())
+        .unwrap_or_default();
+    if gridnode_store::validate_id("node", &name).is_ok() {
+        name
+    } else {
+        "gridnode".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        let config = NodeConfig::default().validate().unwrap();
+        assert!(!config.node_id.is_empty());
+        assert_eq!(config.http.port(), 8080);
+    }
+
+    #[test]
+    fn file_keys_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/tmp/x\"\nnode_id = \"n1\"\n[limits]\nmax_upload_bytes = 10\n",
+        )
+        .unwrap();
+        let config = NodeConfig::from_file(&path).unwrap();
+        assert_eq!(config.node_id, "n1");
+        assert_eq!(config.limits.max_upload_bytes, 10);
+        assert_eq!(
+            config.limits.max_unpacked_bytes,
+            Limits::default().max_unpacked_bytes
+        );
+
+        std::fs::write(&path, "nodeid = \"n1\"\n").unwrap();
+        let err = NodeConfig::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("nodeid"), "{err}");
+        std::fs::write(&path, "http = \"not an address\"\n").unwrap();
+        assert!(NodeConfig::from_file(&path).is_err());
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let config = NodeConfig {
+            node_id: "bad id".into(),
+            ..NodeConfig::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("node_id")
+        );
+        let config = NodeConfig {
+            advertise_http: "ftp://x".into(),
+            ..NodeConfig::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("advertise_http")
+        );
+    }
+}

@@ -1,0 +1,45 @@
+//! The node's error type, shared by every transport. `http::error` maps it to statuses.
+
+use gridnode_store::Error as StoreError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Bad input: the message says what was wrong and how to fix it.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A body or archive over a configured limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A body sent with the wrong content type.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Something other than a record that is not there (a blob).
+    #[error("{0}")]
+    NotFound(String),
+    /// A fault of ours, not of the caller.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// Start-up could not bind, open or read what it needs.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration is invalid; the message names the key.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The REST API: thin axum handlers over the service layer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use gridnode_store::{FunctionEntry, ToolEntry};
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::service::Registry;
+
+pub mod error;
+pub mod extract;
+pub mod registry;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    /// True once the store is open and every listener is bound.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// The whole REST API.
+pub fn router(state: AppState) -> Router {
+    let limits = &state.registry.settings().limits;
+    let max_json = limits.max_json_body_bytes as usize;
+    let max_upload = limits.max_upload_bytes as usize;
+    Router::new()
+        .merge(registry::routes::<ToolEntry>(max_upload))
+        .merge(registry::routes::<FunctionEntry>(max_upload))
+        .route("/blobs/{sha256}", get(blob))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
+        .route("/readyz", get(ready))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_json))
+        .with_state(state)
+}
+
+async fn blob(
+    State(app): State<AppState>,
+    Path(sha256): Path<String>,
+) -> Result<impl IntoResponse> {
+    let bytes = app.registry.blob(sha256).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes))
+}
+
+async fn ready(State(app): State<AppState>) -> impl IntoResponse {
+    if app.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, Json(json!({ "status": "ready" })))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "starting" })),
+        )
+    }
+}
+
+async fn not_found(method: Method, uri: Uri) -> Error {
+    Error::NotFound(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({ "error": format!("{method} is not allowed on {}", uri.path()) })),
+    )
+}

@@ -1,0 +1,110 @@
+//! Extractors whose rejections are the same `{"error": …}` shape as every other error.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use gridnode_store::{MAX_RESULTS, Page};
+use serde::de::DeserializeOwned;
+
+use crate::error::Error;
+
+/// The default page size of every array route.
+pub const DEFAULT_LIMIT: usize = 100;
+
+/// A JSON body. Wrong content type → 415, over the body limit → 413, malformed → 400.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let is_json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| {
+                let v = v.trim().to_ascii_lowercase();
+                v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(Error::UnsupportedMediaType(
+                "expected a json body: send it with 'content-type: application/json'".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Error::TooLarge("the request body is over the size limit".into())
+            } else {
+                Error::BadRequest(format!("cannot read the request body: {e}"))
+            }
+        })?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Syntax | Category::Eof | Category::Io => {
+                    Error::BadRequest(format!("malformed json: {e}"))
+                }
+                Category::Data => Error::BadRequest(format!("invalid request body: {e}")),
+            }
+        })
+    }
+}
+
+/// The query string as a map; a malformed one is a 400.
+#[derive(Debug, Default)]
+pub struct Params(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        axum::extract::Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map(|q| Params(q.0))
+            .map_err(|e| Error::BadRequest(format!("malformed query string: {}", e.body_text())))
+    }
+}
+
+impl Params {
+    /// A parameter that must be present and non-empty.
+    pub fn required(&self, name: &str) -> Result<&str, Error> {
+        match self.0.get(name).map(String::as_str) {
+            Some(value) if !value.is_empty() => Ok(value),
+            _ => Err(Error::BadRequest(format!(
+                "missing query parameter '{name}': add ?{name}=…"
+            ))),
+        }
+    }
+
+    /// `?limit=` (1 to 1000, default 100) and `?offset=` (default 0).
+    pub fn page(&self) -> Result<Page, Error> {
+        let limit = match self.0.get("limit") {
+            None => DEFAULT_LIMIT,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=MAX_RESULTS).contains(&n) => n,
+                _ => {
+                    return Err(Error::BadRequest(format!(
+                        "limit must be a whole number from 1 to {MAX_RESULTS}, got '{}'",
+                        text.escape_default()
+                    )));
+                }
+            },
+        };
+        let offset = match self.0.get("offset") {
+            None => 0,
+            Some(text) => text.parse::<usize>().map_err(|_| {
+                Error::BadRequest(format!(
+                    "offset must be a whole number from 0, got '{}'",
+                    text.escape_default()
+                ))
+            })?,
+        };
+        Ok(Page::new(offset, limit))
+    }
+}

@@ -1,0 +1,17 @@
+//! The gridnode node: configuration, the service layer over the store, and the REST API.
+//!
+//! `main.rs` only parses flags and calls [`Node::start`]; everything else lives here so tests
+//! can start real nodes in-process.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod node;
+pub mod service;
+
+pub use config::NodeConfig;
+pub use error::{Error, Result};
+pub use node::Node;

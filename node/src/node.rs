@@ -1,0 +1,114 @@
+//! A running node: opens the store, binds the listeners, serves, and shuts down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use gridnode_store::{Store, StoreConfig};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::NodeConfig;
+use crate::error::{Error, Result};
+use crate::http::{self, AppState};
+use crate::service::{Registry, Settings};
+
+/// A started node. Drop it only after [`Node::shutdown`], or the store is not flushed.
+#[derive(Debug)]
+pub struct Node {
+    config: NodeConfig,
+    http_addr: SocketAddr,
+    registry: Registry,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl Node {
+    /// Starts a node on a validated config (see [`NodeConfig::validate`]).
+    pub async fn start(config: NodeConfig) -> Result<Node> {
+        let store_config = StoreConfig {
+            path: Some(config.store_dir()),
+            cache_capacity: config.store.cache_mb * 1024 * 1024,
+            node_id: config.node_id.clone(),
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            Error::io(
+                format!("cannot create data dir {}", config.data_dir.display()),
+                e,
+            )
+        })?;
+        let store = tokio::task::spawn_blocking(move || Store::open(&store_config))
+            .await
+            .map_err(|e| Error::Internal(format!("store open task failed: {e}")))??;
+
+        let listener = tokio::net::TcpListener::bind(config.http)
+            .await
+            .map_err(|e| Error::io(format!("cannot listen for http on {}", config.http), e))?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("cannot read the http listener's address", e))?;
+        let advertise_http = if config.advertise_http.is_empty() {
+            format!("http://{http_addr}")
+        } else {
+            config.advertise_http.clone()
+        };
+        let registry = Registry::new(
+            store,
+            Settings {
+                advertise_http,
+                limits: config.limits.clone(),
+            },
+        );
+        let ready = Arc::new(AtomicBool::new(false));
+        let app = http::router(AppState {
+            registry: registry.clone(),
+            ready: ready.clone(),
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        ready.store(true, Ordering::Release);
+        tracing::info!(node_id = %config.node_id, %http_addr, "node started");
+        Ok(Node {
+            config,
+            http_addr,
+            registry,
+            stop,
+            server,
+        })
+    }
+
+    /// The bound REST address (the real port when 0 was asked for).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// The service layer, for in-process callers and tests.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Stops accepting requests, lets in-flight ones finish, then flushes the store.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.stop.send(());
+        match self.server.await {
+            Ok(result) => result.map_err(|e| Error::io("http server failed", e))?,
+            Err(e) => return Err(Error::Internal(format!("http server task failed: {e}"))),
+        }
+        let store = self.registry.store().clone();
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(|e| Error::Internal(format!("flush task failed: {e}")))??;
+        tracing::info!("node stopped; store flushed");
+        Ok(())
+    }
+}

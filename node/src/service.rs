@@ -1,0 +1,213 @@
+//! The registry service: one Rust API over the store that every transport (REST today, GraphQL
+//! and the CLI later) adapts. Business rules live here, never in a handler.
+//!
+//! Store calls block, so each runs on tokio's blocking pool.
+
+use std::sync::Arc;
+
+use gridnode_search::keyword::KeywordQuery;
+use gridnode_store::query::Filter;
+use gridnode_store::{JsonMap, Page, RegistryEntry, Store};
+use serde_json::Value;
+
+use crate::config::Limits;
+use crate::error::{Error, Result};
+
+pub mod bundle;
+
+/// Ids that would be shadowed by a fixed route under `/tools/…` or `/functions/…`.
+pub const RESERVED_IDS: &[&str] = &["upload", "graphql", "select", "query"];
+
+/// The registry service. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    store: Store,
+    settings: Arc<Settings>,
+}
+
+/// What the service needs from the node's configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The base of links this node hands out, without a trailing slash.
+    pub advertise_http: String,
+    pub limits: Limits,
+}
+
+impl Registry {
+    pub fn new(store: Store, settings: Settings) -> Registry {
+        Registry {
+            store,
+            settings: Arc::new(settings),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Runs a blocking store call off the async executor.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || call(&store))
+            .await
+            .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
+    }
+
+    /// Registers a new record; 409 if its id is taken.
+    pub async fn create<R: RegistryEntry>(&self, record: R) -> Result<String> {
+        check_not_reserved::<R>(record.id())?;
+        self.blocking(move |store| {
+            store.create(&record)?;
+            Ok(record.id().to_owned())
+        })
+        .await
+    }
+
+    pub async fn get<R: RegistryEntry>(&self, id: String) -> Result<R> {
+        self.blocking(move |store| Ok(store.get::<R>(&id)?)).await
+    }
+
+    pub async fn list<R: RegistryEntry>(&self, page: Page) -> Result<Vec<R>> {
+        self.blocking(move |store| Ok(store.list::<R>(page)?)).await
+    }
+
+    /// Applies a partial update: known fields only, the id immutable, types checked.
+    pub async fn update<R: RegistryEntry>(&self, id: String, patch: JsonMap) -> Result<R> {
+        if let Some(given) = patch.get(R::ID_FIELD)
+            && given.as_str() != Some(id.as_str())
+        {
+            return Err(Error::BadRequest(format!(
+                "{} is immutable: remove it from the body, or create a new {} with that id",
+                R::ID_FIELD,
+                R::COLLECTION.kind()
+            )));
+        }
+        self.blocking(move |store| {
+            Ok(store.update::<R>(&id, |current| {
+                let mut doc = match serde_json::to_value(current) {
+                    Ok(Value::Object(doc)) => doc,
+                    _ => {
+                        return Err(gridnode_store::Error::Corrupt(
+                            "record is not an object".into(),
+                        ));
+                    }
+                };
+                for (field, value) in &patch {
+                    doc.insert(field.clone(), value.clone());
+                }
+                serde_json::from_value(Value::Object(doc)).map_err(|e| {
+                    gridnode_store::Error::Invalid(format!(
+                        "invalid {} update: {e}",
+                        R::COLLECTION.kind()
+                    ))
+                })
+            })?)
+        })
+        .await
+    }
+
+    pub async fn delete<R: RegistryEntry>(&self, id: String) -> Result<()> {
+        self.blocking(move |store| {
+            store.delete::<R>(&id)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records whose indexed `field` equals (or, for a list, contains) `value`.
+    pub async fn find<R: RegistryEntry>(
+        &self,
+        field: &'static str,
+        value: Value,
+        page: Page,
+    ) -> Result<Vec<R>> {
+        self.blocking(move |store| Ok(store.find::<R>(field, &value, page)?))
+            .await
+    }
+
+    /// Records matching a generic filter (contract section 7). The filter is parsed before any
+    /// data is touched.
+    pub async fn query<R: RegistryEntry>(&self, filter: Value, page: Page) -> Result<Vec<R>> {
+        let filter = Filter::parse(&filter).map_err(gridnode_store::Error::from)?;
+        self.blocking(move |store| Ok(store.query::<R>(&filter, page)?))
+            .await
+    }
+
+    /// Records matching a keyword, best first.
+    pub async fn keyword<R: RegistryEntry>(&self, keyword: String, page: Page) -> Result<Vec<R>> {
+        let Some(query) = KeywordQuery::parse(&keyword) else {
+            return Err(Error::BadRequest(
+                "keyword has no searchable word: give at least one letter or digit".into(),
+            ));
+        };
+        self.blocking(move |store| {
+            let records = store
+                .live::<R>()
+                .collect::<gridnode_store::Result<Vec<R>>>()?;
+            let ranked = query.rank(records);
+            Ok(ranked
+                .into_iter()
+                .skip(page.offset)
+                .take(page.limit)
+                .map(|(_, r)| r)
+                .collect())
+        })
+        .await
+    }
+
+    /// Registers a record from an upload bundle (contract section 4): the code archive goes to
+    /// the blob store and its link into the record, the manual into the man page; the record and
+    /// its blob are written together, or nothing is.
+    pub async fn upload<R: RegistryEntry>(&self, zip: Vec<u8>) -> Result<String> {
+        let max_unpacked = self.settings.limits.max_unpacked_bytes;
+        let base = self.settings.advertise_http.clone();
+        self.blocking(move |store| {
+            let bundle = bundle::read(&zip, R::BUNDLE_CODE, R::BUNDLE_DOC, max_unpacked)?;
+            let mut record: R = serde_json::from_slice(&bundle.spec).map_err(|e| {
+                Error::BadRequest(format!(
+                    "spec.json is not a valid {}: {e}",
+                    R::COLLECTION.kind()
+                ))
+            })?;
+            check_not_reserved::<R>(record.id())?;
+            if let Some(doc) = bundle.doc {
+                record.set_man_page(doc);
+            }
+            if let Some(code) = &bundle.code {
+                let sha = gridnode_store::sha256_hex(code);
+                record.set_source_code_link(format!("{base}/blobs/{sha}"));
+            }
+            store.create_with_blob(&record, bundle.code.as_deref())?;
+            Ok(record.id().to_owned())
+        })
+        .await
+    }
+
+    /// A blob by sha256.
+    pub async fn blob(&self, sha256: String) -> Result<Vec<u8>> {
+        self.blocking(move |store| {
+            store
+                .get_blob(&sha256)?
+                .ok_or_else(|| Error::NotFound(format!("blob '{sha256}' not found")))
+        })
+        .await
+    }
+}
+
+fn check_not_reserved<R: RegistryEntry>(id: &str) -> Result<()> {
+    if RESERVED_IDS.contains(&id) {
+        return Err(Error::BadRequest(format!(
+            "'{id}' cannot be a {} id: it names a route ({})",
+            R::COLLECTION.kind(),
+            RESERVED_IDS.join(", ")
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! The real `gridnode` binary: started on a temp data dir, driven over HTTP, killed with SIGKILL
+//! after acknowledged writes, restarted, and checked for every acknowledged record.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Running {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn command(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gridnode"));
+    cmd.env_remove("GRIDNODE_CONFIG")
+        .env("GRIDNODE_HTTP", "127.0.0.1:0")
+        .env("GRIDNODE_DATA_DIR", data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Starts the binary and waits for its `http listening on ADDR` line.
+fn start(mut cmd: Command) -> Running {
+    let mut child = cmd.spawn().expect("the gridnode binary runs");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("http listening on ") {
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    let addr = match rx.recv_timeout(START_TIMEOUT) {
+        Ok(addr) => addr,
+        Err(_) => {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "gridnode did not start: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    };
+    Running {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+fn bundle() -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes) in [
+        (
+            "spec.json",
+            &br#"{"tool_id": "bundled", "tool_type": "extractor"}"#[..],
+        ),
+        ("tool.zip", b"code-bytes"),
+    ] {
+        writer
+            .start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        writer.write_all(bytes).unwrap();
+    }
+    writer.finish().unwrap().into_inner()
+}
+
+#[tokio::test]
+async fn sigkill_after_acknowledged_writes_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let node = start(command(dir.path()));
+
+    // 64 concurrent creates, each acknowledged with 201.
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let (client, base) = (client.clone(), node.base.clone());
+        tasks.push(tokio::spawn(async move {
+            let tool = json!({"tool_id": format!("t{i:02}"), "tool_tags": ["acked"], "tool_metadata": {"i": i}});
+            client.post(format!("{base}/tools")).json(&tool).send().await.unwrap().status()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::CREATED);
+    }
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bundle()).file_name("b.zip"),
+    );
+    let status = client
+        .post(format!("{}/tools/upload", node.base))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+    let status = client
+        .put(format!("{}/tools/t00", node.base))
+        .json(&json!({"tool_type": "updated"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+    let status = client
+        .delete(format!("{}/tools/t01", node.base))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+    let status = client
+        .post(format!("{}/functions", node.base))
+        .json(&json!({"function_id": "f"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::CREATED);
+
+    drop(node); // SIGKILL: no shutdown, no final flush.
+
+    let node = start(command(dir.path()));
+    let tools: Value = client
+        .get(format!("{}/tools/query/by-tag?tag=acked", node.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tool_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        63,
+        "every acknowledged create but the deleted one: {ids:?}"
+    );
+    assert!(!ids.contains(&"t01"));
+    let t00: Value = client
+        .get(format!("{}/tools/t00", node.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(t00["tool_type"], "updated");
+    assert_eq!(t00["tool_metadata"], json!({"i": 0}));
+    let bundled: Value = client
+        .get(format!("{}/tools/bundled", node.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let link = bundled["tool_source_code_link"].as_str().unwrap();
+    let sha = link.rsplit('/').next().unwrap();
+    let blob = client
+        .get(format!("{}/blobs/{sha}", node.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&blob[..], b"code-bytes");
+    let status = client
+        .get(format!("{}/functions/f", node.base))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn sigterm_shuts_down_cleanly_and_flags_beat_env_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gridnode.toml");
+    // The file names a data dir that the env var overrides, and a port the flag overrides.
+    std::fs::write(
+        &config,
+        "data_dir = \"/nonexistent/never-used\"\nhttp = \"127.0.0.1:1\"\nnode_id = \"from-file\"\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let mut cmd = command(&data);
+    cmd.args([
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    let mut node = start(cmd);
+    let client = reqwest::Client::new();
+    let status = client
+        .post(format!("{}/tools", node.base))
+        .json(&json!({"tool_id": "x"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        client
+            .get(format!("{}/readyz", node.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+
+    let pid = node.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut exit = None;
+    for _ in 0..300 {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            exit = Some(status);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let exit = exit.expect("gridnode exits on SIGTERM");
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        data.join("store").exists(),
+        "the env var's data dir was used"
+    );
+}
+
+#[test]
+fn bad_configuration_fails_fast_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "data_dri = \"typo\"\n").unwrap();
+    let run = |args: &[&str]| {
+        let output = command(dir.path()).args(args).output().unwrap();
+        assert!(!output.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    assert!(run(&["--config", config.to_str().unwrap()]).contains("data_dri"));
+    assert!(run(&["--config", "/nonexistent/gridnode.toml"]).contains("cannot read config file"));
+    assert!(run(&["--http", "not-an-address"]).contains("--http"));
+    assert!(run(&["--node-id", "bad id!"]).contains("node_id"));
+
+    // A port already taken is a clear error, not a panic.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let stderr = run(&["--http", &addr]);
+    assert!(stderr.contains("cannot listen for http"), "{stderr}");
+}

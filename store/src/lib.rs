@@ -1,0 +1,35 @@
+//! gridnode's embedded store: the single source of truth of a node.
+//!
+//! It keeps the Tools and Functions registries (and, as later parts land, cluster-local tool
+//! records, actions and the audit log) in sled, each record in an [`Envelope`] that carries a
+//! hybrid-logical-clock version and a tombstone flag, so replicas merge without a migration.
+//! Secondary indexes are written in the same transaction as their record; every write appends to
+//! a sequence-numbered change feed that the search index and the federation follow; blobs are
+//! content-addressed by sha256. [`query`] is the MongoDB-style filter language.
+//!
+//! This crate never does network I/O and never depends on the node, search or federation crates.
+//! Its calls block: async callers wrap them in `spawn_blocking`.
+
+#![forbid(unsafe_code)]
+
+mod durability;
+mod envelope;
+mod error;
+mod feed;
+mod hlc;
+mod index;
+pub mod query;
+mod record;
+mod store;
+
+pub use envelope::{Envelope, Header};
+pub use error::{Error, Result};
+pub use feed::Change;
+pub use hlc::{Clock, Hlc, now_ms};
+pub use record::{
+    Collection, FunctionEntry, ID_MAX_LEN, JsonMap, Record, RegistryEntry, ToolEntry, validate_id,
+};
+pub use store::{
+    DEFAULT_CACHE_CAPACITY, MAX_RESULTS, Page, SCHEMA_VERSION, Store, StoreConfig, Written,
+    is_sha256_hex, sha256_hex,
+};

@@ -1,0 +1,95 @@
+//! The domain records and what the store needs to know about each kind.
+//!
+//! Records are plain serde structs. Through serde_json they are the seed's JSON shapes, every
+//! field always present. Through bincode (the on-disk encoding) the JSON-valued fields are
+//! carried as JSON text, because bincode cannot decode a `serde_json::Value` (see [`json_field`]).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+
+mod function;
+mod id;
+mod serde_helpers;
+mod tool;
+
+pub use function::FunctionEntry;
+pub(crate) use id::truncate;
+pub use id::{ID_MAX_LEN, validate_id};
+pub(crate) use serde_helpers::{json_field, lenient};
+pub use tool::ToolEntry;
+
+/// A JSON object, the type of every dictionary-valued record field.
+pub type JsonMap = serde_json::Map<String, serde_json::Value>;
+
+/// The collections the store keeps. The discriminant is part of on-disk keys: never reuse one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Collection {
+    Tools = 1,
+    Functions = 2,
+}
+
+impl Collection {
+    /// Every collection, in discriminant order.
+    pub const ALL: [Collection; 2] = [Collection::Tools, Collection::Functions];
+
+    /// The sled tree that holds this collection's envelopes.
+    pub fn tree_name(self) -> &'static str {
+        match self {
+            Collection::Tools => "tools",
+            Collection::Functions => "functions",
+        }
+    }
+
+    /// The record kind as users read it in messages ("tool 'x' not found").
+    pub fn kind(self) -> &'static str {
+        match self {
+            Collection::Tools => "tool",
+            Collection::Functions => "function",
+        }
+    }
+
+    pub fn from_u8(value: u8) -> Option<Collection> {
+        Collection::ALL.into_iter().find(|c| *c as u8 == value)
+    }
+}
+
+/// What the store needs from a record type.
+pub trait Record: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    const COLLECTION: Collection;
+    /// Fields with a secondary index. Each must be a string, a bool or a list of strings.
+    const INDEXED_FIELDS: &'static [&'static str];
+    /// The name of the id field (`tool_id`).
+    const ID_FIELD: &'static str;
+
+    /// The key the record is stored under.
+    fn id(&self) -> &str;
+
+    /// Checks a record before it is written: the id and any field rules.
+    fn validate(&self) -> Result<(), Error> {
+        validate_id(Self::COLLECTION.kind(), self.id())
+    }
+
+    /// Calls `emit(field, value)` for every secondary-index entry of this record. Values are
+    /// JSON scalars so that an index entry keeps the value's type (`"true"` is not `true`).
+    fn index_entries(&self, emit: &mut dyn FnMut(&'static str, serde_json::Value));
+}
+
+/// A record of one of the two registries (tools, functions): what uploads and keyword search
+/// need to know about it.
+pub trait RegistryEntry: Record {
+    /// The capitalised kind used in response messages ("Tool created successfully").
+    const LABEL: &'static str;
+    /// The code archive inside an upload bundle (`tool.zip`).
+    const BUNDLE_CODE: &'static str;
+    /// The manual inside an upload bundle (`tool.md`).
+    const BUNDLE_DOC: &'static str;
+
+    fn search_description(&self) -> &str;
+    fn man_page(&self) -> &str;
+    fn tags(&self) -> &[String];
+    fn set_man_page(&mut self, doc: String);
+    fn set_source_code_link(&mut self, link: String);
+}

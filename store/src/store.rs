@@ -1,0 +1,603 @@
+//! The store: typed collections over sled, with secondary indexes, a change feed and blobs.
+//!
+//! Every record write is one sled transaction over the collection, the index, the feed and the
+//! meta tree, so an index never disagrees with its records and every write has a feed entry.
+//! sled serialises transactions, so feed sequence numbers follow commit order. Public write
+//! methods return only after a group-committed flush: an acknowledged write survives a crash.
+//!
+//! All methods block (sled does I/O): call them from `spawn_blocking` in async code.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use tokio::sync::watch;
+
+use crate::durability::GroupCommit;
+use crate::envelope::{Envelope, decode_header};
+use crate::feed::Change;
+use crate::hlc::{Clock, Hlc, now_ms};
+use crate::query::Filter;
+use crate::record::{Collection, Record};
+use crate::{Error, Result, index};
+
+/// The store schema this build writes and reads. Bump it with a migration in [`Store::open`].
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Default bound on sled's page cache (sled's own default is 1 GiB, too much for an edge box).
+pub const DEFAULT_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
+
+/// Most results any one query returns.
+pub const MAX_RESULTS: usize = 1000;
+
+const META_SCHEMA: &[u8] = b"schema_version";
+const META_HLC: &[u8] = b"hlc";
+const META_SEQ: &[u8] = b"feed_seq";
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The sled directory; `None` for a temporary store removed on drop (tests).
+    pub path: Option<PathBuf>,
+    /// Bound on sled's page cache, in bytes.
+    pub cache_capacity: u64,
+    /// This node's id: it signs every version this store makes.
+    pub node_id: String,
+}
+
+impl StoreConfig {
+    pub fn new(path: impl Into<PathBuf>, node_id: impl Into<String>) -> Self {
+        StoreConfig {
+            path: Some(path.into()),
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            node_id: node_id.into(),
+        }
+    }
+
+    pub fn temporary(node_id: impl Into<String>) -> Self {
+        StoreConfig {
+            path: None,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            node_id: node_id.into(),
+        }
+    }
+}
+
+/// A window of results: skip `offset`, return at most `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub offset: usize,
+    pub limit: usize,
+}
+
+impl Page {
+    pub const ALL: Page = Page {
+        offset: 0,
+        limit: MAX_RESULTS,
+    };
+
+    pub fn new(offset: usize, limit: usize) -> Page {
+        Page {
+            offset,
+            limit: limit.min(MAX_RESULTS),
+        }
+    }
+}
+
+/// A cheap, cloneable handle on one open store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("node_id", &self.inner.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    db: sled::Db,
+    node_id: String,
+    tools: sled::Tree,
+    functions: sled::Tree,
+    index: sled::Tree,
+    feed: sled::Tree,
+    meta: sled::Tree,
+    blobs: sled::Tree,
+    clock: Mutex<Clock>,
+    commit: GroupCommit,
+    feed_tx: watch::Sender<u64>,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub seq: u64,
+    pub hlc: Hlc,
+}
+
+impl Store {
+    /// Opens (or creates) a store, checking its schema version.
+    pub fn open(config: &StoreConfig) -> Result<Store> {
+        let sled_config = match &config.path {
+            Some(path) => sled::Config::new().path(path),
+            None => sled::Config::new().temporary(true),
+        };
+        let db = sled_config.cache_capacity(config.cache_capacity).open()?;
+        let meta = db.open_tree("meta")?;
+        match meta.get(META_SCHEMA)? {
+            None => {
+                meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
+            }
+            Some(bytes) => {
+                let found = decode_u32(&bytes)?;
+                if found > SCHEMA_VERSION {
+                    return Err(Error::Schema {
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                // Older schemas migrate here, one version at a time. There are none yet.
+            }
+        }
+        let mut clock = Clock::new(config.node_id.clone());
+        if let Some(bytes) = meta.get(META_HLC)? {
+            clock.observe(&decode_hlc(&bytes)?);
+        }
+        let last_seq = meta
+            .get(META_SEQ)?
+            .map(|b| decode_u64(&b))
+            .transpose()?
+            .unwrap_or(0);
+        let (feed_tx, _) = watch::channel(last_seq);
+        let inner = Inner {
+            node_id: config.node_id.clone(),
+            tools: db.open_tree(Collection::Tools.tree_name())?,
+            functions: db.open_tree(Collection::Functions.tree_name())?,
+            index: db.open_tree("index")?,
+            feed: db.open_tree("feed")?,
+            blobs: db.open_tree("blobs")?,
+            meta,
+            db,
+            clock: Mutex::new(clock),
+            commit: GroupCommit::default(),
+            feed_tx,
+        };
+        Ok(Store {
+            inner: Arc::new(inner),
+        })
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    // ---- reads -------------------------------------------------------------------------
+
+    /// The live record with this id.
+    pub fn get<R: Record>(&self, id: &str) -> Result<R> {
+        self.try_get(id)?.ok_or_else(|| not_found::<R>(id))
+    }
+
+    /// The live record with this id, if there is one.
+    pub fn try_get<R: Record>(&self, id: &str) -> Result<Option<R>> {
+        match self.tree(R::COLLECTION).get(id.as_bytes())? {
+            Some(bytes) => Ok(Envelope::<R>::decode(&bytes)?.into_live()),
+            None => Ok(None),
+        }
+    }
+
+    /// The envelope stored under this id, tombstones included (for replication and tests).
+    pub fn envelope<R: Record>(&self, id: &str) -> Result<Option<Envelope<R>>> {
+        self.tree(R::COLLECTION)
+            .get(id.as_bytes())?
+            .map(|b| Envelope::decode(&b))
+            .transpose()
+    }
+
+    /// Live records in id order.
+    pub fn list<R: Record>(&self, page: Page) -> Result<Vec<R>> {
+        self.live::<R>()
+            .skip(page.offset)
+            .take(page.limit)
+            .collect()
+    }
+
+    /// Every live record in id order, decoded lazily.
+    pub fn live<R: Record>(&self) -> impl Iterator<Item = Result<R>> + use<R> {
+        self.tree(R::COLLECTION).iter().filter_map(|item| {
+            let decoded = item
+                .map_err(Error::from)
+                .and_then(|(_, bytes)| Envelope::<R>::decode(&bytes))
+                .map(Envelope::into_live);
+            decoded.transpose()
+        })
+    }
+
+    /// Number of live records.
+    pub fn count<R: Record>(&self) -> Result<usize> {
+        let mut count = 0;
+        for item in self.tree(R::COLLECTION).iter() {
+            let (_, bytes) = item?;
+            if !decode_header(R::COLLECTION, &bytes)?.tombstone {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Live records whose indexed `field` holds `value` (a list field: contains it), in id
+    /// order. One prefix scan of the index; no record is read that does not match.
+    pub fn find<R: Record>(&self, field: &str, value: &Value, page: Page) -> Result<Vec<R>> {
+        if !R::INDEXED_FIELDS.contains(&field) {
+            return Err(Error::Invalid(format!(
+                "'{field}' has no index (indexed: {})",
+                R::INDEXED_FIELDS.join(", ")
+            )));
+        }
+        self.index_ids::<R>(field, value)
+            .filter_map(|id| id.and_then(|id| self.try_get::<R>(&id)).transpose())
+            .skip(page.offset)
+            .take(page.limit)
+            .collect()
+    }
+
+    /// Live records matching a filter (contract section 7). A top-level equality on an indexed
+    /// field narrows the candidates through the index; the whole filter is then checked on each.
+    pub fn query<R: Record>(&self, filter: &Filter, page: Page) -> Result<Vec<R>> {
+        let keep = |record: &R| -> Result<bool> {
+            let doc = serde_json::to_value(record)
+                .map_err(|e| Error::Corrupt(format!("cannot render a record as json: {e}")))?;
+            Ok(filter.matches(&doc))
+        };
+        let hint = filter
+            .equality_hints()
+            .into_iter()
+            .find(|(path, value)| R::INDEXED_FIELDS.contains(path) && indexable(value));
+        let candidates: Box<dyn Iterator<Item = Result<R>>> = match hint {
+            Some((field, value)) => Box::new(
+                self.index_ids::<R>(field, value)
+                    .filter_map(|id| id.and_then(|id| self.try_get::<R>(&id)).transpose()),
+            ),
+            None => Box::new(self.live::<R>()),
+        };
+        let mut matched = candidates.filter_map(|record| match record {
+            Ok(record) => match keep(&record) {
+                Ok(true) => Some(Ok(record)),
+                Ok(false) => None,
+                Err(e) => Some(Err(e)),
+            },
+            Err(e) => Some(Err(e)),
+        });
+        matched
+            .by_ref()
+            .skip(page.offset)
+            .take(page.limit)
+            .collect()
+    }
+
+    fn index_ids<R: Record>(
+        &self,
+        field: &str,
+        value: &Value,
+    ) -> impl Iterator<Item = Result<String>> + use<R> {
+        let prefix = index::prefix(R::COLLECTION, field, value);
+        let skip = prefix.len();
+        self.inner
+            .index
+            .scan_prefix(&prefix)
+            .keys()
+            .map(move |key| {
+                let key = key?;
+                String::from_utf8(key[skip..].to_vec())
+                    .map_err(|_| Error::Corrupt("index entry with a non-utf8 id".into()))
+            })
+    }
+
+    // ---- writes ------------------------------------------------------------------------
+
+    /// Inserts a new record; 409 if a live one has its id. A tombstone may be overwritten.
+    pub fn create<R: Record>(&self, record: &R) -> Result<Written> {
+        self.create_with_blob(record, None)
+    }
+
+    /// Inserts a new record and, in the same transaction, a blob: both or neither.
+    pub fn create_with_blob<R: Record>(&self, record: &R, blob: Option<&[u8]>) -> Result<Written> {
+        record.validate()?;
+        let blob = blob.map(|bytes| (sha256_hex(bytes), bytes));
+        let written = self.commit::<R>(
+            record.id(),
+            |current| match current {
+                Some(_) => Err(Error::Conflict {
+                    kind: R::COLLECTION.kind(),
+                    id: record.id().into(),
+                }),
+                None => Ok(Some(record.clone())),
+            },
+            blob.as_ref().map(|(sha, bytes)| (sha.as_str(), *bytes)),
+        )?;
+        self.sync()?;
+        Ok(written)
+    }
+
+    /// Inserts or replaces a record.
+    pub fn put<R: Record>(&self, record: &R) -> Result<Written> {
+        record.validate()?;
+        let written = self.commit::<R>(record.id(), |_| Ok(Some(record.clone())), None)?;
+        self.sync()?;
+        Ok(written)
+    }
+
+    /// Replaces the live record `id` with `change(current)`; 404 if there is none. `change`
+    /// may run more than once and must not change the id.
+    pub fn update<R: Record>(&self, id: &str, change: impl Fn(R) -> Result<R>) -> Result<R> {
+        let updated = std::cell::RefCell::new(None);
+        self.commit::<R>(
+            id,
+            |current| {
+                let current = current.ok_or_else(|| not_found::<R>(id))?;
+                let next = change(current)?;
+                next.validate()?;
+                if next.id() != id {
+                    return Err(Error::Invalid(format!(
+                        "{} is immutable: it cannot change from '{id}'",
+                        R::ID_FIELD
+                    )));
+                }
+                *updated.borrow_mut() = Some(next.clone());
+                Ok(Some(next))
+            },
+            None,
+        )?;
+        self.sync()?;
+        updated
+            .into_inner()
+            .ok_or_else(|| Error::Corrupt("update committed without a record".into()))
+    }
+
+    /// Deletes the live record `id` (a tombstone stays, for replication); 404 if there is none.
+    pub fn delete<R: Record>(&self, id: &str) -> Result<Written> {
+        let written = self.commit::<R>(
+            id,
+            |current| current.map(|_| None).ok_or_else(|| not_found::<R>(id)),
+            None,
+        )?;
+        self.sync()?;
+        Ok(written)
+    }
+
+    /// Inserts or replaces many records with one flush at the end: bulk loading.
+    pub fn import<R: Record>(&self, records: &[R]) -> Result<usize> {
+        for record in records {
+            record.validate()?;
+        }
+        for record in records {
+            self.commit::<R>(record.id(), |_| Ok(Some(record.clone())), None)?;
+        }
+        self.sync()?;
+        Ok(records.len())
+    }
+
+    /// One write: `decide(current live record)` returns the new record, or `None` to delete,
+    /// or an error that aborts the transaction.
+    fn commit<R: Record>(
+        &self,
+        id: &str,
+        decide: impl Fn(Option<R>) -> Result<Option<R>>,
+        blob: Option<(&str, &[u8])>,
+    ) -> Result<Written> {
+        let hlc = self
+            .inner
+            .clock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tick(now_ms());
+        let inner = &*self.inner;
+        let trees = (
+            self.tree(R::COLLECTION),
+            &inner.index,
+            &inner.feed,
+            &inner.meta,
+            &inner.blobs,
+        );
+        let written = trees.transaction(|(records, index, feed, meta, blobs)| {
+            let current = match records.get(id.as_bytes())? {
+                Some(bytes) => Envelope::<R>::decode(&bytes).map_err(abort)?.into_live(),
+                None => None,
+            };
+            let next = decide(current.clone()).map_err(abort)?;
+            if let Some(old) = &current {
+                update_index(index, old, false)?;
+            }
+            if let Some(new) = &next {
+                update_index(index, new, true)?;
+            }
+            let envelope = match next {
+                Some(record) => Envelope::live(hlc.clone(), record),
+                None => Envelope::tombstone(hlc.clone()),
+            };
+            records.insert(id.as_bytes(), envelope.encode().map_err(abort)?)?;
+            let seq = match meta.get(META_SEQ)? {
+                Some(bytes) => decode_u64(&bytes).map_err(abort)? + 1,
+                None => 1,
+            };
+            let change = Change {
+                seq,
+                collection: R::COLLECTION as u8,
+                id: id.to_owned(),
+                hlc: hlc.clone(),
+                tombstone: envelope.header.tombstone,
+            };
+            feed.insert(&seq.to_be_bytes(), encode(&change).map_err(abort)?)?;
+            meta.insert(META_SEQ, &seq.to_be_bytes())?;
+            meta.insert(META_HLC, encode(&hlc).map_err(abort)?)?;
+            if let Some((sha, bytes)) = blob {
+                blobs.insert(sha.as_bytes(), bytes)?;
+            }
+            Ok(Written {
+                seq,
+                hlc: hlc.clone(),
+            })
+        })?;
+        self.inner.feed_tx.send_replace(written.seq);
+        Ok(written)
+    }
+
+    /// Makes every write so far durable. Concurrent callers share one flush.
+    pub fn sync(&self) -> Result<()> {
+        self.inner
+            .commit
+            .sync(|| self.inner.db.flush().map(|_| ()).map_err(Error::from))
+    }
+
+    // ---- change feed -------------------------------------------------------------------
+
+    /// The sequence number of the last committed change (0 when there is none).
+    pub fn last_seq(&self) -> u64 {
+        *self.inner.feed_tx.borrow()
+    }
+
+    /// Changes after `after`, oldest first, at most `limit`.
+    pub fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        let start = after.saturating_add(1).to_be_bytes();
+        self.inner
+            .feed
+            .range(start..)
+            .values()
+            .take(limit)
+            .map(|bytes| decode(&bytes?))
+            .collect()
+    }
+
+    /// A receiver that wakes with the last sequence number after every commit.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.feed_tx.subscribe()
+    }
+
+    // ---- blobs -------------------------------------------------------------------------
+
+    /// Stores a blob under its sha256 (hex) and returns it. Idempotent.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<String> {
+        let sha = sha256_hex(bytes);
+        self.inner.blobs.insert(sha.as_bytes(), bytes)?;
+        self.sync()?;
+        Ok(sha)
+    }
+
+    /// The blob with this sha256 (64 lowercase hex digits), if stored here.
+    pub fn get_blob(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+        if !is_sha256_hex(sha256) {
+            return Err(Error::Invalid(format!(
+                "'{}' is not a sha256: expected 64 lowercase hex digits",
+                crate::record::truncate(sha256, 80)
+            )));
+        }
+        Ok(self.inner.blobs.get(sha256.as_bytes())?.map(|b| b.to_vec()))
+    }
+
+    // ---- lifecycle ---------------------------------------------------------------------
+
+    /// Flushes everything to disk. The store stays usable.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.inner.db.size_on_disk()?)
+    }
+
+    fn tree(&self, collection: Collection) -> &sled::Tree {
+        match collection {
+            Collection::Tools => &self.inner.tools,
+            Collection::Functions => &self.inner.functions,
+        }
+    }
+}
+
+fn update_index<R: Record>(
+    index: &TransactionalTree,
+    record: &R,
+    insert: bool,
+) -> std::result::Result<(), ConflictableTransactionError<Error>> {
+    let mut result = Ok(());
+    record.index_entries(&mut |field, value| {
+        if result.is_err() {
+            return;
+        }
+        let key = index::entry(R::COLLECTION, field, &value, record.id());
+        result = if insert {
+            index.insert(key, &[]).map(drop)
+        } else {
+            index.remove(key).map(drop)
+        };
+    });
+    result.map_err(ConflictableTransactionError::from)
+}
+
+fn indexable(value: &Value) -> bool {
+    matches!(value, Value::String(_) | Value::Bool(_))
+}
+
+fn not_found<R: Record>(id: &str) -> Error {
+    Error::NotFound {
+        kind: R::COLLECTION.kind(),
+        id: id.to_owned(),
+    }
+}
+
+fn abort(error: Error) -> ConflictableTransactionError<Error> {
+    ConflictableTransactionError::Abort(error)
+}
+
+/// The sha256 of `bytes`, as 64 lowercase hex digits.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        hex.push(char::from_digit((byte >> 4) as u32, 16).unwrap_or('0'));
+        hex.push(char::from_digit((byte & 0xf) as u32, 16).unwrap_or('0'));
+    }
+    hex
+}
+
+/// True for 64 lowercase hex digits.
+pub fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .map_err(|e| Error::Corrupt(format!("cannot encode: {e}")))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(value, _)| value)
+        .map_err(|e| Error::Corrupt(format!("cannot decode: {e}")))
+}
+
+fn decode_hlc(bytes: &[u8]) -> Result<Hlc> {
+    decode(bytes)
+}
+
+fn decode_u64(bytes: &[u8]) -> Result<u64> {
+    bytes
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| Error::Corrupt("bad counter".into()))
+}
+
+fn decode_u32(bytes: &[u8]) -> Result<u32> {
+    bytes
+        .try_into()
+        .map(u32::from_be_bytes)
+        .map_err(|_| Error::Corrupt("bad schema version".into()))
+}

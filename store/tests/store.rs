@@ -1,0 +1,423 @@
+//! The store against a real sled on disk.
+
+use std::collections::BTreeSet;
+
+use gridnode_store::query::Filter;
+use gridnode_store::{
+    Error, FunctionEntry, Page, SCHEMA_VERSION, Store, StoreConfig, ToolEntry, sha256_hex,
+};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(&StoreConfig::new(dir.path().join("db"), "node-a")).unwrap()
+}
+
+fn tool(id: &str, tool_type: &str, tags: &[&str]) -> ToolEntry {
+    ToolEntry {
+        tool_id: id.into(),
+        tool_type: tool_type.into(),
+        tool_tags: tags.iter().map(|t| t.to_string()).collect(),
+        ..ToolEntry::default()
+    }
+}
+
+/// A tool with every field set to something non-empty.
+fn full_tool() -> ToolEntry {
+    serde_json::from_value(json!({
+        "tool_id": "tool-nlp-01",
+        "tool_metadata": {"language": "en", "version": "v1.0", "nested": {"n": [1, 2.5, null, true]}},
+        "tool_search_description": "A tool for extracting named entities.",
+        "tool_tags": ["nlp", "text"],
+        "tool_type": "extractor",
+        "tool_man_page_doc": "# NER\nUse it.",
+        "tool_api_spec": {"text": "string"},
+        "tool_custom_actions_dsl_map": {"a": {"b": "c"}},
+        "default_tool_usage_credentials": {"token": "s3cret"},
+        "tool_execution_mode": "sync",
+        "tool_policy_rule_uri": "policies://validate/compliance",
+        "tool_source_code_link": "http://x/blobs/abc",
+        "tool_service_url": "http://svc",
+        "tool_system_function_rpc_id": "reverse_text",
+        "tool_validation_policy_rule_uri": "policies://v",
+        "tool_validation_mode": "strict"
+    }))
+    .unwrap()
+}
+
+fn ids(tools: &[ToolEntry]) -> Vec<&str> {
+    tools.iter().map(|t| t.tool_id.as_str()).collect()
+}
+
+#[test]
+fn every_field_round_trips_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let tool = full_tool();
+    let function: FunctionEntry = serde_json::from_value(json!({
+        "function_id": "predict_abc_v2",
+        "function_metadata": {"owner": "teamX"},
+        "function_search_description": "forecast demand",
+        "function_tags": ["analytics", "forecast"],
+        "function_type": "model",
+        "function_man_page_doc": "doc",
+        "function_api_spec": {"x": "number"},
+        "func_custom_actions_dsl_map": {"k": 1},
+        "default_func_usage_credentials": {"key": "v"},
+        "open_api_spec": {"openapi": "3.0.0", "servers": [{"url": "http://f"}]},
+        "api_parameters_to_cost_relation_data": {"per_call": 0.5},
+        "is_system_action": true,
+        "function_source_code_link": "http://x/blobs/def"
+    }))
+    .unwrap();
+    {
+        let store = open(&dir);
+        store.create(&tool).unwrap();
+        store.create(&function).unwrap();
+        assert_eq!(store.get::<ToolEntry>("tool-nlp-01").unwrap(), tool);
+    }
+    let store = open(&dir);
+    assert_eq!(store.get::<ToolEntry>("tool-nlp-01").unwrap(), tool);
+    assert_eq!(
+        store.get::<FunctionEntry>("predict_abc_v2").unwrap(),
+        function
+    );
+    assert_eq!(store.last_seq(), 2);
+}
+
+#[test]
+fn create_conflicts_and_delete_leaves_a_tombstone_that_create_may_reuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create(&tool("t1", "a", &[])).unwrap();
+    assert!(matches!(
+        store.create(&tool("t1", "b", &[])),
+        Err(Error::Conflict { .. })
+    ));
+    assert_eq!(store.get::<ToolEntry>("t1").unwrap().tool_type, "a");
+
+    let deleted = store.delete::<ToolEntry>("t1").unwrap();
+    assert!(matches!(
+        store.get::<ToolEntry>("t1"),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.delete::<ToolEntry>("t1"),
+        Err(Error::NotFound { .. })
+    ));
+    let envelope = store.envelope::<ToolEntry>("t1").unwrap().unwrap();
+    assert!(envelope.header.tombstone);
+    assert_eq!(envelope.header.hlc, deleted.hlc);
+    assert_eq!(store.count::<ToolEntry>().unwrap(), 0);
+    assert!(store.list::<ToolEntry>(Page::ALL).unwrap().is_empty());
+
+    store.create(&tool("t1", "c", &[])).unwrap();
+    assert_eq!(store.get::<ToolEntry>("t1").unwrap().tool_type, "c");
+}
+
+#[test]
+fn versions_increase_and_the_feed_follows_commit_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let a = store.create(&tool("a", "x", &[])).unwrap();
+    let b = store.update::<ToolEntry>("a", |mut t| {
+        t.tool_type = "y".into();
+        Ok(t)
+    });
+    assert_eq!(b.unwrap().tool_type, "y");
+    let c = store.delete::<ToolEntry>("a").unwrap();
+    assert!(c.hlc > a.hlc);
+    assert_eq!(c.hlc.node, "node-a");
+    let feed = store.changes_since(0, 100).unwrap();
+    assert_eq!(
+        feed.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert!(feed[2].tombstone && !feed[0].tombstone);
+    assert!(feed.windows(2).all(|w| w[0].hlc < w[1].hlc));
+    assert_eq!(store.changes_since(2, 100).unwrap().len(), 1);
+    assert_eq!(store.changes_since(1, 1).unwrap()[0].seq, 2);
+
+    // A reopened store continues both the sequence and the clock.
+    drop(store);
+    let store = open(&dir);
+    let d = store.create(&tool("b", "x", &[])).unwrap();
+    assert_eq!(d.seq, 4);
+    assert!(d.hlc > c.hlc);
+}
+
+#[test]
+fn update_cannot_change_the_id_or_break_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create(&tool("a", "x", &[])).unwrap();
+    let err = store
+        .update::<ToolEntry>("a", |mut t| {
+            t.tool_id = "b".into();
+            Ok(t)
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("immutable"), "{err}");
+    assert!(matches!(
+        store.update::<ToolEntry>("missing", Ok),
+        Err(Error::NotFound { kind: "tool", .. })
+    ));
+    assert!(store.try_get::<ToolEntry>("b").unwrap().is_none());
+    assert_eq!(store.last_seq(), 1, "failed updates write nothing");
+}
+
+#[test]
+fn invalid_ids_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for id in ["", "../x", "/etc/x", "a b", &"x".repeat(200)] {
+        assert!(
+            matches!(store.create(&tool(id, "x", &[])), Err(Error::Invalid(_))),
+            "{id}"
+        );
+    }
+    assert_eq!(store.last_seq(), 0);
+}
+
+#[test]
+fn index_lookups_by_type_tag_and_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .create(&tool("t1", "extractor", &["nlp", "text"]))
+        .unwrap();
+    store.create(&tool("t2", "extractor", &["image"])).unwrap();
+    store.create(&tool("t3", "monitor", &["nlp"])).unwrap();
+    let by_type = store
+        .find::<ToolEntry>("tool_type", &json!("extractor"), Page::ALL)
+        .unwrap();
+    assert_eq!(ids(&by_type), ["t1", "t2"]);
+    let by_tag = store
+        .find::<ToolEntry>("tool_tags", &json!("nlp"), Page::ALL)
+        .unwrap();
+    assert_eq!(ids(&by_tag), ["t1", "t3"]);
+    let paged = store
+        .find::<ToolEntry>("tool_tags", &json!("nlp"), Page::new(1, 5))
+        .unwrap();
+    assert_eq!(ids(&paged), ["t3"]);
+    assert!(
+        store
+            .find::<ToolEntry>("tool_service_url", &json!("x"), Page::ALL)
+            .is_err()
+    );
+
+    let f = |id: &str, system: bool| FunctionEntry {
+        function_id: id.into(),
+        is_system_action: system,
+        ..FunctionEntry::default()
+    };
+    store.create(&f("f1", true)).unwrap();
+    store.create(&f("f2", false)).unwrap();
+    let system = store
+        .find::<FunctionEntry>("is_system_action", &json!(true), Page::ALL)
+        .unwrap();
+    assert_eq!(system.len(), 1);
+    assert_eq!(system[0].function_id, "f1");
+    let as_text = store.find::<FunctionEntry>("is_system_action", &json!("true"), Page::ALL);
+    assert!(
+        as_text.unwrap().is_empty(),
+        "the index keeps the value's type"
+    );
+}
+
+#[test]
+fn blobs_are_content_addressed_and_written_with_their_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let sha = store.put_blob(b"hello").unwrap();
+    assert_eq!(sha, sha256_hex(b"hello"));
+    assert_eq!(
+        sha,
+        "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    );
+    assert_eq!(store.get_blob(&sha).unwrap().unwrap(), b"hello");
+    assert!(store.get_blob(&"0".repeat(64)).unwrap().is_none());
+    assert!(matches!(
+        store.get_blob("../../etc/passwd"),
+        Err(Error::Invalid(_))
+    ));
+
+    // A record that conflicts takes its blob down with it.
+    store.create(&tool("t", "x", &[])).unwrap();
+    let err = store
+        .create_with_blob(&tool("t", "y", &[]), Some(b"orphan"))
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }));
+    assert!(store.get_blob(&sha256_hex(b"orphan")).unwrap().is_none());
+    store
+        .create_with_blob(&tool("u", "y", &[]), Some(b"code"))
+        .unwrap();
+    assert!(store.get_blob(&sha256_hex(b"code")).unwrap().is_some());
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir));
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        meta.insert("schema_version", &(SCHEMA_VERSION + 1).to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(&StoreConfig::new(dir.path().join("db"), "n")).unwrap_err();
+    assert!(matches!(err, Error::Schema { .. }), "{err}");
+}
+
+#[test]
+fn queries_use_the_filter_and_agree_with_a_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for i in 0..40 {
+        let mut t = tool(
+            &format!("t{i:02}"),
+            if i % 2 == 0 { "extractor" } else { "monitor" },
+            &[],
+        );
+        t.tool_tags = vec![format!("g{}", i % 3)];
+        t.tool_metadata.insert("version".into(), json!(i));
+        store.create(&t).unwrap();
+    }
+    let run = |filter: Value| {
+        let filter = Filter::parse(&filter).unwrap();
+        ids(&store.query::<ToolEntry>(&filter, Page::ALL).unwrap())
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    // Indexed equality plus a residual condition.
+    let got = run(json!({"tool_type": "extractor", "tool_metadata.version": {"$gte": 30}}));
+    assert_eq!(got, ["t30", "t32", "t34", "t36", "t38"]);
+    // Same result whether or not the index is used ($or hides the hint).
+    let via_or =
+        run(json!({"$or": [{"tool_type": "extractor"}], "tool_metadata.version": {"$gte": 30}}));
+    assert_eq!(got, via_or);
+    assert_eq!(run(json!({})).len(), 40);
+    assert_eq!(
+        run(json!({"tool_tags": "g1", "tool_type": "monitor"})).len(),
+        7
+    );
+}
+
+#[test]
+fn concurrent_writers_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let threads: Vec<_> = (0..8)
+        .map(|w| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    store
+                        .create(&tool(&format!("w{w}-{i}"), "x", &["t"]))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(store.count::<ToolEntry>().unwrap(), 200);
+    assert_eq!(
+        store
+            .find::<ToolEntry>("tool_tags", &json!("t"), Page::ALL)
+            .unwrap()
+            .len(),
+        200
+    );
+    let seqs: Vec<u64> = store
+        .changes_since(0, 1000)
+        .unwrap()
+        .iter()
+        .map(|c| c.seq)
+        .collect();
+    assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put {
+        id: u8,
+        tool_type: u8,
+        tags: Vec<u8>,
+    },
+    Delete {
+        id: u8,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u8..6, 0u8..3, prop::collection::vec(0u8..4, 0..3)).prop_map(|(id, tool_type, tags)| {
+            Op::Put {
+                id,
+                tool_type,
+                tags,
+            }
+        }),
+        (0u8..6).prop_map(|id| Op::Delete { id }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// After any sequence of puts and deletes, every index lookup returns exactly the records a
+    /// scan finds, also after the store is closed and reopened.
+    #[test]
+    fn indexes_agree_with_records(ops in prop::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(&dir);
+            for op in &ops {
+                match op {
+                    Op::Put { id, tool_type, tags } => {
+                        let tags: Vec<String> = tags.iter().map(|t| format!("tag{t}")).collect();
+                        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+                        store.put(&tool(&format!("t{id}"), &format!("type{tool_type}"), &tags)).unwrap();
+                    }
+                    Op::Delete { id } => {
+                        let _ = store.delete::<ToolEntry>(&format!("t{id}"));
+                    }
+                }
+            }
+        }
+        let store = open(&dir);
+        let all = store.list::<ToolEntry>(Page::ALL).unwrap();
+        for n in 0..3 {
+            let tool_type = format!("type{n}");
+            let expected: BTreeSet<&str> = all.iter().filter(|t| t.tool_type == tool_type).map(|t| t.tool_id.as_str()).collect();
+            let found = store.find::<ToolEntry>("tool_type", &json!(tool_type), Page::ALL).unwrap();
+            prop_assert_eq!(found.iter().map(|t| t.tool_id.as_str()).collect::<BTreeSet<_>>(), expected);
+        }
+        for n in 0..4 {
+            let tag = format!("tag{n}");
+            let expected: BTreeSet<&str> = all.iter().filter(|t| t.tool_tags.contains(&tag)).map(|t| t.tool_id.as_str()).collect();
+            let found = store.find::<ToolEntry>("tool_tags", &json!(tag), Page::ALL).unwrap();
+            prop_assert_eq!(found.iter().map(|t| t.tool_id.as_str()).collect::<BTreeSet<_>>(), expected);
+        }
+    }
+
+    /// Any tool survives the disk format unchanged.
+    #[test]
+    fn any_tool_round_trips(
+        id in "[a-z0-9][a-z0-9._:@-]{0,20}",
+        text in any::<String>(),
+        tags in prop::collection::vec(any::<String>(), 0..4),
+        meta in prop::collection::btree_map("[a-z]{1,5}", prop_oneof![any::<i64>().prop_map(Value::from), any::<String>().prop_map(Value::from), any::<bool>().prop_map(Value::from)], 0..4),
+    ) {
+        let store = Store::open(&StoreConfig::temporary("n")).unwrap();
+        let mut t = tool(&id, &text, &[]);
+        t.tool_tags = tags;
+        t.tool_man_page_doc = text.clone();
+        t.tool_metadata = meta.into_iter().collect();
+        store.create(&t).unwrap();
+        prop_assert_eq!(store.get::<ToolEntry>(&id).unwrap(), t);
+    }
+}
