@@ -11,12 +11,7 @@ use crate::error::Result;
 
 /// gridnode: a self-contained registry-and-execution node for AI tools and functions.
 #[derive(Debug, Parser)]
-#[command(
-    name = "gridnode",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "gridnode", version, about, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -91,11 +86,7 @@ mod tests {
     fn flags_override_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(
-            &path,
-            "node_id = \"from-file\"\nhttp = \"127.0.0.1:9000\"\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "node_id = \"from-file\"\nhttp = \"127.0.0.1:9000\"\n").unwrap();
         let cli = Cli::try_parse_from([
             "gridnode",
             "--config",

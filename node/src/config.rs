@@ -105,9 +105,7 @@ impl NodeConfig {
             ("limits.max_json_body_bytes", limits.max_json_body_bytes),
         ] {
             if value == 0 || value > usize::MAX as u64 {
-                return Err(Error::Config(format!(
-                    "{key}: must be a positive number of bytes"
-                )));
+                return Err(Error::Config(format!("{key}: must be a positive number of bytes")));
             }
         }
         if !self.advertise_http.is_empty() {
@@ -135,11 +133,7 @@ fn host_name() -> String {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|n| n.trim().to_owned())
         .unwrap_or_default();
-    if gridnode_store::validate_id("node", &name).is_ok() {
-        name
-    } else {
-        "gridnode".into()
-    }
+    if gridnode_store::validate_id("node", &name).is_ok() { name } else { "gridnode".into() }
 }
 
 #[cfg(test)]
@@ -165,10 +159,7 @@ mod tests {
         let config = NodeConfig::from_file(&path).unwrap();
         assert_eq!(config.node_id, "n1");
         assert_eq!(config.limits.max_upload_bytes, 10);
-        assert_eq!(
-            config.limits.max_unpacked_bytes,
-            Limits::default().max_unpacked_bytes
-        );
+        assert_eq!(config.limits.max_unpacked_bytes, Limits::default().max_unpacked_bytes);
 
         std::fs::write(&path, "nodeid = \"n1\"\n").unwrap();
         let err = NodeConfig::from_file(&path).unwrap_err().to_string();
@@ -179,27 +170,9 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let config = NodeConfig {
-            node_id: "bad id".into(),
-            ..NodeConfig::default()
-        };
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("node_id")
-        );
-        let config = NodeConfig {
-            advertise_http: "ftp://x".into(),
-            ..NodeConfig::default()
-        };
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("advertise_http")
-        );
+        let config = NodeConfig { node_id: "bad id".into(), ..NodeConfig::default() };
+        assert!(config.validate().unwrap_err().to_string().contains("node_id"));
+        let config = NodeConfig { advertise_http: "ftp://x".into(), ..NodeConfig::default() };
+        assert!(config.validate().unwrap_err().to_string().contains("advertise_http"));
     }
 }

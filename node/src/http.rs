@@ -35,10 +35,7 @@ pub fn router(state: AppState) -> Router {
         .merge(registry::routes::<ToolEntry>(max_upload))
         .merge(registry::routes::<FunctionEntry>(max_upload))
         .route("/blobs/{sha256}", get(blob))
-        .route(
-            "/healthz",
-            get(|| async { Json(json!({ "status": "ok" })) }),
-        )
+        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/readyz", get(ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -58,10 +55,7 @@ async fn ready(State(app): State<AppState>) -> impl IntoResponse {
     if app.ready.load(Ordering::Acquire) {
         (StatusCode::OK, Json(json!({ "status": "ready" })))
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "starting" })),
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "starting" })))
     }
 }
 

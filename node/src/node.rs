@@ -32,10 +32,7 @@ impl Node {
             node_id: config.node_id.clone(),
         };
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            Error::io(
-                format!("cannot create data dir {}", config.data_dir.display()),
-                e,
-            )
+            Error::io(format!("cannot create data dir {}", config.data_dir.display()), e)
         })?;
         let store = tokio::task::spawn_blocking(move || Store::open(&store_config))
             .await
@@ -52,18 +49,10 @@ impl Node {
         } else {
             config.advertise_http.clone()
         };
-        let registry = Registry::new(
-            store,
-            Settings {
-                advertise_http,
-                limits: config.limits.clone(),
-            },
-        );
+        let registry =
+            Registry::new(store, Settings { advertise_http, limits: config.limits.clone() });
         let ready = Arc::new(AtomicBool::new(false));
-        let app = http::router(AppState {
-            registry: registry.clone(),
-            ready: ready.clone(),
-        });
+        let app = http::router(AppState { registry: registry.clone(), ready: ready.clone() });
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -74,13 +63,7 @@ impl Node {
         });
         ready.store(true, Ordering::Release);
         tracing::info!(node_id = %config.node_id, %http_addr, "node started");
-        Ok(Node {
-            config,
-            http_addr,
-            registry,
-            stop,
-            server,
-        })
+        Ok(Node { config, http_addr, registry, stop, server })
     }
 
     /// The bound REST address (the real port when 0 was asked for).

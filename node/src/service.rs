@@ -35,10 +35,7 @@ pub struct Settings {
 
 impl Registry {
     pub fn new(store: Store, settings: Settings) -> Registry {
-        Registry {
-            store,
-            settings: Arc::new(settings),
-        }
+        Registry { store, settings: Arc::new(settings) }
     }
 
     pub fn store(&self) -> &Store {
@@ -128,16 +125,14 @@ impl Registry {
         value: Value,
         page: Page,
     ) -> Result<Vec<R>> {
-        self.blocking(move |store| Ok(store.find::<R>(field, &value, page)?))
-            .await
+        self.blocking(move |store| Ok(store.find::<R>(field, &value, page)?)).await
     }
 
     /// Records matching a generic filter (contract section 7). The filter is parsed before any
     /// data is touched.
     pub async fn query<R: RegistryEntry>(&self, filter: Value, page: Page) -> Result<Vec<R>> {
         let filter = Filter::parse(&filter).map_err(gridnode_store::Error::from)?;
-        self.blocking(move |store| Ok(store.query::<R>(&filter, page)?))
-            .await
+        self.blocking(move |store| Ok(store.query::<R>(&filter, page)?)).await
     }
 
     /// Records matching a keyword, best first.
@@ -148,16 +143,8 @@ impl Registry {
             ));
         };
         self.blocking(move |store| {
-            let records = store
-                .live::<R>()
-                .collect::<gridnode_store::Result<Vec<R>>>()?;
-            let ranked = query.rank(records);
-            Ok(ranked
-                .into_iter()
-                .skip(page.offset)
-                .take(page.limit)
-                .map(|(_, r)| r)
-                .collect())
+            let ranked = query.rank(store.live::<R>())?;
+            Ok(ranked.into_iter().skip(page.offset).take(page.limit).map(|(_, r)| r).collect())
         })
         .await
     }
@@ -171,10 +158,7 @@ impl Registry {
         self.blocking(move |store| {
             let bundle = bundle::read(&zip, R::BUNDLE_CODE, R::BUNDLE_DOC, max_unpacked)?;
             let mut record: R = serde_json::from_slice(&bundle.spec).map_err(|e| {
-                Error::BadRequest(format!(
-                    "spec.json is not a valid {}: {e}",
-                    R::COLLECTION.kind()
-                ))
+                Error::BadRequest(format!("spec.json is not a valid {}: {e}", R::COLLECTION.kind()))
             })?;
             check_not_reserved::<R>(record.id())?;
             if let Some(doc) = bundle.doc {

@@ -1,14 +1,16 @@
 //! The real `gridnode` binary: started on a temp data dir, driven over HTTP, killed with SIGKILL
 //! after acknowledged writes, restarted, and checked for every acknowledged record.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use gridnode_tests::api::{Api, ids};
+use gridnode_tests::walk;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -52,148 +54,45 @@ fn start(mut cmd: Command) -> Running {
         Err(_) => {
             let _ = child.kill();
             let output = child.wait_with_output().unwrap();
-            panic!(
-                "gridnode did not start: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+            panic!("gridnode did not start: {}", String::from_utf8_lossy(&output.stderr));
         }
     };
-    Running {
-        child,
-        base: format!("http://{addr}"),
-    }
-}
-
-fn bundle() -> Vec<u8> {
-    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, bytes) in [
-        (
-            "spec.json",
-            &br#"{"tool_id": "bundled", "tool_type": "extractor"}"#[..],
-        ),
-        ("tool.zip", b"code-bytes"),
-    ] {
-        writer
-            .start_file(name, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        writer.write_all(bytes).unwrap();
-    }
-    writer.finish().unwrap().into_inner()
+    Running { child, base: format!("http://{addr}") }
 }
 
 #[tokio::test]
-async fn sigkill_after_acknowledged_writes_loses_nothing() {
+async fn every_route_then_sigkill_after_acknowledged_writes_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::new();
     let node = start(command(dir.path()));
+    let api = Api::new(node.base.clone());
+    walk::every_route(&api).await;
 
-    // 64 concurrent creates, each acknowledged with 201.
+    // 64 concurrent creates, each acknowledged with 201, then an update and a delete.
     let mut tasks = Vec::new();
     for i in 0..64 {
-        let (client, base) = (client.clone(), node.base.clone());
+        let api = api.clone();
         tasks.push(tokio::spawn(async move {
             let tool = json!({"tool_id": format!("t{i:02}"), "tool_tags": ["acked"], "tool_metadata": {"i": i}});
-            client.post(format!("{base}/tools")).json(&tool).send().await.unwrap().status()
+            api.post("/tools", &tool).await.0
         }));
     }
     for task in tasks {
         assert_eq!(task.await.unwrap(), StatusCode::CREATED);
     }
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(bundle()).file_name("b.zip"),
-    );
-    let status = client
-        .post(format!("{}/tools/upload", node.base))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, StatusCode::OK);
-    let status = client
-        .put(format!("{}/tools/t00", node.base))
-        .json(&json!({"tool_type": "updated"}))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, StatusCode::OK);
-    let status = client
-        .delete(format!("{}/tools/t01", node.base))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, StatusCode::OK);
-    let status = client
-        .post(format!("{}/functions", node.base))
-        .json(&json!({"function_id": "f"}))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(api.put("/tools/t00", &json!({"tool_type": "updated"})).await.0, StatusCode::OK);
+    assert_eq!(api.delete("/tools/t01").await.0, StatusCode::OK);
 
     drop(node); // SIGKILL: no shutdown, no final flush.
 
     let node = start(command(dir.path()));
-    let tools: Value = client
-        .get(format!("{}/tools/query/by-tag?tag=acked", node.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&str> = tools
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["tool_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        ids.len(),
-        63,
-        "every acknowledged create but the deleted one: {ids:?}"
-    );
-    assert!(!ids.contains(&"t01"));
-    let t00: Value = client
-        .get(format!("{}/tools/t00", node.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api = Api::new(node.base.clone());
+    walk::check_state(&api).await;
+    let acked = ids(&api.get("/tools/query/by-tag?tag=acked").await.1, "tool_id");
+    assert_eq!(acked.len(), 63, "every acknowledged create but the deleted one: {acked:?}");
+    assert!(!acked.contains(&"t01".to_owned()));
+    let (_, t00) = api.get("/tools/t00").await;
     assert_eq!(t00["tool_type"], "updated");
     assert_eq!(t00["tool_metadata"], json!({"i": 0}));
-    let bundled: Value = client
-        .get(format!("{}/tools/bundled", node.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let link = bundled["tool_source_code_link"].as_str().unwrap();
-    let sha = link.rsplit('/').next().unwrap();
-    let blob = client
-        .get(format!("{}/blobs/{sha}", node.base))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(&blob[..], b"code-bytes");
-    let status = client
-        .get(format!("{}/functions/f", node.base))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -208,13 +107,7 @@ async fn sigterm_shuts_down_cleanly_and_flags_beat_env_and_file() {
     .unwrap();
     let data = dir.path().join("data");
     let mut cmd = command(&data);
-    cmd.args([
-        "serve",
-        "--config",
-        config.to_str().unwrap(),
-        "--http",
-        "127.0.0.1:0",
-    ]);
+    cmd.args(["serve", "--config", config.to_str().unwrap(), "--http", "127.0.0.1:0"]);
     let mut node = start(cmd);
     let client = reqwest::Client::new();
     let status = client
@@ -226,23 +119,12 @@ async fn sigterm_shuts_down_cleanly_and_flags_beat_env_and_file() {
         .status();
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(
-        client
-            .get(format!("{}/readyz", node.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        client.get(format!("{}/readyz", node.base)).send().await.unwrap().status(),
         StatusCode::OK
     );
 
     let pid = node.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let mut exit = None;
     for _ in 0..300 {
         if let Some(status) = node.child.try_wait().unwrap() {
@@ -253,10 +135,7 @@ async fn sigterm_shuts_down_cleanly_and_flags_beat_env_and_file() {
     }
     let exit = exit.expect("gridnode exits on SIGTERM");
     assert!(exit.success(), "{exit:?}");
-    assert!(
-        data.join("store").exists(),
-        "the env var's data dir was used"
-    );
+    assert!(data.join("store").exists(), "the env var's data dir was used");
 }
 
 #[test]

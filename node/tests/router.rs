@@ -1,7 +1,6 @@
 //! The REST API driven through `Router::oneshot`: no socket, a real store on disk. Every bad
 //! input gets a clear 4xx, and the store keeps exactly what it had.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -12,6 +11,7 @@ use gridnode::config::Limits;
 use gridnode::http::{AppState, router};
 use gridnode::service::{Registry, Settings};
 use gridnode_store::{Store, StoreConfig, ToolEntry};
+use gridnode_tests::bundle::zip;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -34,20 +34,10 @@ fn app() -> App {
     };
     let registry = Registry::new(
         store.clone(),
-        Settings {
-            advertise_http: "http://node-a.test:8080".into(),
-            limits,
-        },
+        Settings { advertise_http: "http://node-a.test:8080".into(), limits },
     );
-    let router = router(AppState {
-        registry,
-        ready: Arc::new(AtomicBool::new(true)),
-    });
-    App {
-        router,
-        store,
-        _dir: dir,
-    }
+    let router = router(AppState { registry, ready: Arc::new(AtomicBool::new(true)) });
+    App { router, store, _dir: dir }
 }
 
 impl App {
@@ -62,12 +52,8 @@ impl App {
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
         }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
+        let response =
+            self.router.clone().oneshot(request.body(Body::from(body)).unwrap()).await.unwrap();
         let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let value = serde_json::from_slice(&bytes)
@@ -80,23 +66,11 @@ impl App {
     }
 
     async fn json(&self, method: &str, uri: &str, body: &Value) -> (StatusCode, Value) {
-        self.call(
-            method,
-            uri,
-            Some("application/json"),
-            serde_json::to_vec(body).unwrap(),
-        )
-        .await
+        self.call(method, uri, Some("application/json"), serde_json::to_vec(body).unwrap()).await
     }
 
     async fn raw_json(&self, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
-        self.call(
-            method,
-            uri,
-            Some("application/json"),
-            body.as_bytes().to_vec(),
-        )
-        .await
+        self.call(method, uri, Some("application/json"), body.as_bytes().to_vec()).await
     }
 
     async fn upload(&self, uri: &str, part_name: &str, bytes: &[u8]) -> (StatusCode, Value) {
@@ -124,38 +98,17 @@ fn multipart(part_name: &str, bytes: &[u8]) -> Vec<u8> {
     body
 }
 
-fn zip(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, bytes) in files {
-        writer
-            .start_file(*name, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        writer.write_all(bytes).unwrap();
-    }
-    writer.finish().unwrap().into_inner()
-}
-
 fn error_of(body: &Value) -> &str {
-    body["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error message in {body}"))
+    body["error"].as_str().unwrap_or_else(|| panic!("no error message in {body}"))
 }
 
 #[tokio::test]
 async fn crud_shapes_and_status_codes() {
     let app = app();
-    let (status, body) = app
-        .json(
-            "POST",
-            "/tools",
-            &json!({"tool_id": "tool-123", "tool_type": "extractor"}),
-        )
-        .await;
+    let (status, body) =
+        app.json("POST", "/tools", &json!({"tool_id": "tool-123", "tool_type": "extractor"})).await;
     assert_eq!(status, StatusCode::CREATED);
-    assert_eq!(
-        body,
-        json!({"message": "Tool created successfully", "tool_id": "tool-123"})
-    );
+    assert_eq!(body, json!({"message": "Tool created successfully", "tool_id": "tool-123"}));
 
     let (status, body) = app.get("/tools/tool-123").await;
     assert_eq!(status, StatusCode::OK);
@@ -172,13 +125,7 @@ async fn crud_shapes_and_status_codes() {
             &json!({"tool_type": "transformer", "tool_tags": ["ai", "image"]}),
         )
         .await;
-    assert_eq!(
-        (status, body),
-        (
-            StatusCode::OK,
-            json!({"message": "Tool updated successfully"})
-        )
-    );
+    assert_eq!((status, body), (StatusCode::OK, json!({"message": "Tool updated successfully"})));
     let (_, body) = app.get("/tools/tool-123").await;
     assert_eq!(body["tool_type"], "transformer");
     assert_eq!(body["tool_tags"], json!(["ai", "image"]));
@@ -194,34 +141,19 @@ async fn crud_shapes_and_status_codes() {
     assert_eq!(status, StatusCode::OK);
 
     let (status, body) = app.call("DELETE", "/tools/tool-123", None, vec![]).await;
-    assert_eq!(
-        (status, body),
-        (
-            StatusCode::OK,
-            json!({"message": "Tool deleted successfully"})
-        )
-    );
+    assert_eq!((status, body), (StatusCode::OK, json!({"message": "Tool deleted successfully"})));
     let (status, body) = app.get("/tools/tool-123").await;
     assert_eq!(
         (status, body),
-        (
-            StatusCode::NOT_FOUND,
-            json!({"error": "tool 'tool-123' not found"})
-        )
+        (StatusCode::NOT_FOUND, json!({"error": "tool 'tool-123' not found"}))
     );
     let (status, _) = app.call("DELETE", "/tools/tool-123", None, vec![]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = app
-        .json("PUT", "/tools/tool-123", &json!({"tool_type": "x"}))
-        .await;
+    let (status, _) = app.json("PUT", "/tools/tool-123", &json!({"tool_type": "x"})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     let (status, body) = app
-        .json(
-            "POST",
-            "/functions",
-            &json!({"function_id": "f1", "is_system_action": true}),
-        )
+        .json("POST", "/functions", &json!({"function_id": "f1", "is_system_action": true}))
         .await;
     assert_eq!(
         (status, body),
@@ -235,10 +167,7 @@ async fn crud_shapes_and_status_codes() {
     let (status, body) = app.get("/functions/nope").await;
     assert_eq!(
         (status, body),
-        (
-            StatusCode::NOT_FOUND,
-            json!({"error": "function 'nope' not found"})
-        )
+        (StatusCode::NOT_FOUND, json!({"error": "function 'nope' not found"}))
     );
 }
 
@@ -256,10 +185,7 @@ async fn list_and_query_routes_page_and_filter() {
             "tool_man_page_doc": if i == 1 { "mentions a model" } else { "" },
             "tool_metadata": {"version": i},
         });
-        assert_eq!(
-            app.json("POST", "/tools", &tool).await.0,
-            StatusCode::CREATED
-        );
+        assert_eq!(app.json("POST", "/tools", &tool).await.0, StatusCode::CREATED);
     }
     let ids = |body: &Value| {
         body.as_array()
@@ -268,42 +194,18 @@ async fn list_and_query_routes_page_and_filter() {
             .map(|t| t["tool_id"].as_str().unwrap().to_owned())
             .collect::<Vec<_>>()
     };
-    assert_eq!(
-        ids(&app.get("/tools").await.1),
-        ["t0", "t1", "t2", "t3", "t4"]
-    );
-    assert_eq!(
-        ids(&app.get("/tools?limit=2&offset=1").await.1),
-        ["t1", "t2"]
-    );
-    assert_eq!(
-        ids(&app.get("/tools/query/by-type?type=extractor").await.1),
-        ["t0", "t2", "t4"]
-    );
+    assert_eq!(ids(&app.get("/tools").await.1), ["t0", "t1", "t2", "t3", "t4"]);
+    assert_eq!(ids(&app.get("/tools?limit=2&offset=1").await.1), ["t1", "t2"]);
+    assert_eq!(ids(&app.get("/tools/query/by-type?type=extractor").await.1), ["t0", "t2", "t4"]);
     assert_eq!(ids(&app.get("/tools/query/by-tag?tag=n3").await.1), ["t3"]);
+    assert_eq!(ids(&app.get("/tools/query/by-tag?tag=nlp&limit=1&offset=4").await.1), ["t4"]);
+    assert_eq!(ids(&app.get("/tools/query/by-execution-mode?mode=batch").await.1).len(), 5);
     assert_eq!(
-        ids(&app
-            .get("/tools/query/by-tag?tag=nlp&limit=1&offset=4")
-            .await
-            .1),
-        ["t4"]
-    );
-    assert_eq!(
-        ids(&app.get("/tools/query/by-execution-mode?mode=batch").await.1).len(),
+        ids(&app.get("/tools/query/by-policy-uri?uri=policies://validate/compliance").await.1)
+            .len(),
         5
     );
-    assert_eq!(
-        ids(&app
-            .get("/tools/query/by-policy-uri?uri=policies://validate/compliance")
-            .await
-            .1)
-        .len(),
-        5
-    );
-    assert_eq!(
-        ids(&app.get("/tools/query/by-keyword?keyword=MODEL").await.1),
-        ["t3", "t1"]
-    );
+    assert_eq!(ids(&app.get("/tools/query/by-keyword?keyword=MODEL").await.1), ["t3", "t1"]);
     let (_, body) = app
         .json(
             "POST",
@@ -313,21 +215,13 @@ async fn list_and_query_routes_page_and_filter() {
         .await;
     assert_eq!(ids(&body), ["t0", "t2", "t4"]);
     let (_, body) = app
-        .json(
-            "POST",
-            "/tools/query/generic?limit=1",
-            &json!({"tool_metadata.version": {"$gt": 2}}),
-        )
+        .json("POST", "/tools/query/generic?limit=1", &json!({"tool_metadata.version": {"$gt": 2}}))
         .await;
     assert_eq!(ids(&body), ["t3"]);
 
     app.json("POST", "/functions", &json!({"function_id": "s", "is_system_action": true, "function_type": "model", "function_metadata": {"owner": "teamX"}})).await;
-    app.json(
-        "POST",
-        "/functions",
-        &json!({"function_id": "u", "function_tags": ["analytics"]}),
-    )
-    .await;
+    app.json("POST", "/functions", &json!({"function_id": "u", "function_tags": ["analytics"]}))
+        .await;
     let fids = |body: &Value| {
         body.as_array()
             .unwrap()
@@ -335,30 +229,10 @@ async fn list_and_query_routes_page_and_filter() {
             .map(|t| t["function_id"].as_str().unwrap().to_owned())
             .collect::<Vec<_>>()
     };
-    assert_eq!(
-        fids(
-            &app.get("/functions/query/by-system-flag?is_system=true")
-                .await
-                .1
-        ),
-        ["s"]
-    );
-    assert_eq!(
-        fids(
-            &app.get("/functions/query/by-system-flag?is_system=false")
-                .await
-                .1
-        ),
-        ["u"]
-    );
-    assert_eq!(
-        fids(&app.get("/functions/query/by-tag?tag=analytics").await.1),
-        ["u"]
-    );
-    assert_eq!(
-        fids(&app.get("/functions/query/by-type?type=model").await.1),
-        ["s"]
-    );
+    assert_eq!(fids(&app.get("/functions/query/by-system-flag?is_system=true").await.1), ["s"]);
+    assert_eq!(fids(&app.get("/functions/query/by-system-flag?is_system=false").await.1), ["u"]);
+    assert_eq!(fids(&app.get("/functions/query/by-tag?tag=analytics").await.1), ["u"]);
+    assert_eq!(fids(&app.get("/functions/query/by-type?type=model").await.1), ["s"]);
     let (_, body) = app
         .json(
             "POST",
@@ -372,29 +246,12 @@ async fn list_and_query_routes_page_and_filter() {
 #[tokio::test]
 async fn malformed_and_hostile_json_is_refused_and_nothing_changes() {
     let app = app();
-    app.json(
-        "POST",
-        "/tools",
-        &json!({"tool_id": "keep", "tool_type": "a"}),
-    )
-    .await;
+    app.json("POST", "/tools", &json!({"tool_id": "keep", "tool_type": "a"})).await;
     let before = app.get("/tools/keep").await.1;
 
     let cases: Vec<(&str, &str, &str, StatusCode, &str)> = vec![
-        (
-            "POST",
-            "/tools",
-            "{\"tool_id\": ",
-            StatusCode::BAD_REQUEST,
-            "malformed json",
-        ),
-        (
-            "POST",
-            "/tools",
-            "[1,2]",
-            StatusCode::BAD_REQUEST,
-            "invalid request body",
-        ),
+        ("POST", "/tools", "{\"tool_id\": ", StatusCode::BAD_REQUEST, "malformed json"),
+        ("POST", "/tools", "[1,2]", StatusCode::BAD_REQUEST, "invalid request body"),
         (
             "POST",
             "/tools",
@@ -423,13 +280,7 @@ async fn malformed_and_hostile_json_is_refused_and_nothing_changes() {
             StatusCode::BAD_REQUEST,
             "invalid tool id",
         ),
-        (
-            "POST",
-            "/tools",
-            r#"{"tool_id": ""}"#,
-            StatusCode::BAD_REQUEST,
-            "tool id is missing",
-        ),
+        ("POST", "/tools", r#"{"tool_id": ""}"#, StatusCode::BAD_REQUEST, "tool id is missing"),
         (
             "POST",
             "/tools",
@@ -437,55 +288,13 @@ async fn malformed_and_hostile_json_is_refused_and_nothing_changes() {
             StatusCode::BAD_REQUEST,
             "tool id is missing",
         ),
-        (
-            "POST",
-            "/tools",
-            r#"{"tool_id": "upload"}"#,
-            StatusCode::BAD_REQUEST,
-            "names a route",
-        ),
-        (
-            "POST",
-            "/tools",
-            r#"{"tool_id": "keep"}"#,
-            StatusCode::CONFLICT,
-            "already exists",
-        ),
-        (
-            "PUT",
-            "/tools/keep",
-            r#"{"tool_id": "other"}"#,
-            StatusCode::BAD_REQUEST,
-            "immutable",
-        ),
-        (
-            "PUT",
-            "/tools/keep",
-            r#"{"nope": 1}"#,
-            StatusCode::BAD_REQUEST,
-            "unknown field `nope`",
-        ),
-        (
-            "PUT",
-            "/tools/keep",
-            r#"{"tool_tags": 5}"#,
-            StatusCode::BAD_REQUEST,
-            "invalid type",
-        ),
-        (
-            "PUT",
-            "/tools/keep",
-            r#""just a string""#,
-            StatusCode::BAD_REQUEST,
-            "json object",
-        ),
-        (
-            "PUT",
-            "/tools/keep",
-            "{",
-            StatusCode::BAD_REQUEST,
-            "malformed json",
-        ),
+        ("POST", "/tools", r#"{"tool_id": "upload"}"#, StatusCode::BAD_REQUEST, "names a route"),
+        ("POST", "/tools", r#"{"tool_id": "keep"}"#, StatusCode::CONFLICT, "already exists"),
+        ("PUT", "/tools/keep", r#"{"tool_id": "other"}"#, StatusCode::BAD_REQUEST, "immutable"),
+        ("PUT", "/tools/keep", r#"{"nope": 1}"#, StatusCode::BAD_REQUEST, "unknown field `nope`"),
+        ("PUT", "/tools/keep", r#"{"tool_tags": 5}"#, StatusCode::BAD_REQUEST, "invalid type"),
+        ("PUT", "/tools/keep", r#""just a string""#, StatusCode::BAD_REQUEST, "json object"),
+        ("PUT", "/tools/keep", "{", StatusCode::BAD_REQUEST, "malformed json"),
         (
             "POST",
             "/functions",
@@ -514,13 +323,7 @@ async fn malformed_and_hostile_json_is_refused_and_nothing_changes() {
             StatusCode::BAD_REQUEST,
             "$bogus",
         ),
-        (
-            "POST",
-            "/tools/query/generic",
-            r#"[]"#,
-            StatusCode::BAD_REQUEST,
-            "object",
-        ),
+        ("POST", "/tools/query/generic", r#"[]"#, StatusCode::BAD_REQUEST, "object"),
         (
             "POST",
             "/functions/query/generic",
@@ -533,14 +336,8 @@ async fn malformed_and_hostile_json_is_refused_and_nothing_changes() {
         let (got, response) = app.raw_json(method, uri, body).await;
         assert_eq!(got, status, "{method} {uri} {body}: {response}");
         let message = error_of(&response);
-        assert!(
-            message.contains(needle),
-            "{method} {uri} {body}: '{message}' lacks '{needle}'"
-        );
-        assert!(
-            message.starts_with(|c: char| !c.is_uppercase()),
-            "lowercase: {message}"
-        );
+        assert!(message.contains(needle), "{method} {uri} {body}: '{message}' lacks '{needle}'");
+        assert!(message.starts_with(|c: char| !c.is_uppercase()), "lowercase: {message}");
     }
     assert_eq!(app.tool_count(), 1);
     assert_eq!(app.get("/tools/keep").await.1, before);
@@ -576,11 +373,7 @@ async fn deep_nesting_and_evil_regexes_do_not_hurt() {
     let (status, _) = app.json("POST", "/tools/query/generic", &huge).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = app
-        .json(
-            "POST",
-            "/tools/query/generic",
-            &json!({"tool_id": {"$regex": "(", "$options": "i"}}),
-        )
+        .json("POST", "/tools/query/generic", &json!({"tool_id": {"$regex": "(", "$options": "i"}}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
@@ -616,20 +409,12 @@ async fn query_parameters_are_checked() {
 async fn content_types_sizes_and_unknown_routes() {
     let app = app();
     let body = br#"{"tool_id": "x"}"#.to_vec();
-    let (status, _) = app
-        .call("POST", "/tools", Some("text/plain"), body.clone())
-        .await;
+    let (status, _) = app.call("POST", "/tools", Some("text/plain"), body.clone()).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let (status, _) = app.call("POST", "/tools", None, body.clone()).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let (status, _) = app
-        .call(
-            "POST",
-            "/tools",
-            Some("application/json; charset=utf-8"),
-            body,
-        )
-        .await;
+    let (status, _) =
+        app.call("POST", "/tools", Some("application/json; charset=utf-8"), body).await;
     assert_eq!(status, StatusCode::CREATED);
 
     let big = json!({"tool_id": "big", "tool_man_page_doc": "x".repeat(100 * 1024)});
@@ -652,47 +437,28 @@ async fn upload_stores_spec_doc_and_blob_together() {
     let app = app();
     let spec = json!({"tool_id": "nlp-01", "tool_type": "extractor", "tool_tags": ["nlp"]});
     let bundle = zip(&[
-        (
-            "nlp-01/spec.json",
-            serde_json::to_vec(&spec).unwrap().as_slice(),
-        ),
+        ("nlp-01/spec.json", serde_json::to_vec(&spec).unwrap().as_slice()),
         ("nlp-01/tool.md", b"# NER\nfinds names"),
         ("nlp-01/tool.zip", b"PK-pretend-code"),
     ]);
     let (status, body) = app.upload("/tools/upload", "file", &bundle).await;
     assert_eq!(
         (status, body),
-        (
-            StatusCode::OK,
-            json!({"message": "Tool uploaded successfully", "tool_id": "nlp-01"})
-        )
+        (StatusCode::OK, json!({"message": "Tool uploaded successfully", "tool_id": "nlp-01"}))
     );
     let (_, tool) = app.get("/tools/nlp-01").await;
     assert_eq!(tool["tool_man_page_doc"], "# NER\nfinds names");
     let sha = gridnode_store::sha256_hex(b"PK-pretend-code");
-    assert_eq!(
-        tool["tool_source_code_link"],
-        format!("http://node-a.test:8080/blobs/{sha}")
-    );
+    assert_eq!(tool["tool_source_code_link"], format!("http://node-a.test:8080/blobs/{sha}"));
     let response = app
         .router
         .clone()
-        .oneshot(
-            Request::get(format!("/blobs/{sha}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
+        .oneshot(Request::get(format!("/blobs/{sha}")).body(Body::empty()).unwrap())
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        &response.into_body().collect().await.unwrap().to_bytes()[..],
-        b"PK-pretend-code"
-    );
-    assert_eq!(
-        app.get(&format!("/blobs/{}", "0".repeat(64))).await.0,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(&response.into_body().collect().await.unwrap().to_bytes()[..], b"PK-pretend-code");
+    assert_eq!(app.get(&format!("/blobs/{}", "0".repeat(64))).await.0, StatusCode::NOT_FOUND);
     assert_eq!(app.get("/blobs/not-a-sha").await.0, StatusCode::BAD_REQUEST);
 
     let (status, _) = app.upload("/tools/upload", "file", &bundle).await;
@@ -735,12 +501,7 @@ async fn bad_uploads_store_nothing() {
             StatusCode::BAD_REQUEST,
             "missing multipart part 'file'",
         ),
-        (
-            "file",
-            b"this is not a zip".to_vec(),
-            StatusCode::BAD_REQUEST,
-            "not a readable zip",
-        ),
+        ("file", b"this is not a zip".to_vec(), StatusCode::BAD_REQUEST, "not a readable zip"),
         (
             "file",
             zip(&[("readme.txt", b"hi"), ("tool.zip", &code)]),
@@ -755,10 +516,7 @@ async fn bad_uploads_store_nothing() {
         ),
         (
             "file",
-            zip(&[
-                ("spec.json", b"{\"tool_id\": \"u1\", \"extra\": 1}"),
-                ("tool.zip", &code),
-            ]),
+            zip(&[("spec.json", b"{\"tool_id\": \"u1\", \"extra\": 1}"), ("tool.zip", &code)]),
             StatusCode::BAD_REQUEST,
             "unknown field",
         ),
@@ -792,46 +550,21 @@ async fn bad_uploads_store_nothing() {
             StatusCode::BAD_REQUEST,
             "utf-8",
         ),
-        (
-            "file",
-            vec![7u8; 300 * 1024],
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "size limit",
-        ),
+        ("file", vec![7u8; 300 * 1024], StatusCode::PAYLOAD_TOO_LARGE, "size limit"),
     ];
     for (part, body, status, needle) in cases {
         let (got, response) = app.upload("/tools/upload", part, &body).await;
         assert_eq!(got, status, "{needle}: {response}");
-        assert!(
-            error_of(&response).contains(needle),
-            "'{}' lacks '{needle}'",
-            error_of(&response)
-        );
+        assert!(error_of(&response).contains(needle), "'{}' lacks '{needle}'", error_of(&response));
     }
-    let (status, _) = app
-        .call(
-            "POST",
-            "/tools/upload",
-            Some("application/json"),
-            b"{}".to_vec(),
-        )
-        .await;
+    let (status, _) =
+        app.call("POST", "/tools/upload", Some("application/json"), b"{}".to_vec()).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let (status, _) = app
-        .call(
-            "POST",
-            "/tools/upload",
-            Some("multipart/form-data; boundary=x"),
-            b"garbage".to_vec(),
-        )
+        .call("POST", "/tools/upload", Some("multipart/form-data; boundary=x"), b"garbage".to_vec())
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(app.tool_count(), 0);
-    assert!(
-        app.store
-            .get_blob(&gridnode_store::sha256_hex(&code))
-            .unwrap()
-            .is_none()
-    );
+    assert!(app.store.get_blob(&gridnode_store::sha256_hex(&code)).unwrap().is_none());
     assert_eq!(app.store.last_seq(), 0, "nothing was written at all");
 }

@@ -36,11 +36,7 @@ impl KeywordQuery {
             score += DESCRIPTION_WEIGHT * description.matches(term.as_str()).count() as f32;
             score += MAN_PAGE_WEIGHT * man_page.matches(term.as_str()).count() as f32;
             score += TAG_WEIGHT
-                * record
-                    .tags()
-                    .iter()
-                    .filter(|tag| tag.to_lowercase() == *term)
-                    .count() as f32;
+                * record.tags().iter().filter(|tag| tag.to_lowercase() == *term).count() as f32;
         }
         if score > 0.0 && self.terms.len() > 1 && description.contains(&self.phrase) {
             score += PHRASE_BONUS * DESCRIPTION_WEIGHT;
@@ -48,15 +44,22 @@ impl KeywordQuery {
         score
     }
 
-    /// The records with a positive score, best first (ties by id).
-    pub fn rank<R: RegistryEntry>(&self, records: impl IntoIterator<Item = R>) -> Vec<(f32, R)> {
-        let mut hits: Vec<(f32, R)> = records
-            .into_iter()
-            .map(|r| (self.score(&r), r))
-            .filter(|(score, _)| *score > 0.0)
-            .collect();
+    /// The records with a positive score, best first (ties by id). Records stream through;
+    /// only hits are kept. The first error stops the ranking.
+    pub fn rank<R: RegistryEntry, E>(
+        &self,
+        records: impl IntoIterator<Item = Result<R, E>>,
+    ) -> Result<Vec<(f32, R)>, E> {
+        let mut hits = Vec::new();
+        for record in records {
+            let record = record?;
+            let score = self.score(&record);
+            if score > 0.0 {
+                hits.push((score, record));
+            }
+        }
         hits.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.id().cmp(b.1.id())));
-        hits
+        Ok(hits)
     }
 }
 
@@ -78,11 +81,16 @@ mod tests {
     #[test]
     fn description_outranks_man_page_and_case_is_ignored() {
         let q = KeywordQuery::parse("Large Language MODEL").unwrap();
-        let ranked = q.rank(vec![
-            tool("b", "", "a model"),
-            tool("a", "This is a large language model tool.", ""),
-            tool("c", "unrelated", "nothing"),
-        ]);
+        let ranked = q
+            .rank(
+                [
+                    tool("b", "", "a model"),
+                    tool("a", "This is a large language model tool.", ""),
+                    tool("c", "unrelated", "nothing"),
+                ]
+                .map(Ok::<_, ()>),
+            )
+            .unwrap();
         let ids: Vec<&str> = ranked.iter().map(|(_, t)| t.tool_id.as_str()).collect();
         assert_eq!(ids, ["a", "b"]);
     }

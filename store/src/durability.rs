@@ -26,10 +26,7 @@ impl GroupCommit {
         let target = state.started + 1;
         while state.finished < target {
             if state.flushing {
-                state = self
-                    .done
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
+                state = self.done.wait(state).unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
             state.flushing = true;
@@ -80,10 +77,7 @@ mod tests {
             t.join().unwrap();
         }
         let flushes = flushes.load(Ordering::SeqCst);
-        assert!(
-            flushes >= 1 && flushes < 800,
-            "{flushes} flushes for 800 syncs"
-        );
+        assert!((1..800).contains(&flushes), "{flushes} flushes for 800 syncs");
     }
 
     #[test]

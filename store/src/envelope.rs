@@ -33,23 +33,11 @@ pub struct Envelope<R> {
 
 impl<R: Record> Envelope<R> {
     pub fn live(hlc: Hlc, record: R) -> Self {
-        Envelope {
-            header: Header {
-                hlc,
-                tombstone: false,
-            },
-            record: Some(record),
-        }
+        Envelope { header: Header { hlc, tombstone: false }, record: Some(record) }
     }
 
     pub fn tombstone(hlc: Hlc) -> Self {
-        Envelope {
-            header: Header {
-                hlc,
-                tombstone: true,
-            },
-            record: None,
-        }
+        Envelope { header: Header { hlc, tombstone: true }, record: None }
     }
 
     pub fn encode(&self) -> Result<Vec<u8>> {
@@ -66,11 +54,7 @@ impl<R: Record> Envelope<R> {
 
     /// The record, when the envelope is not a tombstone.
     pub fn into_live(self) -> Option<R> {
-        if self.header.tombstone {
-            None
-        } else {
-            self.record
-        }
+        if self.header.tombstone { None } else { self.record }
     }
 }
 
@@ -82,8 +66,5 @@ pub fn decode_header(collection: Collection, bytes: &[u8]) -> Result<Header> {
 }
 
 fn codec(collection: Collection, error: impl std::fmt::Display) -> Error {
-    Error::Corrupt(format!(
-        "cannot decode a {} record: {error}",
-        collection.kind()
-    ))
+    Error::Corrupt(format!("cannot decode a {} record: {error}", collection.kind()))
 }

@@ -29,11 +29,7 @@ pub struct Clock {
 
 impl Clock {
     pub fn new(node: impl Into<String>) -> Clock {
-        Clock {
-            node: node.into(),
-            last_wall: 0,
-            last_counter: 0,
-        }
+        Clock { node: node.into(), last_wall: 0, last_counter: 0 }
     }
 
     /// A new version, greater than every version this clock has made or observed.
@@ -68,20 +64,13 @@ impl Clock {
     }
 
     fn current(&self) -> Hlc {
-        Hlc {
-            wall_ms: self.last_wall,
-            counter: self.last_counter,
-            node: self.node.clone(),
-        }
+        Hlc { wall_ms: self.last_wall, counter: self.last_counter, node: self.node.clone() }
     }
 }
 
 /// The wall clock in milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -92,27 +81,15 @@ mod tests {
 
     #[test]
     fn ties_break_by_node() {
-        let a = Hlc {
-            wall_ms: 5,
-            counter: 1,
-            node: "a".into(),
-        };
-        let b = Hlc {
-            wall_ms: 5,
-            counter: 1,
-            node: "b".into(),
-        };
+        let a = Hlc { wall_ms: 5, counter: 1, node: "a".into() };
+        let b = Hlc { wall_ms: 5, counter: 1, node: "b".into() };
         assert!(a < b);
     }
 
     #[test]
     fn counter_overflow_moves_to_next_millisecond() {
         let mut clock = Clock::new("n");
-        clock.observe(&Hlc {
-            wall_ms: 10,
-            counter: u32::MAX,
-            node: "x".into(),
-        });
+        clock.observe(&Hlc { wall_ms: 10, counter: u32::MAX, node: "x".into() });
         let next = clock.tick(3);
         assert_eq!((next.wall_ms, next.counter), (11, 0));
     }

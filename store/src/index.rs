@@ -39,16 +39,8 @@ mod tests {
         let a = entry(Collection::Tools, "tool_type", &Value::from("ab"), "c");
         let b = prefix(Collection::Tools, "tool_type", &Value::from("a"));
         assert!(!a.starts_with(&b));
-        let s = prefix(
-            Collection::Functions,
-            "is_system_action",
-            &Value::from("true"),
-        );
-        let t = prefix(
-            Collection::Functions,
-            "is_system_action",
-            &Value::from(true),
-        );
+        let s = prefix(Collection::Functions, "is_system_action", &Value::from("true"));
+        let t = prefix(Collection::Functions, "is_system_action", &Value::from(true));
         assert_ne!(s, t);
     }
 }

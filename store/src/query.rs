@@ -57,9 +57,7 @@ pub struct QueryError {
 
 impl QueryError {
     fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-        }
+        Self { message: message.into() }
     }
 }
 
@@ -244,10 +242,7 @@ mod tests {
             (json!({"tool_metadata.version": {"$gte": 31}}), true),
             (json!({"tool_metadata.version": {"$lt": 31.5}}), true),
             (json!({"tool_metadata.version": {"$lte": 30.9}}), false),
-            (
-                json!({"tool_metadata.version": {"$gt": 30, "$lt": 32}}),
-                true,
-            ),
+            (json!({"tool_metadata.version": {"$gt": 30, "$lt": 32}}), true),
             (json!({"tool_metadata.score": {"$gt": 2}}), true),
             (json!({"tool_type": {"$gt": "e"}}), true),
             (json!({"tool_type": {"$lt": "e"}}), false),
@@ -266,31 +261,16 @@ mod tests {
 
     #[test]
     fn membership_operators() {
-        assert!(matches(
-            json!({"tool_type": {"$in": ["monitor", "extractor"]}}),
-            tool()
-        ));
+        assert!(matches(json!({"tool_type": {"$in": ["monitor", "extractor"]}}), tool()));
         assert!(!matches(json!({"tool_type": {"$in": ["monitor"]}}), tool()));
         assert!(!matches(json!({"tool_type": {"$in": []}}), tool()));
-        assert!(matches(
-            json!({"tool_tags": {"$in": ["csv", "g1"]}}),
-            tool()
-        ));
+        assert!(matches(json!({"tool_tags": {"$in": ["csv", "g1"]}}), tool()));
         assert!(matches(json!({"tool_type": {"$nin": ["monitor"]}}), tool()));
         assert!(!matches(json!({"tool_tags": {"$nin": ["pdf"]}}), tool()));
-        assert!(matches(
-            json!({"tool_tags": {"$all": ["pdf", "g1"]}}),
-            tool()
-        ));
-        assert!(!matches(
-            json!({"tool_tags": {"$all": ["pdf", "csv"]}}),
-            tool()
-        ));
+        assert!(matches(json!({"tool_tags": {"$all": ["pdf", "g1"]}}), tool()));
+        assert!(!matches(json!({"tool_tags": {"$all": ["pdf", "csv"]}}), tool()));
         assert!(!matches(json!({"tool_tags": {"$all": []}}), tool()));
-        assert!(!matches(
-            json!({"tool_type": {"$all": ["extractor"]}}),
-            tool()
-        ));
+        assert!(!matches(json!({"tool_type": {"$all": ["extractor"]}}), tool()));
     }
 
     #[test]
@@ -298,10 +278,7 @@ mod tests {
         assert!(matches(json!({"tool_type": {"$exists": true}}), tool()));
         assert!(!matches(json!({"nope": {"$exists": true}}), tool()));
         assert!(matches(json!({"nope": {"$exists": false}}), tool()));
-        assert!(matches(
-            json!({"tool_metadata.owner": {"$exists": true}}),
-            tool()
-        ));
+        assert!(matches(json!({"tool_metadata.owner": {"$exists": true}}), tool()));
         assert!(matches(json!({"items.name": {"$exists": true}}), tool()));
         assert!(matches(json!({"tool_tags": {"$size": 2}}), tool()));
         assert!(!matches(json!({"tool_tags": {"$size": 1}}), tool()));
@@ -313,51 +290,24 @@ mod tests {
     fn not_and_regex() {
         assert!(matches(json!({"tool_type": {"$regex": "^ext"}}), tool()));
         assert!(!matches(json!({"tool_type": {"$regex": "^EXT"}}), tool()));
-        assert!(matches(
-            json!({"tool_type": {"$regex": "^EXT", "$options": "i"}}),
-            tool()
-        ));
+        assert!(matches(json!({"tool_type": {"$regex": "^EXT", "$options": "i"}}), tool()));
         assert!(matches(json!({"tool_tags": {"$regex": "^p"}}), tool()));
         assert!(!matches(json!({"enabled": {"$regex": "true"}}), tool()));
-        assert!(matches(
-            json!({"s": {"$regex": "^b$", "$options": "m"}}),
-            json!({"s": "a\nb"})
-        ));
-        assert!(matches(
-            json!({"s": {"$regex": "a.b", "$options": "s"}}),
-            json!({"s": "a\nb"})
-        ));
-        assert!(matches(
-            json!({"s": {"$regex": "a b", "$options": "x"}}),
-            json!({"s": "ab"})
-        ));
-        assert!(matches(
-            json!({"tool_type": {"$not": {"$regex": "^mon"}}}),
-            tool()
-        ));
-        assert!(!matches(
-            json!({"tool_metadata.version": {"$not": {"$gt": 30}}}),
-            tool()
-        ));
+        assert!(matches(json!({"s": {"$regex": "^b$", "$options": "m"}}), json!({"s": "a\nb"})));
+        assert!(matches(json!({"s": {"$regex": "a.b", "$options": "s"}}), json!({"s": "a\nb"})));
+        assert!(matches(json!({"s": {"$regex": "a b", "$options": "x"}}), json!({"s": "ab"})));
+        assert!(matches(json!({"tool_type": {"$not": {"$regex": "^mon"}}}), tool()));
+        assert!(!matches(json!({"tool_metadata.version": {"$not": {"$gt": 30}}}), tool()));
         assert!(matches(json!({"nope": {"$not": {"$gt": 30}}}), tool()));
-        assert!(matches(
-            json!({"tool_tags": {"$not": {"$size": 3}}}),
-            tool()
-        ));
+        assert!(matches(json!({"tool_tags": {"$not": {"$size": 3}}}), tool()));
     }
 
     #[test]
     fn evil_regex_is_linear() {
         let text = format!("{}b", "a".repeat(100_000));
         let start = std::time::Instant::now();
-        assert!(!matches(
-            json!({"s": {"$regex": "^(a+)+$"}}),
-            json!({"s": text})
-        ));
-        assert!(matches(
-            json!({"s": {"$regex": "(a+)+b$"}}),
-            json!({"s": text})
-        ));
+        assert!(!matches(json!({"s": {"$regex": "^(a+)+$"}}), json!({"s": text})));
+        assert!(matches(json!({"s": {"$regex": "(a+)+b$"}}), json!({"s": text})));
         assert!(start.elapsed() < std::time::Duration::from_secs(5));
     }
 
@@ -365,45 +315,20 @@ mod tests {
     fn logical_operators() {
         let or = json!({"$or": [{"tool_type": "monitor"}, {"tool_tags": "pdf"}]});
         assert!(matches(or, tool()));
-        assert!(!matches(
-            json!({"$or": [{"tool_type": "monitor"}, {"id": "t9"}]}),
-            tool()
-        ));
-        assert!(matches(
-            json!({"$and": [{"tool_type": "extractor"}, {"id": "t1"}]}),
-            tool()
-        ));
-        assert!(!matches(
-            json!({"$and": [{"tool_type": "extractor"}, {"id": "t9"}]}),
-            tool()
-        ));
-        assert!(matches(
-            json!({"$nor": [{"tool_type": "monitor"}, {"id": "t9"}]}),
-            tool()
-        ));
-        assert!(!matches(
-            json!({"$nor": [{"tool_type": "extractor"}]}),
-            tool()
-        ));
+        assert!(!matches(json!({"$or": [{"tool_type": "monitor"}, {"id": "t9"}]}), tool()));
+        assert!(matches(json!({"$and": [{"tool_type": "extractor"}, {"id": "t1"}]}), tool()));
+        assert!(!matches(json!({"$and": [{"tool_type": "extractor"}, {"id": "t9"}]}), tool()));
+        assert!(matches(json!({"$nor": [{"tool_type": "monitor"}, {"id": "t9"}]}), tool()));
+        assert!(!matches(json!({"$nor": [{"tool_type": "extractor"}]}), tool()));
         let nested = json!({"$or": [{"$and": [{"id": "t1"}, {"$nor": [{"enabled": false}]}]}]});
         assert!(matches(nested, tool()));
     }
 
     #[test]
     fn unsupported_operators_are_named() {
-        for op in [
-            "$where",
-            "$expr",
-            "$function",
-            "$text",
-            "$jsonSchema",
-            "$bogus",
-        ] {
+        for op in ["$where", "$expr", "$function", "$text", "$jsonSchema", "$bogus"] {
             let message = error(json!({op: "x"}));
-            assert!(
-                message.contains(&format!("unsupported query operator '{op}'")),
-                "{message}"
-            );
+            assert!(message.contains(&format!("unsupported query operator '{op}'")), "{message}");
             assert!(message.contains("$regex"), "{message}");
             let message = error(json!({"a": {op: 1}}));
             assert!(message.contains(&format!("'{op}'")), "{message}");
@@ -493,9 +418,7 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
-        let and = deep(10_000, json!({"a": 1}), "$and", |inner| {
-            Value::Array(vec![inner])
-        });
+        let and = deep(10_000, json!({"a": 1}), "$and", |inner| Value::Array(vec![inner]));
         let nor = deep(10_000, json!({"a": 1}), "$nor", |inner| {
             Value::Array(vec![json!({"b": 2}), inner])
         });
@@ -509,9 +432,8 @@ mod tests {
         for message in messages {
             assert!(message.contains("nested too deeply"), "{message}");
         }
-        let depth_ok = deep(MAX_DEPTH - 1, json!({"a": 1}), "$and", |inner| {
-            Value::Array(vec![inner])
-        });
+        let depth_ok =
+            deep(MAX_DEPTH - 1, json!({"a": 1}), "$and", |inner| Value::Array(vec![inner]));
         assert!(matches(depth_ok, json!({"a": 1})));
         let nots = |levels| {
             let not = deep(levels, json!({"$eq": 1}), "$not", |inner| inner);
@@ -549,12 +471,7 @@ mod tests {
                 ("tool_type", &json!("extractor")),
             ]
         );
-        assert!(
-            Filter::parse(&json!({}))
-                .unwrap()
-                .equality_hints()
-                .is_empty()
-        );
+        assert!(Filter::parse(&json!({})).unwrap().equality_hints().is_empty());
     }
 
     fn scalar() -> impl Strategy<Value = Value> {

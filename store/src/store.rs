@@ -34,7 +34,6 @@ pub const DEFAULT_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
 pub const MAX_RESULTS: usize = 1000;
 
 const META_SCHEMA: &[u8] = b"schema_version";
-const META_HLC: &[u8] = b"hlc";
 const META_SEQ: &[u8] = b"feed_seq";
 
 /// How to open a store.
@@ -58,11 +57,7 @@ impl StoreConfig {
     }
 
     pub fn temporary(node_id: impl Into<String>) -> Self {
-        StoreConfig {
-            path: None,
-            cache_capacity: DEFAULT_CACHE_CAPACITY,
-            node_id: node_id.into(),
-        }
+        StoreConfig { path: None, cache_capacity: DEFAULT_CACHE_CAPACITY, node_id: node_id.into() }
     }
 }
 
@@ -74,16 +69,10 @@ pub struct Page {
 }
 
 impl Page {
-    pub const ALL: Page = Page {
-        offset: 0,
-        limit: MAX_RESULTS,
-    };
+    pub const ALL: Page = Page { offset: 0, limit: MAX_RESULTS };
 
     pub fn new(offset: usize, limit: usize) -> Page {
-        Page {
-            offset,
-            limit: limit.min(MAX_RESULTS),
-        }
+        Page { offset, limit: limit.min(MAX_RESULTS) }
     }
 }
 
@@ -95,9 +84,7 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("node_id", &self.inner.node_id)
-            .finish_non_exhaustive()
+        f.debug_struct("Store").field("node_id", &self.inner.node_id).finish_non_exhaustive()
     }
 }
 
@@ -138,30 +125,25 @@ impl Store {
             Some(bytes) => {
                 let found = decode_u32(&bytes)?;
                 if found > SCHEMA_VERSION {
-                    return Err(Error::Schema {
-                        found,
-                        supported: SCHEMA_VERSION,
-                    });
+                    return Err(Error::Schema { found, supported: SCHEMA_VERSION });
                 }
                 // Older schemas migrate here, one version at a time. There are none yet.
             }
         }
+        // The clock restarts past the last version written: the newest feed entry's.
+        let feed = db.open_tree("feed")?;
         let mut clock = Clock::new(config.node_id.clone());
-        if let Some(bytes) = meta.get(META_HLC)? {
-            clock.observe(&decode_hlc(&bytes)?);
+        if let Some((_, bytes)) = feed.last()? {
+            clock.observe(&decode::<Change>(&bytes)?.hlc);
         }
-        let last_seq = meta
-            .get(META_SEQ)?
-            .map(|b| decode_u64(&b))
-            .transpose()?
-            .unwrap_or(0);
+        let last_seq = meta.get(META_SEQ)?.map(|b| decode_u64(&b)).transpose()?.unwrap_or(0);
         let (feed_tx, _) = watch::channel(last_seq);
         let inner = Inner {
             node_id: config.node_id.clone(),
             tools: db.open_tree(Collection::Tools.tree_name())?,
             functions: db.open_tree(Collection::Functions.tree_name())?,
             index: db.open_tree("index")?,
-            feed: db.open_tree("feed")?,
+            feed,
             blobs: db.open_tree("blobs")?,
             meta,
             db,
@@ -169,9 +151,7 @@ impl Store {
             commit: GroupCommit::default(),
             feed_tx,
         };
-        Ok(Store {
-            inner: Arc::new(inner),
-        })
+        Ok(Store { inner: Arc::new(inner) })
     }
 
     pub fn node_id(&self) -> &str {
@@ -195,18 +175,12 @@ impl Store {
 
     /// The envelope stored under this id, tombstones included (for replication and tests).
     pub fn envelope<R: Record>(&self, id: &str) -> Result<Option<Envelope<R>>> {
-        self.tree(R::COLLECTION)
-            .get(id.as_bytes())?
-            .map(|b| Envelope::decode(&b))
-            .transpose()
+        self.tree(R::COLLECTION).get(id.as_bytes())?.map(|b| Envelope::decode(&b)).transpose()
     }
 
     /// Live records in id order.
     pub fn list<R: Record>(&self, page: Page) -> Result<Vec<R>> {
-        self.live::<R>()
-            .skip(page.offset)
-            .take(page.limit)
-            .collect()
+        self.live::<R>().skip(page.offset).take(page.limit).collect()
     }
 
     /// Every live record in id order, decoded lazily.
@@ -275,11 +249,7 @@ impl Store {
             },
             Err(e) => Some(Err(e)),
         });
-        matched
-            .by_ref()
-            .skip(page.offset)
-            .take(page.limit)
-            .collect()
+        matched.by_ref().skip(page.offset).take(page.limit).collect()
     }
 
     fn index_ids<R: Record>(
@@ -289,15 +259,11 @@ impl Store {
     ) -> impl Iterator<Item = Result<String>> + use<R> {
         let prefix = index::prefix(R::COLLECTION, field, value);
         let skip = prefix.len();
-        self.inner
-            .index
-            .scan_prefix(&prefix)
-            .keys()
-            .map(move |key| {
-                let key = key?;
-                String::from_utf8(key[skip..].to_vec())
-                    .map_err(|_| Error::Corrupt("index entry with a non-utf8 id".into()))
-            })
+        self.inner.index.scan_prefix(&prefix).keys().map(move |key| {
+            let key = key?;
+            String::from_utf8(key[skip..].to_vec())
+                .map_err(|_| Error::Corrupt("index entry with a non-utf8 id".into()))
+        })
     }
 
     // ---- writes ------------------------------------------------------------------------
@@ -314,10 +280,9 @@ impl Store {
         let written = self.commit::<R>(
             record.id(),
             |current| match current {
-                Some(_) => Err(Error::Conflict {
-                    kind: R::COLLECTION.kind(),
-                    id: record.id().into(),
-                }),
+                Some(_) => {
+                    Err(Error::Conflict { kind: R::COLLECTION.kind(), id: record.id().into() })
+                }
                 None => Ok(Some(record.clone())),
             },
             blob.as_ref().map(|(sha, bytes)| (sha.as_str(), *bytes)),
@@ -378,10 +343,18 @@ impl Store {
             record.validate()?;
         }
         for record in records {
-            self.commit::<R>(record.id(), |_| Ok(Some(record.clone())), None)?;
+            self.put_unsynced(record)?;
         }
         self.sync()?;
         Ok(records.len())
+    }
+
+    /// Inserts or replaces a record without waiting for the disk: the write is committed and
+    /// visible, but survives a crash only after the next [`Store::sync`]. For callers that
+    /// batch many writes under one sync.
+    pub fn put_unsynced<R: Record>(&self, record: &R) -> Result<Written> {
+        record.validate()?;
+        self.commit::<R>(record.id(), |_| Ok(Some(record.clone())), None)
     }
 
     /// One write: `decide(current live record)` returns the new record, or `None` to delete,
@@ -392,20 +365,10 @@ impl Store {
         decide: impl Fn(Option<R>) -> Result<Option<R>>,
         blob: Option<(&str, &[u8])>,
     ) -> Result<Written> {
-        let hlc = self
-            .inner
-            .clock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .tick(now_ms());
+        let hlc = self.inner.clock.lock().unwrap_or_else(PoisonError::into_inner).tick(now_ms());
         let inner = &*self.inner;
-        let trees = (
-            self.tree(R::COLLECTION),
-            &inner.index,
-            &inner.feed,
-            &inner.meta,
-            &inner.blobs,
-        );
+        let trees =
+            (self.tree(R::COLLECTION), &inner.index, &inner.feed, &inner.meta, &inner.blobs);
         let written = trees.transaction(|(records, index, feed, meta, blobs)| {
             let current = match records.get(id.as_bytes())? {
                 Some(bytes) => Envelope::<R>::decode(&bytes).map_err(abort)?.into_live(),
@@ -436,14 +399,10 @@ impl Store {
             };
             feed.insert(&seq.to_be_bytes(), encode(&change).map_err(abort)?)?;
             meta.insert(META_SEQ, &seq.to_be_bytes())?;
-            meta.insert(META_HLC, encode(&hlc).map_err(abort)?)?;
             if let Some((sha, bytes)) = blob {
                 blobs.insert(sha.as_bytes(), bytes)?;
             }
-            Ok(Written {
-                seq,
-                hlc: hlc.clone(),
-            })
+            Ok(Written { seq, hlc: hlc.clone() })
         })?;
         self.inner.feed_tx.send_replace(written.seq);
         Ok(written)
@@ -451,9 +410,7 @@ impl Store {
 
     /// Makes every write so far durable. Concurrent callers share one flush.
     pub fn sync(&self) -> Result<()> {
-        self.inner
-            .commit
-            .sync(|| self.inner.db.flush().map(|_| ()).map_err(Error::from))
+        self.inner.commit.sync(|| self.inner.db.flush().map(|_| ()).map_err(Error::from))
     }
 
     // ---- change feed -------------------------------------------------------------------
@@ -466,13 +423,7 @@ impl Store {
     /// Changes after `after`, oldest first, at most `limit`.
     pub fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
         let start = after.saturating_add(1).to_be_bytes();
-        self.inner
-            .feed
-            .range(start..)
-            .values()
-            .take(limit)
-            .map(|bytes| decode(&bytes?))
-            .collect()
+        self.inner.feed.range(start..).values().take(limit).map(|bytes| decode(&bytes?)).collect()
     }
 
     /// A receiver that wakes with the last sequence number after every commit.
@@ -533,11 +484,8 @@ fn update_index<R: Record>(
             return;
         }
         let key = index::entry(R::COLLECTION, field, &value, record.id());
-        result = if insert {
-            index.insert(key, &[]).map(drop)
-        } else {
-            index.remove(key).map(drop)
-        };
+        result =
+            if insert { index.insert(key, &[]).map(drop) } else { index.remove(key).map(drop) };
     });
     result.map_err(ConflictableTransactionError::from)
 }
@@ -547,10 +495,7 @@ fn indexable(value: &Value) -> bool {
 }
 
 fn not_found<R: Record>(id: &str) -> Error {
-    Error::NotFound {
-        kind: R::COLLECTION.kind(),
-        id: id.to_owned(),
-    }
+    Error::NotFound { kind: R::COLLECTION.kind(), id: id.to_owned() }
 }
 
 fn abort(error: Error) -> ConflictableTransactionError<Error> {
@@ -584,15 +529,8 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         .map_err(|e| Error::Corrupt(format!("cannot decode: {e}")))
 }
 
-fn decode_hlc(bytes: &[u8]) -> Result<Hlc> {
-    decode(bytes)
-}
-
 fn decode_u64(bytes: &[u8]) -> Result<u64> {
-    bytes
-        .try_into()
-        .map(u64::from_be_bytes)
-        .map_err(|_| Error::Corrupt("bad counter".into()))
+    bytes.try_into().map(u64::from_be_bytes).map_err(|_| Error::Corrupt("bad counter".into()))
 }
 
 fn decode_u32(bytes: &[u8]) -> Result<u32> {

@@ -26,7 +26,7 @@ fn tool(id: &str, tool_type: &str, tags: &[&str]) -> ToolEntry {
 fn full_tool() -> ToolEntry {
     serde_json::from_value(json!({
         "tool_id": "tool-nlp-01",
-        "tool_metadata": {"language": "en", "version": "v1.0", "nested": {"n": [1, 2.5, null, true]}},
+        "tool_metadata": {"language": "en", "version": "v1.0", "nested": {"n": [1, 2.5, null, true, -7, 18446744073709551615u64, 1e300, [], {}]}},
         "tool_search_description": "A tool for extracting named entities.",
         "tool_tags": ["nlp", "text"],
         "tool_type": "extractor",
@@ -77,10 +77,7 @@ fn every_field_round_trips_and_survives_reopen() {
     }
     let store = open(&dir);
     assert_eq!(store.get::<ToolEntry>("tool-nlp-01").unwrap(), tool);
-    assert_eq!(
-        store.get::<FunctionEntry>("predict_abc_v2").unwrap(),
-        function
-    );
+    assert_eq!(store.get::<FunctionEntry>("predict_abc_v2").unwrap(), function);
     assert_eq!(store.last_seq(), 2);
 }
 
@@ -89,21 +86,12 @@ fn create_conflicts_and_delete_leaves_a_tombstone_that_create_may_reuse() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     store.create(&tool("t1", "a", &[])).unwrap();
-    assert!(matches!(
-        store.create(&tool("t1", "b", &[])),
-        Err(Error::Conflict { .. })
-    ));
+    assert!(matches!(store.create(&tool("t1", "b", &[])), Err(Error::Conflict { .. })));
     assert_eq!(store.get::<ToolEntry>("t1").unwrap().tool_type, "a");
 
     let deleted = store.delete::<ToolEntry>("t1").unwrap();
-    assert!(matches!(
-        store.get::<ToolEntry>("t1"),
-        Err(Error::NotFound { .. })
-    ));
-    assert!(matches!(
-        store.delete::<ToolEntry>("t1"),
-        Err(Error::NotFound { .. })
-    ));
+    assert!(matches!(store.get::<ToolEntry>("t1"), Err(Error::NotFound { .. })));
+    assert!(matches!(store.delete::<ToolEntry>("t1"), Err(Error::NotFound { .. })));
     let envelope = store.envelope::<ToolEntry>("t1").unwrap().unwrap();
     assert!(envelope.header.tombstone);
     assert_eq!(envelope.header.hlc, deleted.hlc);
@@ -128,10 +116,7 @@ fn versions_increase_and_the_feed_follows_commit_order() {
     assert!(c.hlc > a.hlc);
     assert_eq!(c.hlc.node, "node-a");
     let feed = store.changes_since(0, 100).unwrap();
-    assert_eq!(
-        feed.iter().map(|c| c.seq).collect::<Vec<_>>(),
-        vec![1, 2, 3]
-    );
+    assert_eq!(feed.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
     assert!(feed[2].tombstone && !feed[0].tombstone);
     assert!(feed.windows(2).all(|w| w[0].hlc < w[1].hlc));
     assert_eq!(store.changes_since(2, 100).unwrap().len(), 1);
@@ -170,10 +155,7 @@ fn invalid_ids_are_refused_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     for id in ["", "../x", "/etc/x", "a b", &"x".repeat(200)] {
-        assert!(
-            matches!(store.create(&tool(id, "x", &[])), Err(Error::Invalid(_))),
-            "{id}"
-        );
+        assert!(matches!(store.create(&tool(id, "x", &[])), Err(Error::Invalid(_))), "{id}");
     }
     assert_eq!(store.last_seq(), 0);
 }
@@ -182,28 +164,16 @@ fn invalid_ids_are_refused_before_anything_is_written() {
 fn index_lookups_by_type_tag_and_flag() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    store
-        .create(&tool("t1", "extractor", &["nlp", "text"]))
-        .unwrap();
+    store.create(&tool("t1", "extractor", &["nlp", "text"])).unwrap();
     store.create(&tool("t2", "extractor", &["image"])).unwrap();
     store.create(&tool("t3", "monitor", &["nlp"])).unwrap();
-    let by_type = store
-        .find::<ToolEntry>("tool_type", &json!("extractor"), Page::ALL)
-        .unwrap();
+    let by_type = store.find::<ToolEntry>("tool_type", &json!("extractor"), Page::ALL).unwrap();
     assert_eq!(ids(&by_type), ["t1", "t2"]);
-    let by_tag = store
-        .find::<ToolEntry>("tool_tags", &json!("nlp"), Page::ALL)
-        .unwrap();
+    let by_tag = store.find::<ToolEntry>("tool_tags", &json!("nlp"), Page::ALL).unwrap();
     assert_eq!(ids(&by_tag), ["t1", "t3"]);
-    let paged = store
-        .find::<ToolEntry>("tool_tags", &json!("nlp"), Page::new(1, 5))
-        .unwrap();
+    let paged = store.find::<ToolEntry>("tool_tags", &json!("nlp"), Page::new(1, 5)).unwrap();
     assert_eq!(ids(&paged), ["t3"]);
-    assert!(
-        store
-            .find::<ToolEntry>("tool_service_url", &json!("x"), Page::ALL)
-            .is_err()
-    );
+    assert!(store.find::<ToolEntry>("tool_service_url", &json!("x"), Page::ALL).is_err());
 
     let f = |id: &str, system: bool| FunctionEntry {
         function_id: id.into(),
@@ -212,16 +182,11 @@ fn index_lookups_by_type_tag_and_flag() {
     };
     store.create(&f("f1", true)).unwrap();
     store.create(&f("f2", false)).unwrap();
-    let system = store
-        .find::<FunctionEntry>("is_system_action", &json!(true), Page::ALL)
-        .unwrap();
+    let system = store.find::<FunctionEntry>("is_system_action", &json!(true), Page::ALL).unwrap();
     assert_eq!(system.len(), 1);
     assert_eq!(system[0].function_id, "f1");
     let as_text = store.find::<FunctionEntry>("is_system_action", &json!("true"), Page::ALL);
-    assert!(
-        as_text.unwrap().is_empty(),
-        "the index keeps the value's type"
-    );
+    assert!(as_text.unwrap().is_empty(), "the index keeps the value's type");
 }
 
 #[test]
@@ -230,27 +195,17 @@ fn blobs_are_content_addressed_and_written_with_their_record() {
     let store = open(&dir);
     let sha = store.put_blob(b"hello").unwrap();
     assert_eq!(sha, sha256_hex(b"hello"));
-    assert_eq!(
-        sha,
-        "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
-    );
+    assert_eq!(sha, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
     assert_eq!(store.get_blob(&sha).unwrap().unwrap(), b"hello");
     assert!(store.get_blob(&"0".repeat(64)).unwrap().is_none());
-    assert!(matches!(
-        store.get_blob("../../etc/passwd"),
-        Err(Error::Invalid(_))
-    ));
+    assert!(matches!(store.get_blob("../../etc/passwd"), Err(Error::Invalid(_))));
 
     // A record that conflicts takes its blob down with it.
     store.create(&tool("t", "x", &[])).unwrap();
-    let err = store
-        .create_with_blob(&tool("t", "y", &[]), Some(b"orphan"))
-        .unwrap_err();
+    let err = store.create_with_blob(&tool("t", "y", &[]), Some(b"orphan")).unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }));
     assert!(store.get_blob(&sha256_hex(b"orphan")).unwrap().is_none());
-    store
-        .create_with_blob(&tool("u", "y", &[]), Some(b"code"))
-        .unwrap();
+    store.create_with_blob(&tool("u", "y", &[]), Some(b"code")).unwrap();
     assert!(store.get_blob(&sha256_hex(b"code")).unwrap().is_some());
 }
 
@@ -261,8 +216,7 @@ fn a_newer_schema_is_refused() {
     {
         let db = sled::open(dir.path().join("db")).unwrap();
         let meta = db.open_tree("meta").unwrap();
-        meta.insert("schema_version", &(SCHEMA_VERSION + 1).to_be_bytes())
-            .unwrap();
+        meta.insert("schema_version", &(SCHEMA_VERSION + 1).to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
     let err = Store::open(&StoreConfig::new(dir.path().join("db"), "n")).unwrap_err();
@@ -274,11 +228,8 @@ fn queries_use_the_filter_and_agree_with_a_scan() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     for i in 0..40 {
-        let mut t = tool(
-            &format!("t{i:02}"),
-            if i % 2 == 0 { "extractor" } else { "monitor" },
-            &[],
-        );
+        let mut t =
+            tool(&format!("t{i:02}"), if i % 2 == 0 { "extractor" } else { "monitor" }, &[]);
         t.tool_tags = vec![format!("g{}", i % 3)];
         t.tool_metadata.insert("version".into(), json!(i));
         store.create(&t).unwrap();
@@ -298,10 +249,7 @@ fn queries_use_the_filter_and_agree_with_a_scan() {
         run(json!({"$or": [{"tool_type": "extractor"}], "tool_metadata.version": {"$gte": 30}}));
     assert_eq!(got, via_or);
     assert_eq!(run(json!({})).len(), 40);
-    assert_eq!(
-        run(json!({"tool_tags": "g1", "tool_type": "monitor"})).len(),
-        7
-    );
+    assert_eq!(run(json!({"tool_tags": "g1", "tool_type": "monitor"})).len(), 7);
 }
 
 #[test]
@@ -313,9 +261,7 @@ fn concurrent_writers_all_land() {
             let store = store.clone();
             std::thread::spawn(move || {
                 for i in 0..25 {
-                    store
-                        .create(&tool(&format!("w{w}-{i}"), "x", &["t"]))
-                        .unwrap();
+                    store.create(&tool(&format!("w{w}-{i}"), "x", &["t"])).unwrap();
                 }
             })
         })
@@ -324,43 +270,21 @@ fn concurrent_writers_all_land() {
         t.join().unwrap();
     }
     assert_eq!(store.count::<ToolEntry>().unwrap(), 200);
-    assert_eq!(
-        store
-            .find::<ToolEntry>("tool_tags", &json!("t"), Page::ALL)
-            .unwrap()
-            .len(),
-        200
-    );
-    let seqs: Vec<u64> = store
-        .changes_since(0, 1000)
-        .unwrap()
-        .iter()
-        .map(|c| c.seq)
-        .collect();
+    assert_eq!(store.find::<ToolEntry>("tool_tags", &json!("t"), Page::ALL).unwrap().len(), 200);
+    let seqs: Vec<u64> = store.changes_since(0, 1000).unwrap().iter().map(|c| c.seq).collect();
     assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
 }
 
 #[derive(Debug, Clone)]
 enum Op {
-    Put {
-        id: u8,
-        tool_type: u8,
-        tags: Vec<u8>,
-    },
-    Delete {
-        id: u8,
-    },
+    Put { id: u8, tool_type: u8, tags: Vec<u8> },
+    Delete { id: u8 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0u8..6, 0u8..3, prop::collection::vec(0u8..4, 0..3)).prop_map(|(id, tool_type, tags)| {
-            Op::Put {
-                id,
-                tool_type,
-                tags,
-            }
-        }),
+        (0u8..6, 0u8..3, prop::collection::vec(0u8..4, 0..3))
+            .prop_map(|(id, tool_type, tags)| { Op::Put { id, tool_type, tags } }),
         (0u8..6).prop_map(|id| Op::Delete { id }),
     ]
 }
@@ -420,4 +344,38 @@ proptest! {
         store.create(&t).unwrap();
         prop_assert_eq!(store.get::<ToolEntry>(&id).unwrap(), t);
     }
+}
+
+#[tokio::test]
+async fn followers_wake_on_every_commit_and_resume_from_a_sequence_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut feed = store.subscribe();
+    assert_eq!(*feed.borrow_and_update(), 0);
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for i in 0..3 {
+                store.create(&tool(&format!("t{i}"), "x", &[])).unwrap();
+            }
+        })
+    };
+    let mut followed = 0;
+    let mut seen = Vec::new();
+    while followed < 3 {
+        tokio::time::timeout(std::time::Duration::from_secs(10), feed.changed())
+            .await
+            .expect("the feed wakes its follower")
+            .unwrap();
+        let last = *feed.borrow_and_update();
+        // The feed may already hold commits newer than the wake-up: take them all, in order.
+        for change in store.changes_since(followed, 100).unwrap() {
+            assert_eq!(change.seq, followed + 1, "no gaps, no repeats");
+            followed = change.seq;
+            seen.push(change.id);
+        }
+        assert!(followed >= last);
+    }
+    writer.join().unwrap();
+    assert_eq!(seen, ["t0", "t1", "t2"]);
 }

@@ -1,1 +1,8 @@
-//! tests
+//! Test support shared by gridnode's end-to-end tests: an HTTP client for a node's REST API, zip
+//! bundles, and a walk through every registry route with the seeds' own example requests.
+//!
+//! It depends on no gridnode crate, so the binary's own tests (in `node/`) can use it too.
+
+pub mod api;
+pub mod bundle;
+pub mod walk;

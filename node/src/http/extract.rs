@@ -76,9 +76,7 @@ impl Params {
     pub fn required(&self, name: &str) -> Result<&str, Error> {
         match self.0.get(name).map(String::as_str) {
             Some(value) if !value.is_empty() => Ok(value),
-            _ => Err(Error::BadRequest(format!(
-                "missing query parameter '{name}': add ?{name}=…"
-            ))),
+            _ => Err(Error::BadRequest(format!("missing query parameter '{name}': add ?{name}=…"))),
         }
     }
 

@@ -37,18 +37,8 @@ pub trait RegistryApi: RegistryEntry {
 impl RegistryApi for ToolEntry {
     const PATH: &'static str = "tools";
     const FIELD_ROUTES: &'static [FieldRoute] = &[
-        FieldRoute {
-            route: "by-type",
-            param: "type",
-            field: "tool_type",
-            kind: ParamKind::Text,
-        },
-        FieldRoute {
-            route: "by-tag",
-            param: "tag",
-            field: "tool_tags",
-            kind: ParamKind::Text,
-        },
+        FieldRoute { route: "by-type", param: "type", field: "tool_type", kind: ParamKind::Text },
+        FieldRoute { route: "by-tag", param: "tag", field: "tool_tags", kind: ParamKind::Text },
         FieldRoute {
             route: "by-execution-mode",
             param: "mode",
@@ -73,12 +63,7 @@ impl RegistryApi for FunctionEntry {
             field: "function_type",
             kind: ParamKind::Text,
         },
-        FieldRoute {
-            route: "by-tag",
-            param: "tag",
-            field: "function_tags",
-            kind: ParamKind::Text,
-        },
+        FieldRoute { route: "by-tag", param: "tag", field: "function_tags", kind: ParamKind::Text },
         FieldRoute {
             route: "by-system-flag",
             param: "is_system",
@@ -97,10 +82,7 @@ pub fn routes<R: RegistryApi>(max_upload_bytes: usize) -> Router<AppState> {
             &format!("{base}/upload"),
             post(upload::<R>).layer(DefaultBodyLimit::max(max_upload_bytes)),
         )
-        .route(
-            &format!("{base}/{{id}}"),
-            get(read::<R>).put(update::<R>).delete(delete::<R>),
-        )
+        .route(&format!("{base}/{{id}}"), get(read::<R>).put(update::<R>).delete(delete::<R>))
         .route(&format!("{base}/query/generic"), post(generic::<R>))
         .route(&format!("{base}/query/by-keyword"), get(by_keyword::<R>));
     for def in R::FIELD_ROUTES {
@@ -148,9 +130,7 @@ async fn update<R: RegistryApi>(
     };
     let patch: JsonMap = patch;
     app.registry.update::<R>(id, patch).await?;
-    Ok(Json(
-        json!({ "message": format!("{} updated successfully", R::LABEL) }),
-    ))
+    Ok(Json(json!({ "message": format!("{} updated successfully", R::LABEL) })))
 }
 
 async fn delete<R: RegistryApi>(
@@ -158,9 +138,7 @@ async fn delete<R: RegistryApi>(
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
     app.registry.delete::<R>(id).await?;
-    Ok(Json(
-        json!({ "message": format!("{} deleted successfully", R::LABEL) }),
-    ))
+    Ok(Json(json!({ "message": format!("{} deleted successfully", R::LABEL) })))
 }
 
 async fn by_field<R: RegistryApi>(
@@ -183,11 +161,7 @@ async fn by_field<R: RegistryApi>(
             }
         },
     };
-    Ok(Json(
-        app.registry
-            .find::<R>(def.field, value, params.page()?)
-            .await?,
-    ))
+    Ok(Json(app.registry.find::<R>(def.field, value, params.page()?).await?))
 }
 
 async fn by_keyword<R: RegistryApi>(
@@ -195,9 +169,7 @@ async fn by_keyword<R: RegistryApi>(
     params: Params,
 ) -> Result<Json<Vec<R>>> {
     let keyword = params.required("keyword")?.to_owned();
-    Ok(Json(
-        app.registry.keyword::<R>(keyword, params.page()?).await?,
-    ))
+    Ok(Json(app.registry.keyword::<R>(keyword, params.page()?).await?))
 }
 
 async fn generic<R: RegistryApi>(
@@ -233,9 +205,7 @@ async fn upload<R: RegistryApi>(
     })?;
     let id = app.registry.upload::<R>(zip.to_vec()).await?;
     let id_key = R::ID_FIELD;
-    Ok(Json(
-        json!({ "message": format!("{} uploaded successfully", R::LABEL), id_key: id }),
-    ))
+    Ok(Json(json!({ "message": format!("{} uploaded successfully", R::LABEL), id_key: id })))
 }
 
 fn multipart_error(error: axum::extract::multipart::MultipartError) -> Error {

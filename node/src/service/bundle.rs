@@ -24,9 +24,7 @@ pub struct Bundle {
 /// Reads a bundle. `code_name`/`doc_name` are `tool.zip`/`tool.md` (or the function names).
 pub fn read(bytes: &[u8], code_name: &str, doc_name: &str, max_unpacked: u64) -> Result<Bundle> {
     let mut archive = ZipArchive::new(Cursor::new(bytes)).map_err(|e| {
-        bad(format!(
-            "the upload is not a readable zip archive ({e}): send a .zip file"
-        ))
+        bad(format!("the upload is not a readable zip archive ({e}): send a .zip file"))
     })?;
     if archive.len() > MAX_ENTRIES {
         return Err(bad(format!(
@@ -37,9 +35,8 @@ pub fn read(bytes: &[u8], code_name: &str, doc_name: &str, max_unpacked: u64) ->
     let mut names = Vec::with_capacity(archive.len());
     let mut declared: u64 = 0;
     for i in 0..archive.len() {
-        let entry = archive
-            .by_index_raw(i)
-            .map_err(|e| bad(format!("unreadable zip entry: {e}")))?;
+        let entry =
+            archive.by_index_raw(i).map_err(|e| bad(format!("unreadable zip entry: {e}")))?;
         let name = entry
             .name()
             .map_err(|e| bad(format!("zip entry {i} has an unreadable name: {e}")))?
@@ -58,9 +55,8 @@ pub fn read(bytes: &[u8], code_name: &str, doc_name: &str, max_unpacked: u64) ->
     })?;
     let mut budget = max_unpacked;
     let mut take = |index: usize| -> Result<Vec<u8>> {
-        let entry = archive
-            .by_index(index)
-            .map_err(|e| bad(format!("unreadable zip entry: {e}")))?;
+        let entry =
+            archive.by_index(index).map_err(|e| bad(format!("unreadable zip entry: {e}")))?;
         let mut out = Vec::new();
         // Read one byte past the budget: the actual size decides, not the header.
         entry
@@ -133,9 +129,7 @@ mod tests {
     fn zip(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
         for (name, bytes) in files {
-            writer
-                .start_file(*name, SimpleFileOptions::default())
-                .unwrap();
+            writer.start_file(*name, SimpleFileOptions::default()).unwrap();
             writer.write_all(bytes).unwrap();
         }
         writer.finish().unwrap().into_inner()
@@ -143,11 +137,7 @@ mod tests {
 
     #[test]
     fn reads_root_and_folder_layouts() {
-        let flat = zip(&[
-            ("spec.json", b"{}"),
-            ("tool.md", b"# doc"),
-            ("tool.zip", b"code"),
-        ]);
+        let flat = zip(&[("spec.json", b"{}"), ("tool.md", b"# doc"), ("tool.zip", b"code")]);
         let b = read(&flat, "tool.zip", "tool.md", 1 << 20).unwrap();
         assert_eq!(
             (b.spec.as_slice(), b.doc.as_deref(), b.code.as_deref()),
@@ -162,22 +152,12 @@ mod tests {
     #[test]
     fn refuses_escaping_names_missing_spec_and_non_zips() {
         for name in ["../x", "/etc/x", "a/../../x", "C:/x", "\\x"] {
-            let err = read(
-                &zip(&[("spec.json", b"{}"), (name, b"x")]),
-                "tool.zip",
-                "tool.md",
-                1 << 20,
-            )
-            .unwrap_err();
+            let err =
+                read(&zip(&[("spec.json", b"{}"), (name, b"x")]), "tool.zip", "tool.md", 1 << 20)
+                    .unwrap_err();
             assert!(matches!(err, Error::BadRequest(_)), "{name}: {err}");
         }
-        let err = read(
-            &zip(&[("other.json", b"{}")]),
-            "tool.zip",
-            "tool.md",
-            1 << 20,
-        )
-        .unwrap_err();
+        let err = read(&zip(&[("other.json", b"{}")]), "tool.zip", "tool.md", 1 << 20).unwrap_err();
         assert!(err.to_string().contains("no spec.json"));
         assert!(read(b"not a zip", "tool.zip", "tool.md", 1 << 20).is_err());
         let two_roots = zip(&[("a/spec.json", b"{}"), ("b/x", b"")]);
@@ -188,11 +168,7 @@ mod tests {
     fn a_zip_bomb_stops_at_the_limit() {
         let zeros = vec![0u8; 4 << 20];
         let bomb = zip(&[("spec.json", b"{}"), ("tool.zip", &zeros)]);
-        assert!(
-            bomb.len() < 64 * 1024,
-            "deflate makes it small: {}",
-            bomb.len()
-        );
+        assert!(bomb.len() < 64 * 1024, "deflate makes it small: {}", bomb.len());
         let err = read(&bomb, "tool.zip", "tool.md", 1 << 20).unwrap_err();
         assert!(matches!(err, Error::TooLarge(_)), "{err}");
     }

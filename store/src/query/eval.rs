@@ -26,13 +26,11 @@ impl Cond {
     fn matches(&self, found: &[Option<&Value>]) -> bool {
         match self {
             Cond::Eq(operand) => found.iter().any(|value| equals(*value, operand)),
-            Cond::In(operands) => operands
-                .iter()
-                .any(|operand| found.iter().any(|value| equals(*value, operand))),
+            Cond::In(operands) => {
+                operands.iter().any(|operand| found.iter().any(|value| equals(*value, operand)))
+            }
             Cond::Cmp(op, operand) => found.iter().flatten().any(|value| {
-                any_element(value, |v| {
-                    compare(v, operand).is_some_and(|ord| op.accepts(ord))
-                })
+                any_element(value, |v| compare(v, operand).is_some_and(|ord| op.accepts(ord)))
             }),
             Cond::Exists(wanted) => found.iter().any(Option::is_some) == *wanted,
             Cond::All(operands) => {
@@ -107,10 +105,7 @@ fn equals(value: Option<&Value>, operand: &Value) -> bool {
 
 /// `test` holds for the value itself or, when it is an array, for one of its elements.
 fn any_element(value: &Value, test: impl Fn(&Value) -> bool) -> bool {
-    test(value)
-        || value
-            .as_array()
-            .is_some_and(|items| items.iter().any(&test))
+    test(value) || value.as_array().is_some_and(|items| items.iter().any(&test))
 }
 
 /// Structural JSON equality in which numbers compare by value (`1 == 1.0`) and key order is
@@ -122,9 +117,7 @@ fn json_eq(a: &Value, b: &Value) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y))
         }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(key, x)| y.get(key).is_some_and(|y| json_eq(x, y)))
+            x.len() == y.len() && x.iter().all(|(key, x)| y.get(key).is_some_and(|y| json_eq(x, y)))
         }
         _ => a == b,
     }
@@ -141,11 +134,7 @@ fn compare(value: &Value, operand: &Value) -> Option<Ordering> {
 
 /// Integers compare exactly; anything involving a float compares as `f64`.
 fn compare_numbers(x: &Number, y: &Number) -> Option<Ordering> {
-    let integer = |n: &Number| {
-        n.as_i64()
-            .map(i128::from)
-            .or_else(|| n.as_u64().map(i128::from))
-    };
+    let integer = |n: &Number| n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
     match (integer(x), integer(y)) {
         (Some(x), Some(y)) => Some(x.cmp(&y)),
         _ => x.as_f64()?.partial_cmp(&y.as_f64()?),

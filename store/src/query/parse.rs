@@ -120,20 +120,14 @@ impl Parser {
                 "$nin" => Cond::Not(vec![Cond::In(list(op, operand, depth)?)]),
                 "$all" => Cond::All(list(op, operand, depth)?),
                 "$exists" => Cond::Exists(operand.as_bool().ok_or_else(|| {
-                    QueryError::new(format!(
-                        "'$exists' needs true or false, not {}",
-                        kind(operand)
-                    ))
+                    QueryError::new(format!("'$exists' needs true or false, not {}", kind(operand)))
                 })?),
                 "$size" => Cond::Size(
-                    operand
-                        .as_u64()
-                        .and_then(|n| usize::try_from(n).ok())
-                        .ok_or_else(|| {
-                            QueryError::new(format!(
-                                "'$size' needs a non-negative integer array length, not {operand}"
-                            ))
-                        })?,
+                    operand.as_u64().and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
+                        QueryError::new(format!(
+                            "'$size' needs a non-negative integer array length, not {operand}"
+                        ))
+                    })?,
                 ),
                 "$not" => match operand {
                     Value::Object(inner)
@@ -205,10 +199,7 @@ fn field_path(raw: &str) -> Result<FieldPath> {
              without a leading or trailing dot"
         )));
     }
-    Ok(FieldPath {
-        raw: raw.to_owned(),
-        segments: raw.split('.').map(str::to_owned).collect(),
-    })
+    Ok(FieldPath { raw: raw.to_owned(), segments: raw.split('.').map(str::to_owned).collect() })
 }
 
 /// A literal operand, cloned after checking (without recursion) how deep its arrays and objects
@@ -271,9 +262,7 @@ fn regex(pattern: &Value, options: Option<&Value>) -> Result<Regex> {
         )));
     }
     let mut builder = RegexBuilder::new(pattern);
-    builder
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT);
+    builder.size_limit(REGEX_SIZE_LIMIT).dfa_size_limit(REGEX_SIZE_LIMIT);
     match options {
         None => {}
         Some(Value::String(flags)) => {

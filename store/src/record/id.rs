@@ -12,9 +12,7 @@ pub fn validate_id(kind: &str, id: &str) -> Result<(), Error> {
     let rest_ok =
         chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-'));
     if id.is_empty() {
-        return Err(Error::Invalid(format!(
-            "{kind} id is missing: set '{kind}_id'"
-        )));
+        return Err(Error::Invalid(format!("{kind} id is missing: set '{kind}_id'")));
     }
     if !first_ok || !rest_ok || id.len() > ID_MAX_LEN {
         return Err(Error::Invalid(format!(
@@ -50,17 +48,7 @@ mod tests {
 
     #[test]
     fn refuses_everything_else() {
-        for id in [
-            "",
-            "-a",
-            ".a",
-            "a/b",
-            "a b",
-            "../x",
-            "é",
-            &"x".repeat(129),
-            "a\0b",
-        ] {
+        for id in ["", "-a", ".a", "a/b", "a b", "../x", "é", &"x".repeat(129), "a\0b"] {
             let err = validate_id("tool", id).unwrap_err().to_string();
             assert!(err.contains("tool id"), "{id}: {err}");
         }

@@ -2,32 +2,140 @@
 //!
 //! Both check `is_human_readable()`: serde_json says yes, bincode says no.
 
-/// JSON-valued fields: a JSON value through serde_json, JSON text through bincode (which cannot
-/// decode `serde_json::Value`). Through serde_json, `null` reads as the empty value.
+/// JSON-object fields: a JSON object through serde_json (`null` reads as `{}`); through bincode,
+/// which cannot decode a `serde_json::Value`, a compact tagged tree ([`BinValue`]).
 pub mod json_field {
-    use serde::de::{DeserializeOwned, Error as _};
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<T: Serialize, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    use super::{BinMap, MapVisitor};
+    use crate::record::JsonMap;
+
+    pub fn serialize<S: Serializer>(map: &JsonMap, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
-            value.serialize(s)
+            serde::Serialize::serialize(map, s)
         } else {
-            let text = serde_json::to_string(value).map_err(serde::ser::Error::custom)?;
-            s.serialize_str(&text)
+            serde::Serialize::serialize(&BinMap(map), s)
         }
     }
 
-    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
-    where
-        T: DeserializeOwned + Default,
-        D: Deserializer<'de>,
-    {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<JsonMap, D::Error> {
         if d.is_human_readable() {
-            Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+            Ok(Option::<JsonMap>::deserialize(d)?.unwrap_or_default())
         } else {
-            let text = String::deserialize(d)?;
-            serde_json::from_str(&text).map_err(D::Error::custom)
+            d.deserialize_seq(MapVisitor)
         }
+    }
+}
+
+/// A JSON object written as a sequence of `(key, value)` pairs.
+struct BinMap<'a>(&'a serde_json::Map<String, serde_json::Value>);
+
+impl serde::Serialize for BinMap<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for (key, value) in self.0 {
+            seq.serialize_element(&(key, BinRef(value)))?;
+        }
+        seq.end()
+    }
+}
+
+/// A JSON value written as an enum: one tag byte, then the payload. No text to parse back.
+struct BinRef<'a>(&'a serde_json::Value);
+
+/// A JSON value read back from [`BinRef`]'s form.
+struct BinValue(serde_json::Value);
+
+const VARIANTS: &[&str] = &["null", "bool", "u64", "i64", "f64", "string", "array", "object"];
+
+impl serde::Serialize for BinRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde_json::Value;
+        match self.0 {
+            Value::Null => s.serialize_unit_variant("Value", 0, "null"),
+            Value::Bool(b) => s.serialize_newtype_variant("Value", 1, "bool", b),
+            Value::Number(n) => {
+                if let Some(u) = n.as_u64() {
+                    s.serialize_newtype_variant("Value", 2, "u64", &u)
+                } else if let Some(i) = n.as_i64() {
+                    s.serialize_newtype_variant("Value", 3, "i64", &i)
+                } else {
+                    s.serialize_newtype_variant("Value", 4, "f64", &n.as_f64().unwrap_or(0.0))
+                }
+            }
+            Value::String(text) => s.serialize_newtype_variant("Value", 5, "string", text),
+            Value::Array(items) => {
+                let items: Vec<BinRef<'_>> = items.iter().map(BinRef).collect();
+                s.serialize_newtype_variant("Value", 6, "array", &items)
+            }
+            Value::Object(map) => s.serialize_newtype_variant("Value", 7, "object", &BinMap(map)),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BinValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_enum("Value", VARIANTS, BinVisitor)
+    }
+}
+
+struct BinVisitor;
+
+/// Reads [`BinMap`]'s pairs straight into a map (no intermediate vector, no sort).
+struct MapVisitor;
+
+impl<'de> serde::de::Visitor<'de> for MapVisitor {
+    type Value = serde_json::Map<String, serde_json::Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a sequence of key-value pairs")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut map = serde_json::Map::new();
+        while let Some((key, value)) = seq.next_element::<(String, BinValue)>()? {
+            map.insert(key, value.0);
+        }
+        Ok(map)
+    }
+}
+
+struct MapSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for MapSeed {
+    type Value = serde_json::Map<String, serde_json::Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(MapVisitor)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BinVisitor {
+    type Value = BinValue;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a tagged json value")
+    }
+
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<BinValue, A::Error> {
+        use serde::de::{Error, VariantAccess};
+        use serde_json::{Number, Value};
+        let (tag, variant): (u32, _) = data.variant()?;
+        let value = match tag {
+            0 => variant.unit_variant().map(|()| Value::Null)?,
+            1 => Value::Bool(variant.newtype_variant()?),
+            2 => Value::from(variant.newtype_variant::<u64>()?),
+            3 => Value::from(variant.newtype_variant::<i64>()?),
+            4 => Number::from_f64(variant.newtype_variant()?).map_or(Value::Null, Value::Number),
+            5 => Value::String(variant.newtype_variant()?),
+            6 => Value::Array(
+                variant.newtype_variant::<Vec<BinValue>>()?.into_iter().map(|v| v.0).collect(),
+            ),
+            7 => Value::Object(variant.newtype_variant_seed(MapSeed)?),
+            other => return Err(A::Error::custom(format!("unknown json value tag {other}"))),
+        };
+        Ok(BinValue(value))
     }
 }
 

@@ -46,12 +46,8 @@ pub struct ToolEntry {
 
 impl Record for ToolEntry {
     const COLLECTION: Collection = Collection::Tools;
-    const INDEXED_FIELDS: &'static [&'static str] = &[
-        "tool_type",
-        "tool_tags",
-        "tool_execution_mode",
-        "tool_policy_rule_uri",
-    ];
+    const INDEXED_FIELDS: &'static [&'static str] =
+        &["tool_type", "tool_tags", "tool_execution_mode", "tool_policy_rule_uri"];
     const ID_FIELD: &'static str = "tool_id";
 
     fn id(&self) -> &str {
@@ -63,14 +59,8 @@ impl Record for ToolEntry {
         for tag in &self.tool_tags {
             emit("tool_tags", Value::from(tag.as_str()));
         }
-        emit(
-            "tool_execution_mode",
-            Value::from(self.tool_execution_mode.as_str()),
-        );
-        emit(
-            "tool_policy_rule_uri",
-            Value::from(self.tool_policy_rule_uri.as_str()),
-        );
+        emit("tool_execution_mode", Value::from(self.tool_execution_mode.as_str()));
+        emit("tool_policy_rule_uri", Value::from(self.tool_policy_rule_uri.as_str()));
     }
 }
 
