@@ -74,6 +74,13 @@ fn get(c: &mut Criterion, f: &Fixture) {
             BatchSize::SmallInput,
         )
     });
+    group.bench_function("store_header_only", |b| {
+        b.iter_batched(
+            &mut next_id,
+            |id| f.store.header::<ToolEntry>(&id).unwrap().unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
     // What decoding costs on its own: an envelope already in memory.
     let hlc = gridnode_store::Hlc { wall_ms: 1, counter: 0, node: "bench".into() };
     let bytes = Envelope::live(hlc, corpus::tools(1, 42).remove(0)).encode().unwrap();
@@ -164,11 +171,7 @@ fn insert(c: &mut Criterion, f: &Fixture) {
     }
     // The limit: the same transaction with no flush (what a write costs before durability).
     group.bench_function("unflushed_limit", |b| {
-        b.iter_batched(
-            &make,
-            |tool| f.store.put_unsynced(&tool).unwrap(),
-            BatchSize::SmallInput,
-        )
+        b.iter_batched(&make, |tool| f.store.put_unsynced(&tool).unwrap(), BatchSize::SmallInput)
     });
     group.finish();
 }

@@ -12,6 +12,10 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 const MIB: u64 = 1024 * 1024;
+/// Largest accepted `store.cache_mb` (1 TiB).
+const MAX_CACHE_MB: u64 = 1 << 20;
+/// Largest accepted size limit (1 TiB): far beyond any sane upload, far below overflow.
+const MAX_LIMIT_BYTES: u64 = 1 << 40;
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -95,8 +99,8 @@ impl NodeConfig {
         if self.data_dir.as_os_str().is_empty() {
             return Err(Error::Config("data_dir: must not be empty".into()));
         }
-        if self.store.cache_mb == 0 {
-            return Err(Error::Config("store.cache_mb: must be at least 1".into()));
+        if !(1..=MAX_CACHE_MB).contains(&self.store.cache_mb) {
+            return Err(Error::Config(format!("store.cache_mb: must be from 1 to {MAX_CACHE_MB}")));
         }
         let limits = &self.limits;
         for (key, value) in [
@@ -104,8 +108,10 @@ impl NodeConfig {
             ("limits.max_unpacked_bytes", limits.max_unpacked_bytes),
             ("limits.max_json_body_bytes", limits.max_json_body_bytes),
         ] {
-            if value == 0 || value > usize::MAX as u64 {
-                return Err(Error::Config(format!("{key}: must be a positive number of bytes")));
+            if !(1..=MAX_LIMIT_BYTES).contains(&value) {
+                return Err(Error::Config(format!(
+                    "{key}: must be from 1 to {MAX_LIMIT_BYTES} bytes"
+                )));
             }
         }
         if !self.advertise_http.is_empty() {

@@ -66,6 +66,6 @@ async fn not_found(method: Method, uri: Uri) -> Error {
 async fn method_not_allowed(method: Method, uri: Uri) -> impl IntoResponse {
     (
         StatusCode::METHOD_NOT_ALLOWED,
-        Json(json!({ "error": format!("{method} is not allowed on {}", uri.path()) })),
+        Json(json!({ "error": format!("method {method} is not allowed on {}", uri.path()) })),
     )
 }

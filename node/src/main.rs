@@ -3,6 +3,7 @@
 use clap::Parser;
 use gridnode::cli::Cli;
 use gridnode::{Node, Result};
+use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -24,18 +25,17 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: &Cli) -> Result<()> {
     let config = cli.serve_args().resolve()?;
+    // Signals are caught from before the node starts, so none is lost during start-up.
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| gridnode::Error::io("cannot catch SIGTERM", e))?;
+    let mut interrupt = signal(SignalKind::interrupt())
+        .map_err(|e| gridnode::Error::io("cannot catch SIGINT", e))?;
     let node = Node::start(config).await?;
     println!("http listening on {}", node.http_addr());
-    wait_for_signal().await;
-    node.shutdown().await
-}
-
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler cannot fail on unix");
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        _ = interrupt.recv() => {}
     }
     tracing::info!("shutting down");
+    node.shutdown().await
 }

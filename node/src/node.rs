@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use gridnode_store::{Store, StoreConfig};
 use tokio::sync::oneshot;
@@ -12,6 +13,9 @@ use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::http::{self, AppState};
 use crate::service::{Registry, Settings};
+
+/// How long shutdown waits for in-flight requests.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// A started node. Drop it only after [`Node::shutdown`], or the store is not flushed.
 #[derive(Debug)]
@@ -24,8 +28,9 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a node on a validated config (see [`NodeConfig::validate`]).
+    /// Starts a node. The config is validated first (see [`NodeConfig::validate`]).
     pub async fn start(config: NodeConfig) -> Result<Node> {
+        let config = config.validate()?;
         let store_config = StoreConfig {
             path: Some(config.store_dir()),
             cache_capacity: config.store.cache_mb * 1024 * 1024,
@@ -80,18 +85,24 @@ impl Node {
         &self.registry
     }
 
-    /// Stops accepting requests, lets in-flight ones finish, then flushes the store.
-    pub async fn shutdown(self) -> Result<()> {
+    /// Stops accepting requests, lets in-flight ones finish (for at most [`SHUTDOWN_GRACE`]),
+    /// then makes every write durable, whatever happened to the server.
+    pub async fn shutdown(mut self) -> Result<()> {
         let _ = self.stop.send(());
-        match self.server.await {
-            Ok(result) => result.map_err(|e| Error::io("http server failed", e))?,
-            Err(e) => return Err(Error::Internal(format!("http server task failed: {e}"))),
-        }
+        let served = match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.server).await {
+            Ok(Ok(result)) => result.map_err(|e| Error::io("http server failed", e)),
+            Ok(Err(e)) => Err(Error::Internal(format!("http server task failed: {e}"))),
+            Err(_) => {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still running at shutdown; dropping them");
+                self.server.abort();
+                Ok(())
+            }
+        };
         let store = self.registry.store().clone();
-        tokio::task::spawn_blocking(move || store.flush())
+        tokio::task::spawn_blocking(move || store.sync())
             .await
             .map_err(|e| Error::Internal(format!("flush task failed: {e}")))??;
         tracing::info!("node stopped; store flushed");
-        Ok(())
+        served
     }
 }

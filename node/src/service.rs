@@ -57,8 +57,9 @@ impl Registry {
             .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
     }
 
-    /// Registers a new record; 409 if its id is taken.
-    pub async fn create<R: RegistryEntry>(&self, record: R) -> Result<String> {
+    /// Registers a new record given as JSON; 409 if its id is taken.
+    pub async fn create<R: RegistryEntry>(&self, record: Value) -> Result<String> {
+        let record: R = record_from_json(record, "invalid request body")?;
         check_not_reserved::<R>(record.id())?;
         self.blocking(move |store| {
             store.create(&record)?;
@@ -131,17 +132,17 @@ impl Registry {
     /// Records matching a generic filter (contract section 7). The filter is parsed before any
     /// data is touched.
     pub async fn query<R: RegistryEntry>(&self, filter: Value, page: Page) -> Result<Vec<R>> {
-        let filter = Filter::parse(&filter).map_err(gridnode_store::Error::from)?;
-        self.blocking(move |store| Ok(store.query::<R>(&filter, page)?)).await
+        self.blocking(move |store| {
+            // Compiling regexes is CPU work: it runs here, off the async threads, too.
+            let filter = Filter::parse(&filter).map_err(gridnode_store::Error::from)?;
+            Ok(store.query::<R>(&filter, page)?)
+        })
+        .await
     }
 
     /// Records matching a keyword, best first.
     pub async fn keyword<R: RegistryEntry>(&self, keyword: String, page: Page) -> Result<Vec<R>> {
-        let Some(query) = KeywordQuery::parse(&keyword) else {
-            return Err(Error::BadRequest(
-                "keyword has no searchable word: give at least one letter or digit".into(),
-            ));
-        };
+        let query = KeywordQuery::parse(&keyword).map_err(|e| Error::BadRequest(e.to_string()))?;
         self.blocking(move |store| {
             let ranked = query.rank(store.live::<R>())?;
             Ok(ranked.into_iter().skip(page.offset).take(page.limit).map(|(_, r)| r).collect())
@@ -152,14 +153,15 @@ impl Registry {
     /// Registers a record from an upload bundle (contract section 4): the code archive goes to
     /// the blob store and its link into the record, the manual into the man page; the record and
     /// its blob are written together, or nothing is.
-    pub async fn upload<R: RegistryEntry>(&self, zip: Vec<u8>) -> Result<String> {
+    pub async fn upload<R: RegistryEntry>(&self, zip: axum::body::Bytes) -> Result<String> {
         let max_unpacked = self.settings.limits.max_unpacked_bytes;
         let base = self.settings.advertise_http.clone();
         self.blocking(move |store| {
             let bundle = bundle::read(&zip, R::BUNDLE_CODE, R::BUNDLE_DOC, max_unpacked)?;
-            let mut record: R = serde_json::from_slice(&bundle.spec).map_err(|e| {
-                Error::BadRequest(format!("spec.json is not a valid {}: {e}", R::COLLECTION.kind()))
-            })?;
+            let spec = serde_json::from_slice(&bundle.spec)
+                .map_err(|e| Error::BadRequest(format!("spec.json is not valid json: {e}")))?;
+            let context = format!("spec.json is not a valid {}", R::COLLECTION.kind());
+            let mut record: R = record_from_json(spec, &context)?;
             check_not_reserved::<R>(record.id())?;
             if let Some(doc) = bundle.doc {
                 record.set_man_page(doc);
@@ -175,7 +177,7 @@ impl Registry {
     }
 
     /// A blob by sha256.
-    pub async fn blob(&self, sha256: String) -> Result<Vec<u8>> {
+    pub async fn blob(&self, sha256: String) -> Result<axum::body::Bytes> {
         self.blocking(move |store| {
             store
                 .get_blob(&sha256)?
@@ -183,6 +185,17 @@ impl Registry {
         })
         .await
     }
+}
+
+/// A record from JSON: it must be an object (serde would also read a struct from an array).
+fn record_from_json<R: RegistryEntry>(value: Value, context: &str) -> Result<R> {
+    if !value.is_object() {
+        return Err(Error::BadRequest(format!(
+            "{context}: expected a json object with the {} fields",
+            R::COLLECTION.kind()
+        )));
+    }
+    serde_json::from_value(value).map_err(|e| Error::BadRequest(format!("{context}: {e}")))
 }
 
 fn check_not_reserved<R: RegistryEntry>(id: &str) -> Result<()> {

@@ -106,7 +106,10 @@ async fn sigterm_shuts_down_cleanly_and_flags_beat_env_and_file() {
     )
     .unwrap();
     let data = dir.path().join("data");
+    // The env var names a port that is taken: only the flag lets the node start.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut cmd = command(&data);
+    cmd.env("GRIDNODE_HTTP", taken.local_addr().unwrap().to_string());
     cmd.args(["serve", "--config", config.to_str().unwrap(), "--http", "127.0.0.1:0"]);
     let mut node = start(cmd);
     let client = reqwest::Client::new();
@@ -136,6 +139,11 @@ async fn sigterm_shuts_down_cleanly_and_flags_beat_env_and_file() {
     let exit = exit.expect("gridnode exits on SIGTERM");
     assert!(exit.success(), "{exit:?}");
     assert!(data.join("store").exists(), "the env var's data dir was used");
+
+    // What was acknowledged before SIGTERM is there after a restart.
+    let node = start(command(&data));
+    let status = client.get(format!("{}/tools/x", node.base)).send().await.unwrap().status();
+    assert_eq!(status, StatusCode::OK);
 }
 
 #[test]

@@ -98,8 +98,11 @@ fn multipart(part_name: &str, bytes: &[u8]) -> Vec<u8> {
     body
 }
 
+/// The error message of a response; every one starts in lowercase (contract section 3).
 fn error_of(body: &Value) -> &str {
-    body["error"].as_str().unwrap_or_else(|| panic!("no error message in {body}"))
+    let message = body["error"].as_str().unwrap_or_else(|| panic!("no error message in {body}"));
+    assert!(message.starts_with(|c: char| !c.is_uppercase()), "not lowercase: {message}");
+    message
 }
 
 #[tokio::test]
@@ -252,6 +255,8 @@ async fn malformed_and_hostile_json_is_refused_and_nothing_changes() {
     let cases: Vec<(&str, &str, &str, StatusCode, &str)> = vec![
         ("POST", "/tools", "{\"tool_id\": ", StatusCode::BAD_REQUEST, "malformed json"),
         ("POST", "/tools", "[1,2]", StatusCode::BAD_REQUEST, "invalid request body"),
+        ("POST", "/tools", r#"["x"]"#, StatusCode::BAD_REQUEST, "expected a json object"),
+        ("POST", "/tools", "null", StatusCode::BAD_REQUEST, "expected a json object"),
         (
             "POST",
             "/tools",
@@ -337,7 +342,6 @@ async fn malformed_and_hostile_json_is_refused_and_nothing_changes() {
         assert_eq!(got, status, "{method} {uri} {body}: {response}");
         let message = error_of(&response);
         assert!(message.contains(needle), "{method} {uri} {body}: '{message}' lacks '{needle}'");
-        assert!(message.starts_with(|c: char| !c.is_uppercase()), "lowercase: {message}");
     }
     assert_eq!(app.tool_count(), 1);
     assert_eq!(app.get("/tools/keep").await.1, before);
@@ -376,6 +380,12 @@ async fn deep_nesting_and_evil_regexes_do_not_hurt() {
         .json("POST", "/tools/query/generic", &json!({"tool_id": {"$regex": "(", "$options": "i"}}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Many regexes in one filter: refused before any is compiled past the cap.
+    let many: Vec<Value> =
+        (0..17).map(|i| json!({"tool_id": {"$regex": format!("a{{{i}00}}")}})).collect();
+    let (status, body) = app.json("POST", "/tools/query/generic", &json!({"$and": many})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error_of(&body).contains("$regex"), "{body}");
 }
 
 #[tokio::test]
@@ -396,6 +406,7 @@ async fn query_parameters_are_checked() {
         "/tools?offset=-1",
         "/tools/query/by-type?type=x&limit=99999999999999999999999",
         "/tools/query/by-keyword?keyword=%22(",
+        "/tools/query/by-keyword?keyword=a+b+c+d+e+f+g+h+i+j+k+l+m+n+o+p+q+r+s+t+u+v+w+x+y+z+aa+bb+cc+dd+ee+ff+gg",
     ] {
         let (status, body) = app.get(uri).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
@@ -524,7 +535,13 @@ async fn bad_uploads_store_nothing() {
             "file",
             zip(&[("spec.json", b"not json")]),
             StatusCode::BAD_REQUEST,
-            "spec.json is not a valid tool",
+            "spec.json is not valid json",
+        ),
+        (
+            "file",
+            zip(&[("spec.json", b"[\"u1\"]"), ("tool.zip", &code)]),
+            StatusCode::BAD_REQUEST,
+            "expected a json object",
         ),
         (
             "file",

@@ -8,6 +8,34 @@ const TAG_WEIGHT: f32 = 2.0;
 const MAN_PAGE_WEIGHT: f32 = 1.0;
 const PHRASE_BONUS: f32 = 2.0;
 
+/// Most distinct words in one keyword query.
+pub const MAX_TERMS: usize = 32;
+
+/// Why a keyword query was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeywordError {
+    NoWords,
+    TooManyWords(usize),
+}
+
+impl std::fmt::Display for KeywordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeywordError::NoWords => {
+                f.write_str("keyword has no searchable word: give at least one letter or digit")
+            }
+            KeywordError::TooManyWords(n) => {
+                write!(
+                    f,
+                    "keyword has {n} distinct words; at most {MAX_TERMS} are searched at once"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for KeywordError {}
+
 /// A parsed keyword query: lowercase terms.
 #[derive(Debug, Clone)]
 pub struct KeywordQuery {
@@ -16,15 +44,20 @@ pub struct KeywordQuery {
 }
 
 impl KeywordQuery {
-    /// `None` when the text has no searchable term.
-    pub fn parse(text: &str) -> Option<KeywordQuery> {
+    /// Splits the text into distinct lowercase words.
+    pub fn parse(text: &str) -> Result<KeywordQuery, KeywordError> {
         let phrase = text.trim().to_lowercase();
-        let terms: Vec<String> = phrase
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-            .collect();
-        (!terms.is_empty()).then_some(KeywordQuery { phrase, terms })
+        let mut terms: Vec<String> = Vec::new();
+        for term in phrase.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()) {
+            if !terms.iter().any(|t| t == term) {
+                terms.push(term.to_owned());
+            }
+        }
+        match terms.len() {
+            0 => Err(KeywordError::NoWords),
+            n if n > MAX_TERMS => Err(KeywordError::TooManyWords(n)),
+            _ => Ok(KeywordQuery { phrase, terms }),
+        }
     }
 
     /// The record's score; 0 when no term occurs.
@@ -97,7 +130,11 @@ mod tests {
 
     #[test]
     fn punctuation_only_is_not_a_query() {
-        assert!(KeywordQuery::parse(" \"( ").is_none());
-        assert!(KeywordQuery::parse("(a+)+$").is_some());
+        assert_eq!(KeywordQuery::parse(" \"( ").unwrap_err(), KeywordError::NoWords);
+        assert!(KeywordQuery::parse("(a+)+$").is_ok());
+        let many: String = (0..40).map(|i| format!("w{i} ")).collect();
+        assert_eq!(KeywordQuery::parse(&many).unwrap_err(), KeywordError::TooManyWords(40));
+        let repeated = "model ".repeat(10_000);
+        assert_eq!(KeywordQuery::parse(&repeated).unwrap().terms, ["model"]);
     }
 }

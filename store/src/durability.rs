@@ -33,16 +33,33 @@ impl GroupCommit {
             state.started += 1;
             let generation = state.started;
             drop(state);
+            // Clears `flushing` and wakes the waiters even if `flush` panics.
+            let mut guard = FlushGuard { group: self, finished: None };
             let result = flush();
-            state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            state.flushing = false;
             if result.is_ok() {
-                state.finished = generation;
+                guard.finished = Some(generation);
             }
-            self.done.notify_all();
+            drop(guard);
             result?;
+            state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         }
         Ok(())
+    }
+}
+
+struct FlushGuard<'a> {
+    group: &'a GroupCommit,
+    finished: Option<u64>,
+}
+
+impl Drop for FlushGuard<'_> {
+    fn drop(&mut self) {
+        let mut state = self.group.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.flushing = false;
+        if let Some(generation) = self.finished {
+            state.finished = generation;
+        }
+        self.group.done.notify_all();
     }
 }
 

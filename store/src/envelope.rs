@@ -4,16 +4,12 @@
 //! On disk an envelope is the bincode encoding of `(Header, Option<R>)`: the header first, so
 //! the version can be read without decoding the record.
 
-use bincode::config::{Configuration, standard};
 use serde::{Deserialize, Serialize};
 
+use crate::codec;
 use crate::hlc::Hlc;
 use crate::record::{Collection, Record};
 use crate::{Error, Result};
-
-fn config() -> Configuration {
-    standard()
-}
 
 /// What every envelope carries besides the record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,14 +37,12 @@ impl<R: Record> Envelope<R> {
     }
 
     pub fn encode(&self) -> Result<Vec<u8>> {
-        bincode::serde::encode_to_vec((&self.header, &self.record), config())
-            .map_err(|e| codec(R::COLLECTION, e))
+        codec::encode(&(&self.header, &self.record)).map_err(|e| context(R::COLLECTION, e))
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let ((header, record), _) =
-            bincode::serde::decode_from_slice::<(Header, Option<R>), _>(bytes, config())
-                .map_err(|e| codec(R::COLLECTION, e))?;
+        let (header, record) =
+            codec::decode::<(Header, Option<R>)>(bytes).map_err(|e| context(R::COLLECTION, e))?;
         Ok(Envelope { header, record })
     }
 
@@ -60,11 +54,9 @@ impl<R: Record> Envelope<R> {
 
 /// Reads only the header of an encoded envelope.
 pub fn decode_header(collection: Collection, bytes: &[u8]) -> Result<Header> {
-    bincode::serde::decode_from_slice::<Header, _>(bytes, config())
-        .map(|(header, _)| header)
-        .map_err(|e| codec(collection, e))
+    codec::decode::<Header>(bytes).map_err(|e| context(collection, e))
 }
 
-fn codec(collection: Collection, error: impl std::fmt::Display) -> Error {
-    Error::Corrupt(format!("cannot decode a {} record: {error}", collection.kind()))
+fn context(collection: Collection, error: Error) -> Error {
+    Error::Corrupt(format!("a {} record: {error}", collection.kind()))
 }

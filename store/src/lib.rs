@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+mod codec;
 mod durability;
 mod envelope;
 mod error;
@@ -27,7 +28,8 @@ pub use error::{Error, Result};
 pub use feed::Change;
 pub use hlc::{Clock, Hlc, now_ms};
 pub use record::{
-    Collection, FunctionEntry, ID_MAX_LEN, JsonMap, Record, RegistryEntry, ToolEntry, validate_id,
+    Collection, FunctionEntry, ID_MAX_LEN, JsonMap, MAX_INDEX_ENTRIES, MAX_INDEXED_VALUE_LEN,
+    Record, RegistryEntry, ToolEntry, validate_id,
 };
 pub use store::{
     DEFAULT_CACHE_CAPACITY, MAX_RESULTS, Page, SCHEMA_VERSION, Store, StoreConfig, Written,

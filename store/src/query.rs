@@ -39,6 +39,8 @@ pub const MAX_LIST_LEN: usize = 1000;
 pub const MAX_PATH_LEN: usize = 256;
 /// Longest `$regex` pattern, in bytes.
 pub const MAX_REGEX_LEN: usize = 1024;
+/// Most `$regex` conditions in one filter (each may take up to [`REGEX_SIZE_LIMIT`] twice).
+pub const MAX_REGEXES: usize = 16;
 /// Size limit, in bytes, for a compiled regex and for its lazy DFA cache.
 pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 

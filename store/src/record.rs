@@ -2,7 +2,8 @@
 //!
 //! Records are plain serde structs. Through serde_json they are the seed's JSON shapes, every
 //! field always present. Through bincode (the on-disk encoding) the JSON-valued fields are
-//! carried as JSON text, because bincode cannot decode a `serde_json::Value` (see [`json_field`]).
+//! carried as a compact tagged tree, because bincode cannot decode a `serde_json::Value` (see
+//! [`json_field`]).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -19,6 +20,11 @@ pub(crate) use id::truncate;
 pub use id::{ID_MAX_LEN, validate_id};
 pub(crate) use serde_helpers::{json_field, lenient};
 pub use tool::ToolEntry;
+
+/// Longest value of an indexed field (a type, a tag, a policy uri), in bytes.
+pub const MAX_INDEXED_VALUE_LEN: usize = 1024;
+/// Most index entries one record may have (its tags plus its other indexed fields).
+pub const MAX_INDEX_ENTRIES: usize = 256;
 
 /// A JSON object, the type of every dictionary-valued record field.
 pub type JsonMap = serde_json::Map<String, serde_json::Value>;
@@ -67,9 +73,27 @@ pub trait Record: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     /// The key the record is stored under.
     fn id(&self) -> &str;
 
-    /// Checks a record before it is written: the id and any field rules.
+    /// Checks a record before it is written: the id, and the size of its indexed values (each
+    /// one is part of an index key).
     fn validate(&self) -> Result<(), Error> {
-        validate_id(Self::COLLECTION.kind(), self.id())
+        validate_id(Self::COLLECTION.kind(), self.id())?;
+        let mut entries = 0;
+        let mut problem = None;
+        self.index_entries(&mut |field, value| {
+            entries += 1;
+            let len = value.as_str().map_or(0, str::len);
+            if problem.is_none() && len > MAX_INDEXED_VALUE_LEN {
+                problem = Some(format!(
+                    "{field} holds a value of {len} bytes; indexed values are limited to {MAX_INDEXED_VALUE_LEN}"
+                ));
+            }
+        });
+        if entries > MAX_INDEX_ENTRIES {
+            problem.get_or_insert(format!(
+                "too many indexed values ({entries}); at most {MAX_INDEX_ENTRIES} (tags included)"
+            ));
+        }
+        problem.map_or(Ok(()), |p| Err(Error::Invalid(p)))
     }
 
     /// Calls `emit(field, value)` for every secondary-index entry of this record. Values are

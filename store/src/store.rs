@@ -10,14 +10,16 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use bytes::Bytes;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use tokio::sync::watch;
 
+use crate::codec::{decode, encode};
 use crate::durability::GroupCommit;
-use crate::envelope::{Envelope, decode_header};
+use crate::envelope::{Envelope, Header, decode_header};
 use crate::feed::Change;
 use crate::hlc::{Clock, Hlc, now_ms};
 use crate::query::Filter;
@@ -176,6 +178,15 @@ impl Store {
     /// The envelope stored under this id, tombstones included (for replication and tests).
     pub fn envelope<R: Record>(&self, id: &str) -> Result<Option<Envelope<R>>> {
         self.tree(R::COLLECTION).get(id.as_bytes())?.map(|b| Envelope::decode(&b)).transpose()
+    }
+
+    /// The version and tombstone flag stored under this id, without decoding the record (for
+    /// replication digests: which side is newer).
+    pub fn header<R: Record>(&self, id: &str) -> Result<Option<Header>> {
+        self.tree(R::COLLECTION)
+            .get(id.as_bytes())?
+            .map(|bytes| decode_header(R::COLLECTION, &bytes))
+            .transpose()
     }
 
     /// Live records in id order.
@@ -343,7 +354,7 @@ impl Store {
             record.validate()?;
         }
         for record in records {
-            self.put_unsynced(record)?;
+            self.commit::<R>(record.id(), |_| Ok(Some(record.clone())), None)?;
         }
         self.sync()?;
         Ok(records.len())
@@ -365,15 +376,24 @@ impl Store {
         decide: impl Fn(Option<R>) -> Result<Option<R>>,
         blob: Option<(&str, &[u8])>,
     ) -> Result<Written> {
-        let hlc = self.inner.clock.lock().unwrap_or_else(PoisonError::into_inner).tick(now_ms());
         let inner = &*self.inner;
         let trees =
             (self.tree(R::COLLECTION), &inner.index, &inner.feed, &inner.meta, &inner.blobs);
+        // sled runs one transaction at a time (a global lock held across this closure), so
+        // versions ticked in here rise in commit order, and past the version being replaced.
         let written = trees.transaction(|(records, index, feed, meta, blobs)| {
             let current = match records.get(id.as_bytes())? {
-                Some(bytes) => Envelope::<R>::decode(&bytes).map_err(abort)?.into_live(),
+                Some(bytes) => Some(Envelope::<R>::decode(&bytes).map_err(abort)?),
                 None => None,
             };
+            let hlc = {
+                let mut clock = inner.clock.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(current) = &current {
+                    clock.observe(&current.header.hlc);
+                }
+                clock.tick(now_ms())
+            };
+            let current = current.and_then(Envelope::into_live);
             let next = decide(current.clone()).map_err(abort)?;
             if let Some(old) = &current {
                 update_index(index, old, false)?;
@@ -404,7 +424,14 @@ impl Store {
             }
             Ok(Written { seq, hlc: hlc.clone() })
         })?;
-        self.inner.feed_tx.send_replace(written.seq);
+        // Commits are ordered, their notifications are not: keep the highest sequence number.
+        self.inner.feed_tx.send_if_modified(|last| {
+            let newer = written.seq > *last;
+            if newer {
+                *last = written.seq;
+            }
+            newer
+        });
         Ok(written)
     }
 
@@ -442,23 +469,18 @@ impl Store {
     }
 
     /// The blob with this sha256 (64 lowercase hex digits), if stored here.
-    pub fn get_blob(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+    /// The bytes are shared with sled's cache, not copied.
+    pub fn get_blob(&self, sha256: &str) -> Result<Option<Bytes>> {
         if !is_sha256_hex(sha256) {
             return Err(Error::Invalid(format!(
                 "'{}' is not a sha256: expected 64 lowercase hex digits",
                 crate::record::truncate(sha256, 80)
             )));
         }
-        Ok(self.inner.blobs.get(sha256.as_bytes())?.map(|b| b.to_vec()))
+        Ok(self.inner.blobs.get(sha256.as_bytes())?.map(Bytes::from_owner))
     }
 
     // ---- lifecycle ---------------------------------------------------------------------
-
-    /// Flushes everything to disk. The store stays usable.
-    pub fn flush(&self) -> Result<()> {
-        self.inner.db.flush()?;
-        Ok(())
-    }
 
     /// Bytes the store takes on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
@@ -516,17 +538,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// True for 64 lowercase hex digits.
 pub fn is_sha256_hex(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard())
-        .map_err(|e| Error::Corrupt(format!("cannot encode: {e}")))
-}
-
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .map(|(value, _)| value)
-        .map_err(|e| Error::Corrupt(format!("cannot decode: {e}")))
 }
 
 fn decode_u64(bytes: &[u8]) -> Result<u64> {

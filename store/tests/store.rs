@@ -196,7 +196,7 @@ fn blobs_are_content_addressed_and_written_with_their_record() {
     let sha = store.put_blob(b"hello").unwrap();
     assert_eq!(sha, sha256_hex(b"hello"));
     assert_eq!(sha, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
-    assert_eq!(store.get_blob(&sha).unwrap().unwrap(), b"hello");
+    assert_eq!(&store.get_blob(&sha).unwrap().unwrap()[..], b"hello");
     assert!(store.get_blob(&"0".repeat(64)).unwrap().is_none());
     assert!(matches!(store.get_blob("../../etc/passwd"), Err(Error::Invalid(_))));
 
@@ -378,4 +378,79 @@ async fn followers_wake_on_every_commit_and_resume_from_a_sequence_number() {
     }
     writer.join().unwrap();
     assert_eq!(seen, ["t0", "t1", "t2"]);
+}
+
+#[test]
+fn headers_read_versions_without_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    assert!(store.header::<ToolEntry>("t").unwrap().is_none());
+    let written = store.create(&tool("t", "x", &[])).unwrap();
+    let header = store.header::<ToolEntry>("t").unwrap().unwrap();
+    assert_eq!((header.hlc, header.tombstone), (written.hlc, false));
+    let deleted = store.delete::<ToolEntry>("t").unwrap();
+    let header = store.header::<ToolEntry>("t").unwrap().unwrap();
+    assert_eq!((header.hlc, header.tombstone), (deleted.hlc, true));
+}
+
+#[test]
+fn index_lookups_read_only_the_records_they_return() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        store.create(&tool("a", "extractor", &["nlp"])).unwrap();
+        store.create(&tool("b", "monitor", &["nlp"])).unwrap();
+    }
+    {
+        // A record no decoder can read: any scan that touches it fails.
+        let db = sled::open(dir.path().join("db")).unwrap();
+        db.open_tree("tools").unwrap().insert("zzz", &b"\xff\xff garbage"[..]).unwrap();
+        db.flush().unwrap();
+    }
+    let store = open(&dir);
+    assert!(matches!(store.list::<ToolEntry>(Page::ALL), Err(Error::Corrupt(_))));
+    let found = store.find::<ToolEntry>("tool_type", &json!("extractor"), Page::ALL).unwrap();
+    assert_eq!(ids(&found), ["a"]);
+    let filter = Filter::parse(&json!({"tool_tags": "nlp", "tool_type": "monitor"})).unwrap();
+    assert_eq!(ids(&store.query::<ToolEntry>(&filter, Page::ALL).unwrap()), ["b"]);
+    let unindexed = Filter::parse(&json!({"tool_man_page_doc": ""})).unwrap();
+    assert!(store.query::<ToolEntry>(&unindexed, Page::ALL).is_err(), "this one scans");
+}
+
+#[test]
+fn versions_of_one_record_rise_with_concurrent_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let threads: Vec<_> = (0..8)
+        .map(|w| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..20 {
+                    store.put(&tool("same", &format!("w{w}-{i}"), &[])).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let feed = store.changes_since(0, 1000).unwrap();
+    assert_eq!(feed.len(), 160);
+    assert!(feed.windows(2).all(|w| w[0].hlc < w[1].hlc), "versions follow commit order");
+    let last = feed.last().unwrap();
+    assert_eq!(store.header::<ToolEntry>("same").unwrap().unwrap().hlc, last.hlc);
+    assert_eq!(store.last_seq(), last.seq);
+}
+
+#[test]
+fn oversized_indexed_values_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let long = "x".repeat(gridnode_store::MAX_INDEXED_VALUE_LEN + 1);
+    let err = store.create(&tool("a", &long, &[])).unwrap_err();
+    assert!(err.to_string().contains("tool_type"), "{err}");
+    let tags: Vec<String> = (0..300).map(|i| format!("t{i}")).collect();
+    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    assert!(matches!(store.create(&tool("b", "x", &tags)), Err(Error::Invalid(_))));
+    assert_eq!(store.last_seq(), 0);
 }

@@ -46,7 +46,10 @@ async fn a_graceful_restart_keeps_everything() {
 #[tokio::test]
 async fn hostile_requests_leave_the_node_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let (node, api) = start(&dir).await;
+    let mut config = config(&dir);
+    config.limits.max_upload_bytes = 1024 * 1024;
+    let node = Node::start(config).await.unwrap();
+    let api = Api::new(format!("http://{}", node.http_addr()));
     assert_eq!(api.post("/tools", &json!({"tool_id": "keep"})).await.0, StatusCode::CREATED);
     let url = api.url("/tools");
     let json_post =
@@ -61,7 +64,7 @@ async fn hostile_requests_leave_the_node_serving() {
         .post(api.url("/tools/upload"))
         .header("content-type", "multipart/form-data; boundary=zz");
     assert_eq!(
-        api.send(upload.body(vec![b'z'; 70 * 1024 * 1024])).await.0,
+        api.send(upload.body(vec![b'z'; 2 * 1024 * 1024])).await.0,
         StatusCode::PAYLOAD_TOO_LARGE
     );
 

@@ -41,7 +41,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 Error::TooLarge("the request body is over the size limit".into())
             } else {
-                Error::BadRequest(format!("cannot read the request body: {e}"))
+                Error::BadRequest("the request body could not be read: send it again".into())
             }
         })?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
@@ -67,7 +67,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
         axum::extract::Query::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
             .map(|q| Params(q.0))
-            .map_err(|e| Error::BadRequest(format!("malformed query string: {}", e.body_text())))
+            .map_err(|_| {
+                Error::BadRequest("malformed query string: use ?name=value&name=value".into())
+            })
     }
 }
 

@@ -97,9 +97,9 @@ pub fn routes<R: RegistryApi>(max_upload_bytes: usize) -> Router<AppState> {
 
 async fn create<R: RegistryApi>(
     State(app): State<AppState>,
-    JsonBody(record): JsonBody<R>,
+    JsonBody(record): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    let id = app.registry.create(record).await?;
+    let id = app.registry.create::<R>(record).await?;
     let id_key = R::ID_FIELD;
     Ok((
         StatusCode::CREATED,
@@ -203,7 +203,7 @@ async fn upload<R: RegistryApi>(
             "missing multipart part 'file': send the zip as -F file=@bundle.zip".into(),
         )
     })?;
-    let id = app.registry.upload::<R>(zip.to_vec()).await?;
+    let id = app.registry.upload::<R>(zip).await?;
     let id_key = R::ID_FIELD;
     Ok(Json(json!({ "message": format!("{} uploaded successfully", R::LABEL), id_key: id })))
 }
@@ -212,6 +212,9 @@ fn multipart_error(error: axum::extract::multipart::MultipartError) -> Error {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
         Error::TooLarge("the upload is over the size limit: send a smaller bundle".into())
     } else {
-        Error::BadRequest(format!("malformed multipart body: {}", error.body_text()))
+        Error::BadRequest(format!(
+            "malformed multipart body ({}): send the zip as -F file=@bundle.zip",
+            error.status().as_u16()
+        ))
     }
 }

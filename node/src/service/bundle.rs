@@ -60,7 +60,7 @@ pub fn read(bytes: &[u8], code_name: &str, doc_name: &str, max_unpacked: u64) ->
         let mut out = Vec::new();
         // Read one byte past the budget: the actual size decides, not the header.
         entry
-            .take(budget + 1)
+            .take(budget.saturating_add(1))
             .read_to_end(&mut out)
             .map_err(|e| bad(format!("corrupt zip entry '{}': {e}", names[index])))?;
         if out.len() as u64 > budget {
@@ -162,6 +162,36 @@ mod tests {
         assert!(read(b"not a zip", "tool.zip", "tool.md", 1 << 20).is_err());
         let two_roots = zip(&[("a/spec.json", b"{}"), ("b/x", b"")]);
         assert!(read(&two_roots, "tool.zip", "tool.md", 1 << 20).is_err());
+    }
+
+    /// Rewrites every zip header that declares `from` as the unpacked size to declare `to`.
+    fn lie_about_size(zip: &mut [u8], from: u32, to: u32) -> usize {
+        let mut patched = 0;
+        for (signature, offset) in [(0x0403_4b50u32, 22usize), (0x0201_4b50, 24)] {
+            let mut i = 0;
+            while i + offset + 4 <= zip.len() {
+                if zip[i..i + 4] == signature.to_le_bytes()
+                    && zip[i + offset..i + offset + 4] == from.to_le_bytes()
+                {
+                    zip[i + offset..i + offset + 4].copy_from_slice(&to.to_le_bytes());
+                    patched += 1;
+                }
+                i += 1;
+            }
+        }
+        patched
+    }
+
+    #[test]
+    fn a_zip_bomb_whose_headers_lie_is_refused_too() {
+        let zeros = vec![0u8; 4 << 20];
+        let mut bomb = zip(&[("spec.json", b"{}"), ("tool.zip", &zeros)]);
+        assert_eq!(lie_about_size(&mut bomb, 4 << 20, 100), 2, "local and central headers");
+        let err = read(&bomb, "tool.zip", "tool.md", 1 << 20).unwrap_err();
+        assert!(matches!(err, Error::TooLarge(_) | Error::BadRequest(_)), "{err}");
+        // With a budget that the lie fits in but the truth does not, the bytes read decide.
+        let err = read(&bomb, "tool.zip", "tool.md", 1000).unwrap_err();
+        assert!(matches!(err, Error::TooLarge(_) | Error::BadRequest(_)), "{err}");
     }
 
     #[test]

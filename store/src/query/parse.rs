@@ -4,8 +4,8 @@ use regex::{Regex, RegexBuilder};
 use serde_json::{Map, Value};
 
 use super::{
-    CmpOp, Cond, FieldPath, MAX_DEPTH, MAX_LIST_LEN, MAX_NODES, MAX_PATH_LEN, MAX_REGEX_LEN, Node,
-    QueryError, REGEX_SIZE_LIMIT,
+    CmpOp, Cond, FieldPath, MAX_DEPTH, MAX_LIST_LEN, MAX_NODES, MAX_PATH_LEN, MAX_REGEX_LEN,
+    MAX_REGEXES, Node, QueryError, REGEX_SIZE_LIMIT,
 };
 
 type Result<T> = std::result::Result<T, QueryError>;
@@ -23,12 +23,13 @@ pub(super) fn parse(filter: &Value) -> Result<Node> {
             kind(filter)
         )));
     };
-    Parser { nodes: 0 }.filter(entries, 1)
+    Parser { nodes: 0, regexes: 0 }.filter(entries, 1)
 }
 
 /// Counts conditions across the whole filter so that wide input is bounded as well as deep.
 struct Parser {
     nodes: usize,
+    regexes: usize,
 }
 
 impl Parser {
@@ -142,7 +143,15 @@ impl Parser {
                         ));
                     }
                 },
-                "$regex" => Cond::Regex(regex(operand, ops.get("$options"))?),
+                "$regex" => {
+                    self.regexes += 1;
+                    if self.regexes > MAX_REGEXES {
+                        return Err(QueryError::new(format!(
+                            "filter has more than {MAX_REGEXES} '$regex' conditions; combine them into fewer patterns"
+                        )));
+                    }
+                    Cond::Regex(regex(operand, ops.get("$options"))?)
+                }
                 "$options" if ops.contains_key("$regex") => continue,
                 "$options" => {
                     return Err(QueryError::new(
