@@ -1,9 +1,24 @@
-//! Keyword search over the registries.
+//! Ranked full-text search over the Tools and Functions registries.
 //!
-//! For now this is a plain, case-insensitive term scorer run over the records a caller hands it
-//! ([`keyword`]); the full-text index (tantivy, following the store's change feed) replaces it.
-//! This crate reads records; it never writes to the store and never depends on the node.
+//! [`SearchIndex`] is one tantivy index over both registries (kind, id, description, man page,
+//! tags, type, metadata values), BM25-ranked with the description weighted highest, English
+//! stemming, case-insensitive exact fields for ids, tags and types, a fuzzy fallback when an exact
+//! query finds nothing, and snippets. It follows the store's change feed ([`follow`]) and records
+//! in each commit how far it got, so on start it catches up from there — or rebuilds itself from
+//! the store when the index is missing, corrupt, or from another schema.
+//!
+//! This crate reads the store; it never writes to it and never depends on the node. Its calls
+//! block: async callers wrap them in `spawn_blocking`.
 
 #![forbid(unsafe_code)]
 
-pub mod keyword;
+mod document;
+mod error;
+mod follow;
+mod index;
+mod schema;
+pub mod scan;
+
+pub use error::{Error, Result};
+pub use follow::follow;
+pub use index::{Hit, SearchIndex, SearchRequest};

@@ -114,6 +114,10 @@ pub trait RegistryEntry: Record {
     fn search_description(&self) -> &str;
     fn man_page(&self) -> &str;
     fn tags(&self) -> &[String];
+    /// `tool_type` / `function_type`.
+    fn record_type(&self) -> &str;
+    /// `tool_metadata` / `function_metadata`.
+    fn metadata(&self) -> &JsonMap;
     fn set_man_page(&mut self, doc: String);
     fn set_source_code_link(&mut self, link: String);
 }

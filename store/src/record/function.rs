@@ -72,6 +72,12 @@ impl super::RegistryEntry for FunctionEntry {
     fn tags(&self) -> &[String] {
         &self.function_tags
     }
+    fn record_type(&self) -> &str {
+        &self.function_type
+    }
+    fn metadata(&self) -> &JsonMap {
+        &self.function_metadata
+    }
     fn set_man_page(&mut self, doc: String) {
         self.function_man_page_doc = doc;
     }

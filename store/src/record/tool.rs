@@ -78,6 +78,12 @@ impl super::RegistryEntry for ToolEntry {
     fn tags(&self) -> &[String] {
         &self.tool_tags
     }
+    fn record_type(&self) -> &str {
+        &self.tool_type
+    }
+    fn metadata(&self) -> &JsonMap {
+        &self.tool_metadata
+    }
     fn set_man_page(&mut self, doc: String) {
         self.tool_man_page_doc = doc;
     }

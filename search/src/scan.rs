@@ -1,5 +1,6 @@
-//! A simple relevance score: how often the query's terms occur in a record's text, with the
-//! search description weighted above the tags and the man page, and a bonus for the whole phrase.
+//! A linear scan of records, kept as the baseline the index is measured against: how often the
+//! query's terms occur in a record's text, with the search description weighted above the tags and
+//! the man page, and a bonus for the whole phrase.
 
 use gridnode_store::RegistryEntry;
 

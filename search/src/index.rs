@@ -1,0 +1,394 @@
+//! The search index: open or rebuild, follow the feed, search.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use gridnode_store::{Change, Collection, FunctionEntry, Page, RegistryEntry, Store, ToolEntry};
+use tantivy::collector::TopDocs;
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{BooleanQuery, FuzzyTermQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption, Term, Value as _};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument};
+
+use crate::document::{document, key_term};
+use crate::schema::{self, Fields};
+use crate::{Error, Result};
+
+/// Changes applied per commit while catching up (one tantivy commit per batch, not per write).
+pub const BATCH: usize = 10_000;
+/// Memory the single indexing thread may buffer before it flushes a segment.
+pub const WRITER_MEMORY: usize = 32 * 1024 * 1024;
+/// Longest query text accepted, in bytes.
+pub const MAX_QUERY_LEN: usize = 1024;
+/// Longest snippet, in characters.
+pub const SNIPPET_CHARS: usize = 160;
+/// Query words tried with typo tolerance when the exact query finds nothing.
+const MAX_FUZZY_TERMS: usize = 8;
+
+/// Field boosts: the description ranks above tags and ids, which rank above the man page.
+const BOOSTS: [(&str, f32); 6] = [
+    ("description", 3.0),
+    ("tag", 2.0),
+    ("id", 2.0),
+    ("type", 1.5),
+    ("man_page", 1.0),
+    ("meta", 0.5),
+];
+
+/// A search.
+#[derive(Debug, Clone)]
+pub struct SearchRequest<'a> {
+    /// The query, in tantivy's syntax: words, `"phrases"`, `+must`, `-not`, `AND`/`OR`,
+    /// `field:value` for `id kind tag type description man_page meta`.
+    pub text: &'a str,
+    /// Only this registry, or both.
+    pub kind: Option<Collection>,
+    pub page: Page,
+}
+
+/// One ranked result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub kind: Collection,
+    pub id: String,
+    pub score: f32,
+    /// A fragment of the description (or man page) with the matched words in `<b>…</b>`,
+    /// HTML-escaped.
+    pub snippet: String,
+}
+
+/// The index over both registries. Share it behind an `Arc`.
+pub struct SearchIndex {
+    store: Store,
+    index: Index,
+    fields: Fields,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    parser: QueryParser,
+    /// The last feed sequence number applied and committed.
+    applied: AtomicU64,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for SearchIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchIndex")
+            .field("dir", &self.dir)
+            .field("applied", &self.applied())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SearchIndex {
+    /// Opens the index in `dir` and brings it up to date with the store: it catches up from the
+    /// sequence number its last commit recorded, or rebuilds itself from the store when the
+    /// directory is missing, unreadable, of another schema, or ahead of the store.
+    pub fn open(dir: &Path, store: Store) -> Result<SearchIndex> {
+        let (schema, fields) = schema::build();
+        let (index, rebuild) = match open_existing(dir, &schema) {
+            Ok(index) => (index, false),
+            Err(reason) => {
+                tracing::warn!(dir = %dir.display(), %reason, "rebuilding the search index");
+                (create_fresh(dir, &schema)?, true)
+            }
+        };
+        schema::register_tokenizers(&index);
+        let writer = index.writer_with_num_threads(1, WRITER_MEMORY)?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let mut parser = QueryParser::for_index(&index, boosted_fields(&fields).map(|(f, _)| f).to_vec());
+        for (field, boost) in boosted_fields(&fields) {
+            parser.set_field_boost(field, boost);
+        }
+        let recorded = index.load_metas()?.payload.and_then(|p| p.parse::<u64>().ok());
+        let search = SearchIndex {
+            applied: AtomicU64::new(recorded.unwrap_or(0)),
+            store,
+            index,
+            fields,
+            reader,
+            writer: Mutex::new(writer),
+            parser,
+            dir: dir.to_owned(),
+        };
+        let behind_store = recorded.is_some_and(|seq| seq > search.store.last_seq());
+        if rebuild || recorded.is_none() || behind_store {
+            search.rebuild()?;
+        }
+        search.catch_up()?;
+        Ok(search)
+    }
+
+    /// The last feed sequence number the index has applied.
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// Applies every change in the feed after [`SearchIndex::applied`], one commit per batch.
+    /// Returns the sequence number reached.
+    pub fn catch_up(&self) -> Result<u64> {
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let applied = self.applied();
+            let changes = self.store.changes_since(applied, BATCH)?;
+            let Some(last) = changes.last().map(|c| c.seq) else {
+                return Ok(applied);
+            };
+            if changes[0].seq != applied + 1 {
+                // The feed no longer holds what we missed: start over from the records.
+                drop(writer);
+                self.rebuild()?;
+                writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            self.apply(&writer, &changes)?;
+            self.commit(&mut writer, last)?;
+        }
+    }
+
+    /// Replaces the whole index with the store's live records.
+    pub fn rebuild(&self) -> Result<u64> {
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        // Read the position first: records written meanwhile are re-applied from the feed.
+        let last = self.store.last_seq();
+        writer.delete_all_documents()?;
+        add_all::<ToolEntry>(&self.store, &self.fields, &writer)?;
+        add_all::<FunctionEntry>(&self.store, &self.fields, &writer)?;
+        self.commit(&mut writer, last)?;
+        tracing::info!(seq = last, "search index rebuilt from the store");
+        Ok(last)
+    }
+
+    fn apply(&self, writer: &IndexWriter, changes: &[Change]) -> Result<()> {
+        // The last change of each record decides; the record is read as it is now.
+        let mut seen: HashSet<(u8, &str)> = HashSet::new();
+        for change in changes.iter().rev() {
+            if !seen.insert((change.collection, &change.id)) {
+                continue;
+            }
+            let Some(collection) = Collection::from_u8(change.collection) else { continue };
+            writer.delete_term(key_term(&self.fields, collection, &change.id));
+            let doc = match collection {
+                Collection::Tools => self.document_of::<ToolEntry>(&change.id)?,
+                Collection::Functions => self.document_of::<FunctionEntry>(&change.id)?,
+            };
+            if let Some(doc) = doc {
+                writer.add_document(doc)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn document_of<R: RegistryEntry>(&self, id: &str) -> Result<Option<TantivyDocument>> {
+        Ok(self.store.try_get::<R>(id)?.map(|record| document(&self.fields, &record)))
+    }
+
+    fn commit(&self, writer: &mut IndexWriter, seq: u64) -> Result<()> {
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&seq.to_string());
+        prepared.commit()?;
+        self.reader.reload()?;
+        self.applied.store(seq, Ordering::Release);
+        Ok(())
+    }
+
+    /// Ranked hits, best first. A query that finds nothing is retried with typo tolerance.
+    pub fn search(&self, request: &SearchRequest<'_>) -> Result<Vec<Hit>> {
+        let text = request.text.trim();
+        if text.is_empty() {
+            return Err(Error::Query("the search text is empty: give at least one word".into()));
+        }
+        if text.len() > MAX_QUERY_LEN {
+            return Err(Error::Query(format!(
+                "the search text is {} bytes long; at most {MAX_QUERY_LEN} are accepted",
+                text.len()
+            )));
+        }
+        let parsed = self.parser.parse_query(text).map_err(|e| query_error(text, &e))?;
+        let searcher = self.reader.searcher();
+        let hits = self.run(&searcher, self.within_kind(parsed.box_clone(), request.kind), request)?;
+        if !hits.is_empty() || request.page.offset > 0 {
+            return self.hits(&searcher, parsed.as_ref(), hits);
+        }
+        let Some(fuzzy) = self.fuzzy(text) else { return Ok(Vec::new()) };
+        let hits = self.run(&searcher, self.within_kind(fuzzy, request.kind), request)?;
+        self.hits(&searcher, parsed.as_ref(), hits)
+    }
+
+    fn run(
+        &self,
+        searcher: &Searcher,
+        query: Box<dyn Query>,
+        request: &SearchRequest<'_>,
+    ) -> Result<Vec<(f32, tantivy::DocAddress)>> {
+        let collector = TopDocs::with_limit(request.page.limit.max(1))
+            .and_offset(request.page.offset)
+            .order_by_score();
+        Ok(searcher.search(query.as_ref(), &collector)?)
+    }
+
+    fn within_kind(&self, query: Box<dyn Query>, kind: Option<Collection>) -> Box<dyn Query> {
+        match kind {
+            None => query,
+            Some(kind) => {
+                let term = Term::from_field_text(self.fields.kind, kind.kind());
+                let filter = TermQuery::new(term, IndexRecordOption::Basic);
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, query),
+                    (Occur::Must, Box::new(filter) as Box<dyn Query>),
+                ]))
+            }
+        }
+    }
+
+    /// Each word of the text, stemmed as the index stems it, matched within 1 edit (2 for
+    /// words of 6 letters or more) in the description and the man page.
+    fn fuzzy(&self, text: &str) -> Option<Box<dyn Query>> {
+        let mut analyzer = self.index.tokenizer_for_field(self.fields.description).ok()?;
+        let mut words = Vec::new();
+        let mut stream = analyzer.token_stream(text);
+        while let Some(token) = stream.next() {
+            if token.text.chars().count() >= 3 && !words.contains(&token.text) {
+                words.push(token.text.clone());
+            }
+        }
+        let clauses: Vec<(Occur, Box<dyn Query>)> = words
+            .iter()
+            .take(MAX_FUZZY_TERMS)
+            .flat_map(|word| {
+                let distance = if word.chars().count() >= 6 { 2 } else { 1 };
+                [self.fields.description, self.fields.man_page].map(|field| {
+                    let term = Term::from_field_text(field, word);
+                    (Occur::Should, Box::new(FuzzyTermQuery::new(term, distance, true)) as Box<dyn Query>)
+                })
+            })
+            .collect();
+        (!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>)
+    }
+
+    fn hits(
+        &self,
+        searcher: &Searcher,
+        query: &dyn Query,
+        found: Vec<(f32, tantivy::DocAddress)>,
+    ) -> Result<Vec<Hit>> {
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut description = SnippetGenerator::create(searcher, query, self.fields.description)?;
+        description.set_max_num_chars(SNIPPET_CHARS);
+        let mut man_page = SnippetGenerator::create(searcher, query, self.fields.man_page)?;
+        man_page.set_max_num_chars(SNIPPET_CHARS);
+        let mut hits = Vec::with_capacity(found.len());
+        for (score, address) in found {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            let text = |field: Field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or("");
+            let kind = match text(self.fields.kind) {
+                "tool" => Collection::Tools,
+                "function" => Collection::Functions,
+                _ => continue,
+            };
+            let mut snippet = description.snippet_from_doc(&doc);
+            if snippet.highlighted().is_empty() {
+                let from_man_page = man_page.snippet_from_doc(&doc);
+                if !from_man_page.highlighted().is_empty() {
+                    snippet = from_man_page;
+                }
+            }
+            let snippet = if snippet.highlighted().is_empty() {
+                escape_html(&prefix(text(self.fields.description), SNIPPET_CHARS))
+            } else {
+                snippet.to_html()
+            };
+            hits.push(Hit { kind, id: text(self.fields.id).to_owned(), score, snippet });
+        }
+        Ok(hits)
+    }
+}
+
+fn boosted_fields(fields: &Fields) -> [(Field, f32); 6] {
+    BOOSTS.map(|(name, boost)| {
+        let field = match name {
+            "description" => fields.description,
+            "tag" => fields.tag,
+            "id" => fields.id,
+            "type" => fields.kind_type,
+            "man_page" => fields.man_page,
+            _ => fields.meta,
+        };
+        (field, boost)
+    })
+}
+
+fn add_all<R: RegistryEntry>(store: &Store, fields: &Fields, writer: &IndexWriter) -> Result<()> {
+    for record in store.live::<R>() {
+        writer.add_document(document(fields, &record?))?;
+    }
+    Ok(())
+}
+
+/// Opens an existing index of exactly this schema; the error says why it cannot be used.
+fn open_existing(dir: &Path, schema: &tantivy::schema::Schema) -> std::result::Result<Index, String> {
+    if !dir.join("meta.json").exists() {
+        return Err("no index yet".into());
+    }
+    let directory = MmapDirectory::open(dir).map_err(|e| e.to_string())?;
+    let index = Index::open(directory).map_err(|e| e.to_string())?;
+    if index.schema() != *schema {
+        return Err("the index has another schema".into());
+    }
+    // Opening a reader opens every segment file that meta.json names.
+    index.reader().map_err(|e| e.to_string())?;
+    Ok(index)
+}
+
+fn create_fresh(dir: &Path, schema: &tantivy::schema::Schema) -> Result<Index> {
+    let io = |source| Error::Io { path: dir.display().to_string(), source };
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io)?;
+    }
+    std::fs::create_dir_all(dir).map_err(io)?;
+    Ok(Index::create_in_dir(dir, schema.clone())?)
+}
+
+/// tantivy's parse errors, said for people.
+fn query_error(text: &str, error: &tantivy::query::QueryParserError) -> Error {
+    use tantivy::query::QueryParserError as E;
+    let shown: String = text.chars().take(80).collect();
+    let why = match error {
+        E::SyntaxError(_) => "it is not valid query syntax: close every quote and parenthesis, \
+                              put words around AND/OR, or escape special characters with \\"
+            .to_string(),
+        E::FieldDoesNotExist(field) => format!(
+            "there is no field '{field}': use one of id, kind, tag, type, description, man_page, meta \
+             (or put the text in quotes)"
+        ),
+        E::AllButQueryForbidden => "it only excludes terms: add at least one word to look for".into(),
+        other => other.to_string().to_lowercase(),
+    };
+    Error::Query(format!("invalid search query '{shown}': {why}"))
+}
+
+fn prefix(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
