@@ -130,6 +130,11 @@ impl NodeConfig {
     pub fn store_dir(&self) -> PathBuf {
         self.data_dir.join("store")
     }
+
+    /// Where the search index keeps its files (rebuilt from the store when missing).
+    pub fn index_dir(&self) -> PathBuf {
+        self.data_dir.join("index")
+    }
 }
 
 /// The machine's host name, or "gridnode" when it cannot be read or is not a valid id.

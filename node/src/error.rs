@@ -8,6 +8,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Search(#[from] gridnode_search::Error),
     /// Bad input: the message says what was wrong and how to fix it.
     #[error("{0}")]
     BadRequest(String),

@@ -8,10 +8,11 @@ use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use gridnode_store::{FunctionEntry, ToolEntry};
+use gridnode_store::{Collection, FunctionEntry, ToolEntry};
 use serde_json::json;
 
 use crate::error::{Error, Result};
+use crate::http::extract::Params;
 use crate::service::Registry;
 
 pub mod error;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(registry::routes::<ToolEntry>(max_upload))
         .merge(registry::routes::<FunctionEntry>(max_upload))
         .route("/blobs/{sha256}", get(blob))
+        .route("/search", get(search))
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/readyz", get(ready))
         .fallback(not_found)
@@ -49,6 +51,33 @@ async fn blob(
 ) -> Result<impl IntoResponse> {
     let bytes = app.registry.blob(sha256).await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes))
+}
+
+/// `GET /search?q=&kind=tools|functions|all&limit=&offset=`: ranked hits across the registries.
+async fn search(
+    State(app): State<AppState>,
+    params: Params,
+) -> Result<Json<Vec<serde_json::Value>>> {
+    let text = params.required("q")?.to_owned();
+    let kind = match params.0.get("kind").map(String::as_str) {
+        None | Some("all") => None,
+        Some("tools") => Some(Collection::Tools),
+        Some("functions") => Some(Collection::Functions),
+        Some(other) => {
+            return Err(Error::BadRequest(format!(
+                "kind must be tools, functions or all, got '{}'",
+                other.escape_default()
+            )));
+        }
+    };
+    let hits = app.registry.search(text, kind, params.page()?).await?;
+    Ok(Json(
+        hits.into_iter()
+            .map(|hit| {
+                json!({"kind": hit.kind.kind(), "id": hit.id, "score": hit.score, "snippet": hit.snippet})
+            })
+            .collect(),
+    ))
 }
 
 async fn ready(State(app): State<AppState>) -> impl IntoResponse {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use gridnode_search::{Follower, SearchIndex};
 use gridnode_store::{Store, StoreConfig};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -25,6 +26,7 @@ pub struct Node {
     registry: Registry,
     stop: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
+    follower: Follower,
 }
 
 impl Node {
@@ -39,9 +41,16 @@ impl Node {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             Error::io(format!("cannot create data dir {}", config.data_dir.display()), e)
         })?;
-        let store = tokio::task::spawn_blocking(move || Store::open(&store_config))
-            .await
-            .map_err(|e| Error::Internal(format!("store open task failed: {e}")))??;
+        let index_dir = config.index_dir();
+        // Opening the index catches it up with the store (or rebuilds it) before we serve.
+        let (store, search) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let store = Store::open(&store_config)?;
+            let search = SearchIndex::open(&index_dir, store.clone())?;
+            Ok((store, Arc::new(search)))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("store open task failed: {e}")))??;
+        let follower = gridnode_search::follow(search.clone(), store.subscribe());
 
         let listener = tokio::net::TcpListener::bind(config.http)
             .await
@@ -54,8 +63,11 @@ impl Node {
         } else {
             config.advertise_http.clone()
         };
-        let registry =
-            Registry::new(store, Settings { advertise_http, limits: config.limits.clone() });
+        let registry = Registry::new(
+            store,
+            search,
+            Settings { advertise_http, limits: config.limits.clone() },
+        );
         let ready = Arc::new(AtomicBool::new(false));
         let app = http::router(AppState { registry: registry.clone(), ready: ready.clone() });
         let (stop, stopped) = oneshot::channel::<()>();
@@ -68,7 +80,7 @@ impl Node {
         });
         ready.store(true, Ordering::Release);
         tracing::info!(node_id = %config.node_id, %http_addr, "node started");
-        Ok(Node { config, http_addr, registry, stop, server })
+        Ok(Node { config, http_addr, registry, stop, server, follower })
     }
 
     /// The bound REST address (the real port when 0 was asked for).
@@ -98,6 +110,9 @@ impl Node {
                 Ok(())
             }
         };
+        // The follower holds the index writer; it lets go before the node is dropped, so the
+        // next start (in this process too) can take it. A restart catches up from the feed.
+        self.follower.stop().await;
         let store = self.registry.store().clone();
         tokio::task::spawn_blocking(move || store.sync())
             .await

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use gridnode_search::keyword::KeywordQuery;
+use gridnode_search::{Hit, SearchIndex, SearchRequest};
 use gridnode_store::query::Filter;
-use gridnode_store::{JsonMap, Page, RegistryEntry, Store};
+use gridnode_store::{Collection, JsonMap, Page, RegistryEntry, Store};
 use serde_json::Value;
 
 use crate::config::Limits;
@@ -22,6 +22,7 @@ pub const RESERVED_IDS: &[&str] = &["upload", "graphql", "select", "query"];
 #[derive(Debug, Clone)]
 pub struct Registry {
     store: Store,
+    search: Arc<SearchIndex>,
     settings: Arc<Settings>,
 }
 
@@ -34,8 +35,8 @@ pub struct Settings {
 }
 
 impl Registry {
-    pub fn new(store: Store, settings: Settings) -> Registry {
-        Registry { store, settings: Arc::new(settings) }
+    pub fn new(store: Store, search: Arc<SearchIndex>, settings: Settings) -> Registry {
+        Registry { store, search, settings: Arc::new(settings) }
     }
 
     pub fn store(&self) -> &Store {
@@ -140,14 +141,33 @@ impl Registry {
         .await
     }
 
-    /// Records matching a keyword, best first.
+    /// Records matching a keyword query, best first (served by the search index).
     pub async fn keyword<R: RegistryEntry>(&self, keyword: String, page: Page) -> Result<Vec<R>> {
-        let query = KeywordQuery::parse(&keyword).map_err(|e| Error::BadRequest(e.to_string()))?;
+        let search = self.search.clone();
         self.blocking(move |store| {
-            let ranked = query.rank(store.live::<R>())?;
-            Ok(ranked.into_iter().skip(page.offset).take(page.limit).map(|(_, r)| r).collect())
+            let request = SearchRequest { text: &keyword, kind: Some(R::COLLECTION), page };
+            let hits = search.search(&request)?;
+            // A record deleted since the index committed is skipped, not an error.
+            let mut records = Vec::with_capacity(hits.len());
+            for hit in hits {
+                if let Some(record) = store.try_get::<R>(&hit.id)? {
+                    records.push(record);
+                }
+            }
+            Ok(records)
         })
         .await
+    }
+
+    /// Ranked hits across one or both registries, with scores and snippets.
+    pub async fn search(
+        &self,
+        text: String,
+        kind: Option<Collection>,
+        page: Page,
+    ) -> Result<Vec<Hit>> {
+        let search = self.search.clone();
+        self.blocking(move |_| Ok(search.search(&SearchRequest { text: &text, kind, page })?)).await
     }
 
     /// Registers a record from an upload bundle (contract section 4): the code archive goes to

@@ -10,6 +10,7 @@ use axum::http::{Request, StatusCode};
 use gridnode::config::Limits;
 use gridnode::http::{AppState, router};
 use gridnode::service::{Registry, Settings};
+use gridnode_search::SearchIndex;
 use gridnode_store::{Store, StoreConfig, ToolEntry};
 use gridnode_tests::bundle::zip;
 use http_body_util::BodyExt;
@@ -21,6 +22,7 @@ const BOUNDARY: &str = "gridnode-test-boundary";
 struct App {
     router: Router,
     store: Store,
+    search: Arc<SearchIndex>,
     _dir: tempfile::TempDir,
 }
 
@@ -32,12 +34,14 @@ fn app() -> App {
         max_unpacked_bytes: 1024 * 1024,
         max_json_body_bytes: 64 * 1024,
     };
+    let search = Arc::new(SearchIndex::open(&dir.path().join("index"), store.clone()).unwrap());
     let registry = Registry::new(
         store.clone(),
+        search.clone(),
         Settings { advertise_http: "http://node-a.test:8080".into(), limits },
     );
     let router = router(AppState { registry, ready: Arc::new(AtomicBool::new(true)) });
-    App { router, store, _dir: dir }
+    App { router, store, search, _dir: dir }
 }
 
 impl App {
@@ -81,6 +85,11 @@ impl App {
             multipart(part_name, bytes),
         )
         .await
+    }
+
+    /// Brings the search index up to date (a node does this in its follower task).
+    fn indexed(&self) {
+        self.search.catch_up().unwrap();
     }
 
     fn tool_count(&self) -> usize {
@@ -208,6 +217,7 @@ async fn list_and_query_routes_page_and_filter() {
             .len(),
         5
     );
+    app.indexed();
     assert_eq!(ids(&app.get("/tools/query/by-keyword?keyword=MODEL").await.1), ["t3", "t1"]);
     let (_, body) = app
         .json(
@@ -406,7 +416,12 @@ async fn query_parameters_are_checked() {
         "/tools?offset=-1",
         "/tools/query/by-type?type=x&limit=99999999999999999999999",
         "/tools/query/by-keyword?keyword=%22(",
-        "/tools/query/by-keyword?keyword=a+b+c+d+e+f+g+h+i+j+k+l+m+n+o+p+q+r+s+t+u+v+w+x+y+z+aa+bb+cc+dd+ee+ff+gg",
+        "/tools/query/by-keyword?keyword=AND",
+        "/tools/query/by-keyword?keyword=nofield:x",
+        "/search",
+        "/search?q=%22unclosed",
+        "/search?q=x&kind=everything",
+        "/search?q=x&limit=0",
     ] {
         let (status, body) = app.get(uri).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");

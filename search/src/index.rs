@@ -98,7 +98,8 @@ impl SearchIndex {
         schema::register_tokenizers(&index);
         let writer = index.writer_with_num_threads(1, WRITER_MEMORY)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        let mut parser = QueryParser::for_index(&index, boosted_fields(&fields).map(|(f, _)| f).to_vec());
+        let mut parser =
+            QueryParser::for_index(&index, boosted_fields(&fields).map(|(f, _)| f).to_vec());
         for (field, boost) in boosted_fields(&fields) {
             parser.set_field_boost(field, boost);
         }
@@ -208,7 +209,8 @@ impl SearchIndex {
         }
         let parsed = self.parser.parse_query(text).map_err(|e| query_error(text, &e))?;
         let searcher = self.reader.searcher();
-        let hits = self.run(&searcher, self.within_kind(parsed.box_clone(), request.kind), request)?;
+        let hits =
+            self.run(&searcher, self.within_kind(parsed.box_clone(), request.kind), request)?;
         if !hits.is_empty() || request.page.offset > 0 {
             return self.hits(&searcher, parsed.as_ref(), hits);
         }
@@ -261,7 +263,10 @@ impl SearchIndex {
                 let distance = if word.chars().count() >= 6 { 2 } else { 1 };
                 [self.fields.description, self.fields.man_page].map(|field| {
                     let term = Term::from_field_text(field, word);
-                    (Occur::Should, Box::new(FuzzyTermQuery::new(term, distance, true)) as Box<dyn Query>)
+                    (
+                        Occur::Should,
+                        Box::new(FuzzyTermQuery::new(term, distance, true)) as Box<dyn Query>,
+                    )
                 })
             })
             .collect();
@@ -330,7 +335,10 @@ fn add_all<R: RegistryEntry>(store: &Store, fields: &Fields, writer: &IndexWrite
 }
 
 /// Opens an existing index of exactly this schema; the error says why it cannot be used.
-fn open_existing(dir: &Path, schema: &tantivy::schema::Schema) -> std::result::Result<Index, String> {
+fn open_existing(
+    dir: &Path,
+    schema: &tantivy::schema::Schema,
+) -> std::result::Result<Index, String> {
     if !dir.join("meta.json").exists() {
         return Err("no index yet".into());
     }
@@ -365,7 +373,9 @@ fn query_error(text: &str, error: &tantivy::query::QueryParserError) -> Error {
             "there is no field '{field}': use one of id, kind, tag, type, description, man_page, meta \
              (or put the text in quotes)"
         ),
-        E::AllButQueryForbidden => "it only excludes terms: add at least one word to look for".into(),
+        E::AllButQueryForbidden => {
+            "it only excludes terms: add at least one word to look for".into()
+        }
         other => other.to_string().to_lowercase(),
     };
     Error::Query(format!("invalid search query '{shown}': {why}"))

@@ -16,9 +16,9 @@ mod document;
 mod error;
 mod follow;
 mod index;
-mod schema;
 pub mod scan;
+mod schema;
 
 pub use error::{Error, Result};
-pub use follow::follow;
+pub use follow::{Follower, follow};
 pub use index::{Hit, SearchIndex, SearchRequest};

@@ -90,15 +90,23 @@ fn ids_tags_and_types_match_exactly_and_kinds_filter() {
 fn hits_carry_scores_snippets_and_pages() {
     let f = Fixture::new();
     for i in 0..5 {
-        f.tool(&format!("t{i}"), &format!("a <b>tool</b> that extracts entities, number {i}"), "", &[]);
+        f.tool(
+            &format!("t{i}"),
+            &format!("a <b>tool</b> that extracts entities, number {i}"),
+            "",
+            &[],
+        );
     }
     let index = f.open();
-    let all = index.search(&SearchRequest { text: "extracts", kind: None, page: Page::ALL }).unwrap();
+    let all =
+        index.search(&SearchRequest { text: "extracts", kind: None, page: Page::ALL }).unwrap();
     assert_eq!(all.len(), 5);
     assert!(all.windows(2).all(|w| w[0].score >= w[1].score));
     assert!(all[0].snippet.contains("<b>extract"), "{}", all[0].snippet);
     assert!(all[0].snippet.contains("&lt;b&gt;tool"), "record text is escaped: {}", all[0].snippet);
-    let page = index.search(&SearchRequest { text: "extracts", kind: None, page: Page::new(3, 10) }).unwrap();
+    let page = index
+        .search(&SearchRequest { text: "extracts", kind: None, page: Page::new(3, 10) })
+        .unwrap();
     assert_eq!(page.len(), 2);
     assert_eq!(page[0].id, all[3].id);
 }
@@ -197,5 +205,5 @@ async fn the_follower_indexes_writes_as_they_commit() {
         waited += Duration::from_millis(10);
     }
     assert_eq!(search(&index, "live").len(), 20);
-    follower.abort();
+    follower.stop().await;
 }

@@ -68,8 +68,16 @@ async fn tools(api: &Api) {
     let q = |path: &'static str| async move { ids(&api.get(path).await.1, "tool_id") };
     assert_eq!(q("/tools/query/by-type?type=extractor").await, ["tool-123", "tool-nlp-01"]);
     assert_eq!(q("/tools/query/by-tag?tag=nlp").await, ["tool-nlp-01"]);
-    assert_eq!(q("/tools/query/by-keyword?keyword=model").await, ["tool-003"]);
-    assert_eq!(q("/tools/query/by-keyword?keyword=large%20language%20model").await, ["tool-003"]);
+    // Search follows the store within moments, not within the write: wait, boundedly.
+    eventually_ids(api, "/tools/query/by-keyword?keyword=model", "tool_id", &["tool-003"]).await;
+    let phrase = "/tools/query/by-keyword?keyword=large%20language%20model";
+    assert_eq!(q(phrase).await, ["tool-003"]);
+    let (status, hits) = api.get("/search?q=entities&kind=tools").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(hits[0]["kind"], "tool");
+    assert_eq!(hits[0]["id"], "tool-nlp-01");
+    assert!(hits[0]["score"].as_f64().unwrap() > 0.0);
+    assert!(hits[0]["snippet"].as_str().unwrap().contains("<b>entities</b>"), "{hits}");
     assert_eq!(q("/tools/query/by-execution-mode?mode=batch").await, ["tool-nlp-01"]);
     assert_eq!(
         q("/tools/query/by-policy-uri?uri=policies://validate/compliance").await,
@@ -134,7 +142,8 @@ async fn functions(api: &Api) {
     assert_eq!(q("/functions").await, ["function_xyz", "predict_abc_v2"]);
     assert_eq!(q("/functions/query/by-type?type=utility").await, ["function_xyz"]);
     assert_eq!(q("/functions/query/by-tag?tag=analytics").await, ["predict_abc_v2"]);
-    assert_eq!(q("/functions/query/by-keyword?keyword=FORECAST").await, ["predict_abc_v2"]);
+    let keyword = "/functions/query/by-keyword?keyword=FORECAST";
+    eventually_ids(api, keyword, "function_id", &["predict_abc_v2"]).await;
     assert_eq!(q("/functions/query/by-system-flag?is_system=true").await, ["function_xyz"]);
     assert_eq!(q("/functions/query/by-system-flag?is_system=false").await, ["predict_abc_v2"]);
     let filter = json!({"function_metadata.owner": "teamX", "function_type": "model"});
@@ -157,6 +166,23 @@ async fn functions(api: &Api) {
         (StatusCode::OK, json!({"message": "Function deleted successfully"}))
     );
 }
+
+/// Polls `path` until its records' `field`s are `expected` (at most [`EVENTUALLY`]), then
+/// asserts it.
+pub async fn eventually_ids(api: &Api, path: &str, field: &str, expected: &[&str]) {
+    let deadline = std::time::Instant::now() + EVENTUALLY;
+    loop {
+        let found = ids(&api.get(path).await.1, field);
+        if found == expected || std::time::Instant::now() > deadline {
+            assert_eq!(found, expected, "{path}");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// How long a test waits for something the node does in the background.
+pub const EVENTUALLY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The state [`every_route`] leaves, checked record by record and through the indexes.
 pub async fn check_state(api: &Api) {
