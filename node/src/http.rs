@@ -5,14 +5,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{Method, StatusCode, Uri, header};
-use axum::response::IntoResponse;
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
 use gridnode_store::{Collection, FunctionEntry, ToolEntry};
 use serde_json::json;
 
 use crate::error::{Error, Result};
-use crate::http::extract::Params;
+use crate::graphql::GraphSchema;
+use crate::http::extract::{JsonBody, Params};
 use crate::service::Registry;
 
 pub mod error;
@@ -20,11 +21,24 @@ pub mod extract;
 pub mod registry;
 
 /// What every handler can reach.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppState {
     pub registry: Registry,
+    pub graphql: GraphSchema,
     /// True once the store is open and every listener is bound.
     pub ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(registry: Registry, ready: Arc<AtomicBool>) -> AppState {
+        AppState { graphql: crate::graphql::schema(registry.clone()), registry, ready }
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("registry", &self.registry).finish_non_exhaustive()
+    }
 }
 
 /// The whole REST API.
@@ -37,6 +51,8 @@ pub fn router(state: AppState) -> Router {
         .merge(registry::routes::<FunctionEntry>(max_upload))
         .route("/blobs/{sha256}", get(blob))
         .route("/search", get(search))
+        .route("/graphql", get(|| graphiql("/graphql")).post(graphql))
+        .route("/functions/graphql", get(|| graphiql("/functions/graphql")).post(graphql))
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/readyz", get(ready))
         .fallback(not_found)
@@ -78,6 +94,19 @@ async fn search(
             })
             .collect(),
     ))
+}
+
+/// `POST /graphql`: one GraphQL request as JSON; answers `{data, errors}` (errors with 200).
+async fn graphql(
+    State(app): State<AppState>,
+    JsonBody(request): JsonBody<async_graphql::Request>,
+) -> Json<async_graphql::Response> {
+    Json(app.graphql.execute(request).await)
+}
+
+/// `GET /graphql`: the GraphiQL page, pointed at the same path.
+async fn graphiql(endpoint: &'static str) -> Html<String> {
+    Html(async_graphql::http::GraphiQLSource::build().endpoint(endpoint).finish())
 }
 
 async fn ready(State(app): State<AppState>) -> impl IntoResponse {

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod graphql;
 pub mod http;
 pub mod node;
 pub mod service;

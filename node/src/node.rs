@@ -69,7 +69,7 @@ impl Node {
             Settings { advertise_http, limits: config.limits.clone() },
         );
         let ready = Arc::new(AtomicBool::new(false));
-        let app = http::router(AppState { registry: registry.clone(), ready: ready.clone() });
+        let app = http::router(AppState::new(registry.clone(), ready.clone()));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)

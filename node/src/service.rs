@@ -7,13 +7,38 @@ use std::sync::Arc;
 
 use gridnode_search::{Hit, SearchIndex, SearchRequest};
 use gridnode_store::query::Filter;
-use gridnode_store::{Collection, JsonMap, Page, RegistryEntry, Store};
+use gridnode_store::{Collection, JsonMap, MAX_RESULTS, Page, RegistryEntry, Store};
 use serde_json::Value;
 
 use crate::config::Limits;
 use crate::error::{Error, Result};
 
 pub mod bundle;
+
+/// The default page size of every array result.
+pub const DEFAULT_LIMIT: usize = 100;
+
+/// A page from a `limit` (1 to 1000, default 100) and an `offset` (0 or more, default 0), as
+/// every transport takes them.
+pub fn page(limit: Option<i64>, offset: Option<i64>) -> Result<Page> {
+    let limit = match limit {
+        None => DEFAULT_LIMIT,
+        Some(n) if (1..=MAX_RESULTS as i64).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(Error::BadRequest(format!(
+                "limit must be a whole number from 1 to {MAX_RESULTS}, got {n}"
+            )));
+        }
+    };
+    let offset = match offset {
+        None => 0,
+        Some(n) if n >= 0 => n as usize,
+        Some(n) => {
+            return Err(Error::BadRequest(format!("offset must be 0 or more, got {n}")));
+        }
+    };
+    Ok(Page::new(offset, limit))
+}
 
 /// Ids that would be shadowed by a fixed route under `/tools/…` or `/functions/…`.
 pub const RESERVED_IDS: &[&str] = &["upload", "graphql", "select", "query"];

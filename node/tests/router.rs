@@ -40,7 +40,7 @@ fn app() -> App {
         search.clone(),
         Settings { advertise_http: "http://node-a.test:8080".into(), limits },
     );
-    let router = router(AppState { registry, ready: Arc::new(AtomicBool::new(true)) });
+    let router = router(AppState::new(registry, Arc::new(AtomicBool::new(true))));
     App { router, store, search, _dir: dir }
 }
 

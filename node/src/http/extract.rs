@@ -6,13 +6,10 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use gridnode_store::{MAX_RESULTS, Page};
+use gridnode_store::Page;
 use serde::de::DeserializeOwned;
 
 use crate::error::Error;
-
-/// The default page size of every array route.
-pub const DEFAULT_LIMIT: usize = 100;
 
 /// A JSON body. Wrong content type → 415, over the body limit → 413, malformed → 400.
 #[derive(Debug)]
@@ -84,27 +81,17 @@ impl Params {
 
     /// `?limit=` (1 to 1000, default 100) and `?offset=` (default 0).
     pub fn page(&self) -> Result<Page, Error> {
-        let limit = match self.0.get("limit") {
-            None => DEFAULT_LIMIT,
-            Some(text) => match text.parse::<usize>() {
-                Ok(n) if (1..=MAX_RESULTS).contains(&n) => n,
-                _ => {
-                    return Err(Error::BadRequest(format!(
-                        "limit must be a whole number from 1 to {MAX_RESULTS}, got '{}'",
-                        text.escape_default()
-                    )));
-                }
-            },
+        let number = |name: &str| -> Result<Option<i64>, Error> {
+            match self.0.get(name) {
+                None => Ok(None),
+                Some(text) => text.parse::<i64>().map(Some).map_err(|_| {
+                    Error::BadRequest(format!(
+                        "{name} must be a whole number, got '{}'",
+                        text.chars().take(40).collect::<String>().escape_default()
+                    ))
+                }),
+            }
         };
-        let offset = match self.0.get("offset") {
-            None => 0,
-            Some(text) => text.parse::<usize>().map_err(|_| {
-                Error::BadRequest(format!(
-                    "offset must be a whole number from 0, got '{}'",
-                    text.escape_default()
-                ))
-            })?,
-        };
-        Ok(Page::new(offset, limit))
+        crate::service::page(number("limit")?, number("offset")?)
     }
 }
