@@ -68,6 +68,42 @@ impl Rng {
     }
 }
 
+/// Distinct words in the long tail of descriptions.
+pub const VOCABULARY: usize = 5_000;
+const SYLLABLES: [&str; 16] = [
+    "ka", "lo", "mi", "ren", "tu", "vex", "dra", "sil", "orn", "pha", "quo", "zen", "bri", "mus",
+    "tal", "gev",
+];
+
+/// Vocabulary word `w`: three syllables, a distinct word for every `w` below [`VOCABULARY`].
+pub fn word(w: usize) -> String {
+    let w = w % VOCABULARY;
+    let (a, b, c) = (w % 16, (w / 16) % 16, (w / 256) % 20);
+    format!(
+        "{}{}{}{}",
+        SYLLABLES[a],
+        SYLLABLES[b],
+        SYLLABLES[c % 16],
+        if c >= 16 { "s" } else { "" }
+    )
+}
+
+/// A vocabulary index, skewed toward low indexes (frequent words).
+pub fn skewed(rng: &mut Rng) -> usize {
+    let u = (rng.next_u64() % 1_000_000) as f64 / 1_000_000.0;
+    ((u * u) * VOCABULARY as f64) as usize
+}
+
+fn rare_words(rng: &mut Rng, n: usize) -> String {
+    (0..n).map(|_| word(skewed(rng))).collect::<Vec<_>>().join(" ")
+}
+
+/// `n` two-word keyword queries drawn like the descriptions' long tail.
+pub fn queries(n: usize, seed: u64) -> Vec<String> {
+    let mut rng = Rng::new(seed);
+    (0..n).map(|_| format!("{} {}", word(skewed(&mut rng)), word(skewed(&mut rng)))).collect()
+}
+
 /// The id of tool `i`.
 pub fn tool_id(i: usize) -> String {
     format!("tool-{i:07}")
@@ -87,7 +123,9 @@ pub fn tools(n: usize, seed: u64) -> Vec<ToolEntry> {
             let sentence = |rng: &mut Rng, words: usize| {
                 (0..words).map(|_| WORDS[rng.below(WORDS.len())]).collect::<Vec<_>>().join(" ")
             };
-            let description = sentence(&mut rng, 10);
+            // Six common domain words and four from a long, skewed vocabulary: most queries
+            // for a vocabulary word hit tens to hundreds of tools, as real ones do.
+            let description = format!("{} {}", sentence(&mut rng, 6), rare_words(&mut rng, 4));
             let man_page = format!("# {}\n\n{}", tool_id(i), sentence(&mut rng, 60));
             let tool = json!({
                 "tool_id": tool_id(i),
@@ -103,4 +141,22 @@ pub fn tools(n: usize, seed: u64) -> Vec<ToolEntry> {
             serde_json::from_value(tool).expect("the corpus is valid")
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vocabulary_words_are_distinct() {
+        let words: std::collections::HashSet<String> = (0..VOCABULARY).map(word).collect();
+        assert_eq!(words.len(), VOCABULARY);
+    }
+
+    #[test]
+    fn the_corpus_is_deterministic() {
+        assert_eq!(tools(50, 1), tools(50, 1));
+        assert_ne!(tools(50, 1), tools(50, 2));
+        assert_eq!(queries(5, 3), queries(5, 3));
+    }
 }

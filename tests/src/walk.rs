@@ -202,6 +202,13 @@ pub async fn check_state(api: &Api) {
     assert_eq!(ids(&api.get("/tools/query/by-tag?tag=nlp").await.1, "tool_id"), ["tool-nlp-01"]);
     assert!(ids(&api.get("/tools/query/by-tag?tag=image").await.1, "tool_id").is_empty());
 
+    // The search index agrees with the store (it caught up, or was rebuilt, after a restart).
+    eventually_ids(api, "/tools/query/by-keyword?keyword=entities", "tool_id", &["tool-nlp-01"])
+        .await;
+    let (status, hits) = api.get("/search?q=tool&kind=all&limit=10").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(hits.as_array().unwrap().iter().all(|h| h["id"] != "tool-123"), "deleted: {hits}");
+
     let (status, xyz) = api.get("/functions/function_xyz").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(xyz.as_object().unwrap().len(), 13, "{xyz}");

@@ -44,6 +44,18 @@ async fn a_graceful_restart_keeps_everything() {
 }
 
 #[tokio::test]
+async fn a_deleted_search_index_is_rebuilt_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, api) = start(&dir).await;
+    walk::every_route(&api).await;
+    node.shutdown().await.unwrap();
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let (node, api) = start(&dir).await;
+    walk::check_state(&api).await;
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn hostile_requests_leave_the_node_serving() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir);
