@@ -1,6 +1,7 @@
 //! Search micro-benchmarks at 10k and 100k tools, each beside what it replaces (same run):
 //!
-//! - `query_{n}/index`: a two-word keyword query through the tantivy index, top 10;
+//! - `query_{n}/index`: a two-word keyword query through the tantivy index, top 10 (what
+//!   by-keyword pays); `index_with_snippets` adds a snippet per hit (what /search pays);
 //! - `query_{n}/linear_scan`: the same query by scanning and scoring every record in the store
 //!   (the original's approach, and this project's stand-in before the index);
 //! - `indexing/rebuild_{n}`: bulk indexing of every record (throughput in records/s).
@@ -40,20 +41,23 @@ fn search_benches(c: &mut Criterion) {
             i = (i + 1) % queries.len();
             queries[i].clone()
         };
-        group.bench_function("index", |b| {
-            b.iter_batched(
-                &mut next,
-                |text| {
-                    let request = SearchRequest {
-                        text: &text,
-                        kind: Some(Collection::Tools),
-                        page: Page::new(0, 10),
-                    };
-                    index.search(&request).unwrap()
-                },
-                BatchSize::SmallInput,
-            )
-        });
+        for (name, snippets) in [("index", false), ("index_with_snippets", true)] {
+            group.bench_function(name, |b| {
+                b.iter_batched(
+                    &mut next,
+                    |text| {
+                        let request = SearchRequest {
+                            text: &text,
+                            kind: Some(Collection::Tools),
+                            page: Page::new(0, 10),
+                            snippets,
+                        };
+                        index.search(&request).unwrap()
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
         group.sample_size(10);
         group.bench_function("linear_scan", |b| {
             b.iter_batched(

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use gridnode::{Node, NodeConfig};
 use gridnode_bench::corpus;
-use gridnode_store::{Store, StoreConfig};
+use gridnode_search::SearchRequest;
+use gridnode_search::scan::KeywordQuery;
+use gridnode_store::{Store, StoreConfig, ToolEntry};
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -71,9 +73,10 @@ fn row(name: &str, p: &Percentiles, note: &str) {
     println!("| {name} | {} | {:.1?} | {:.1?} | {note} |", p.count, p.p50, p.p99);
 }
 
-/// Keyword search through a real node: start-up indexing of `n` tools, REST query latency
-/// (by-keyword and /search) beside a bare `/healthz` round trip (the HTTP floor), and the time
-/// from an acknowledged write to the first search that finds it.
+/// Keyword search through a real node: start-up indexing of `n` tools; query latency in-process
+/// beside a linear scan of the store; through REST (by-keyword and /search) beside a bare
+/// `/healthz` round trip (the HTTP floor); and the time from an acknowledged write to the first
+/// search that finds it.
 fn search(n: usize, quick: bool) -> BenchResult {
     let runtime = tokio::runtime::Runtime::new()?;
     let dir = tempfile::tempdir()?;
@@ -97,11 +100,12 @@ fn search(n: usize, quick: bool) -> BenchResult {
         let client = reqwest::Client::new();
         let rounds = if quick { 100 } else { 2_000 };
         let queries = corpus::queries(rounds, 7);
+        let queries = std::sync::Arc::new(queries);
 
         let mut floor = Vec::with_capacity(rounds);
         let mut keyword = Vec::with_capacity(rounds);
         let mut ranked = Vec::with_capacity(rounds);
-        for query in &queries {
+        for query in queries.iter() {
             let t = Instant::now();
             client.get(format!("{base}/healthz")).send().await?.bytes().await?;
             floor.push(t.elapsed());
@@ -121,6 +125,37 @@ fn search(n: usize, quick: bool) -> BenchResult {
             response.bytes().await?;
             ranked.push(t.elapsed());
         }
+
+        // The same queries in-process (no HTTP, no task hop), and through a linear scan of the
+        // store: what the index replaces.
+        let index = node.registry().search_index().clone();
+        let store = node.registry().store().clone();
+        let queries_in = queries.clone();
+        let (in_process, scanned) = tokio::task::spawn_blocking(move || {
+            let queries = queries_in;
+            let mut in_process = Vec::with_capacity(queries.len());
+            for query in queries.iter() {
+                let t = Instant::now();
+                let request = SearchRequest {
+                    text: query,
+                    kind: Some(gridnode_store::Collection::Tools),
+                    page: gridnode_store::Page::new(0, 10),
+                    snippets: false,
+                };
+                index.search(&request).expect("the corpus queries parse");
+                in_process.push(t.elapsed());
+            }
+            let mut scanned = Vec::new();
+            for query in queries.iter().take(if quick { 5 } else { 20 }) {
+                let t = Instant::now();
+                let keyword = KeywordQuery::parse(query).expect("the corpus queries have words");
+                let mut hits = keyword.rank(store.live::<ToolEntry>()).expect("the store reads");
+                hits.truncate(10);
+                scanned.push(t.elapsed());
+            }
+            (in_process, scanned)
+        })
+        .await?;
 
         let writes = if quick { 20 } else { 200 };
         let mut visible = Vec::with_capacity(writes);
@@ -154,6 +189,8 @@ fn search(n: usize, quick: bool) -> BenchResult {
         let floor = percentiles(floor);
         row("GET /healthz (HTTP floor)", &floor, "the limit: a round trip that does no work");
         let keyword = percentiles(keyword);
+        row("in-process SearchIndex::search, top 10", &percentiles(in_process), "target p50 ≤ 100 µs");
+        row("in-process linear scan of the store, top 10", &percentiles(scanned), "what the index replaces");
         row("GET /tools/query/by-keyword, top 10", &keyword, "target p99 ≤ 2 ms");
         row("GET /search, top 10 with snippets", &percentiles(ranked), "");
         row("write → searchable (POST, then poll /search)", &percentiles(visible), "target p99 ≤ 100 ms");

@@ -9,11 +9,11 @@
 use async_graphql::{
     Context, EmptyMutation, EmptySubscription, Json, Object, Schema, SimpleObject,
 };
-use gridnode_store::{Collection, FunctionEntry, JsonMap, ToolEntry};
+use gridnode_store::{FunctionEntry, JsonMap, ToolEntry};
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::service::{DEFAULT_LIMIT, Registry, page};
+use crate::service::{DEFAULT_LIMIT, Registry, page, search_kind};
 
 /// Deepest selection accepted (GraphiQL's introspection query needs 13).
 pub const MAX_DEPTH: usize = 16;
@@ -190,18 +190,7 @@ impl Query {
         kind: Option<String>,
         limit: Option<i64>,
     ) -> async_graphql::Result<Vec<SearchHit>> {
-        let kind = match kind.as_deref() {
-            None | Some("all") => None,
-            Some("tools") => Some(Collection::Tools),
-            Some("functions") => Some(Collection::Functions),
-            Some(other) => {
-                return Err(Error::BadRequest(format!(
-                    "kind must be tools, functions or all, got '{}'",
-                    other.escape_default()
-                ))
-                .into());
-            }
-        };
+        let kind = search_kind(kind.as_deref())?;
         let hits = registry(ctx)?.search(text, kind, page(limit, None)?).await?;
         Ok(hits
             .into_iter()

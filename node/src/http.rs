@@ -8,7 +8,7 @@ use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
-use gridnode_store::{Collection, FunctionEntry, ToolEntry};
+use gridnode_store::{FunctionEntry, ToolEntry};
 use serde_json::json;
 
 use crate::error::{Error, Result};
@@ -75,17 +75,7 @@ async fn search(
     params: Params,
 ) -> Result<Json<Vec<serde_json::Value>>> {
     let text = params.required("q")?.to_owned();
-    let kind = match params.0.get("kind").map(String::as_str) {
-        None | Some("all") => None,
-        Some("tools") => Some(Collection::Tools),
-        Some("functions") => Some(Collection::Functions),
-        Some(other) => {
-            return Err(Error::BadRequest(format!(
-                "kind must be tools, functions or all, got '{}'",
-                other.escape_default()
-            )));
-        }
-    };
+    let kind = crate::service::search_kind(params.0.get("kind").map(String::as_str))?;
     let hits = app.registry.search(text, kind, params.page()?).await?;
     Ok(Json(
         hits.into_iter()

@@ -40,6 +40,19 @@ pub fn page(limit: Option<i64>, offset: Option<i64>) -> Result<Page> {
     Ok(Page::new(offset, limit))
 }
 
+/// A search scope as users write it: `tools`, `functions`, or `all` (the default).
+pub fn search_kind(kind: Option<&str>) -> Result<Option<Collection>> {
+    match kind {
+        None | Some("all") => Ok(None),
+        Some("tools") => Ok(Some(Collection::Tools)),
+        Some("functions") => Ok(Some(Collection::Functions)),
+        Some(other) => Err(Error::BadRequest(format!(
+            "kind must be tools, functions or all, got '{}'",
+            other.chars().take(40).collect::<String>().escape_default()
+        ))),
+    }
+}
+
 /// Ids that would be shadowed by a fixed route under `/tools/…` or `/functions/…`.
 pub const RESERVED_IDS: &[&str] = &["upload", "graphql", "select", "query"];
 
@@ -66,6 +79,11 @@ impl Registry {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The search index, for in-process callers (benchmarks) that search without a hop.
+    pub fn search_index(&self) -> &Arc<SearchIndex> {
+        &self.search
     }
 
     pub fn settings(&self) -> &Settings {
@@ -170,7 +188,8 @@ impl Registry {
     pub async fn keyword<R: RegistryEntry>(&self, keyword: String, page: Page) -> Result<Vec<R>> {
         let search = self.search.clone();
         self.blocking(move |store| {
-            let request = SearchRequest { text: &keyword, kind: Some(R::COLLECTION), page };
+            let request =
+                SearchRequest { text: &keyword, kind: Some(R::COLLECTION), page, snippets: false };
             let hits = search.search(&request)?;
             // A record deleted since the index committed is skipped, not an error.
             let mut records = Vec::with_capacity(hits.len());
@@ -192,7 +211,10 @@ impl Registry {
         page: Page,
     ) -> Result<Vec<Hit>> {
         let search = self.search.clone();
-        self.blocking(move |_| Ok(search.search(&SearchRequest { text: &text, kind, page })?)).await
+        self.blocking(move |_| {
+            Ok(search.search(&SearchRequest { text: &text, kind, page, snippets: true })?)
+        })
+        .await
     }
 
     /// Registers a record from an upload bundle (contract section 4): the code archive goes to

@@ -8,10 +8,14 @@ use std::sync::{Mutex, PoisonError};
 use gridnode_store::{Change, Collection, FunctionEntry, Page, RegistryEntry, Store, ToolEntry};
 use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
+use tantivy::index::IndexSettings;
 use tantivy::query::{BooleanQuery, FuzzyTermQuery, Occur, Query, QueryParser, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Term, Value as _};
 use tantivy::snippet::SnippetGenerator;
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument};
+use tantivy::store::Compressor;
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument,
+};
 
 use crate::document::{document, key_term};
 use crate::schema::{self, Fields};
@@ -21,6 +25,8 @@ use crate::{Error, Result};
 pub const BATCH: usize = 10_000;
 /// Memory the single indexing thread may buffer before it flushes a segment.
 pub const WRITER_MEMORY: usize = 32 * 1024 * 1024;
+/// Size of a stored-document block.
+const DOCSTORE_BLOCK: usize = 4096;
 /// Longest query text accepted, in bytes.
 pub const MAX_QUERY_LEN: usize = 1024;
 /// Longest snippet, in characters.
@@ -47,6 +53,8 @@ pub struct SearchRequest<'a> {
     /// Only this registry, or both.
     pub kind: Option<Collection>,
     pub page: Page,
+    /// Whether hits need snippets (they cost a document load each); without, `snippet` is empty.
+    pub snippets: bool,
 }
 
 /// One ranked result.
@@ -212,11 +220,11 @@ impl SearchIndex {
         let hits =
             self.run(&searcher, self.within_kind(parsed.box_clone(), request.kind), request)?;
         if !hits.is_empty() || request.page.offset > 0 {
-            return self.hits(&searcher, parsed.as_ref(), hits);
+            return self.hits(&searcher, parsed.as_ref(), hits, request.snippets);
         }
         let Some(fuzzy) = self.fuzzy(text) else { return Ok(Vec::new()) };
         let hits = self.run(&searcher, self.within_kind(fuzzy, request.kind), request)?;
-        self.hits(&searcher, parsed.as_ref(), hits)
+        self.hits(&searcher, parsed.as_ref(), hits, request.snippets)
     }
 
     fn run(
@@ -224,7 +232,7 @@ impl SearchIndex {
         searcher: &Searcher,
         query: Box<dyn Query>,
         request: &SearchRequest<'_>,
-    ) -> Result<Vec<(f32, tantivy::DocAddress)>> {
+    ) -> Result<Vec<(f32, DocAddress)>> {
         let collector = TopDocs::with_limit(request.page.limit.max(1))
             .and_offset(request.page.offset)
             .order_by_score();
@@ -277,40 +285,66 @@ impl SearchIndex {
         &self,
         searcher: &Searcher,
         query: &dyn Query,
-        found: Vec<(f32, tantivy::DocAddress)>,
+        found: Vec<(f32, DocAddress)>,
+        snippets: bool,
     ) -> Result<Vec<Hit>> {
         if found.is_empty() {
             return Ok(Vec::new());
         }
-        let mut description = SnippetGenerator::create(searcher, query, self.fields.description)?;
-        description.set_max_num_chars(SNIPPET_CHARS);
-        let mut man_page = SnippetGenerator::create(searcher, query, self.fields.man_page)?;
-        man_page.set_max_num_chars(SNIPPET_CHARS);
+        let mut snippet =
+            if snippets { Some(Snippets::new(searcher, query, &self.fields)?) } else { None };
         let mut hits = Vec::with_capacity(found.len());
         for (score, address) in found {
+            // The key (and, for snippets, the prose) is read back from the stored document.
             let doc: TantivyDocument = searcher.doc(address)?;
-            let text = |field: Field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or("");
-            let kind = match text(self.fields.kind) {
-                "tool" => Collection::Tools,
-                "function" => Collection::Functions,
-                _ => continue,
+            let key = doc.get_first(self.fields.key).and_then(|v| v.as_str()).unwrap_or("");
+            let Some((kind, id)) = parse_key(key) else { continue };
+            let snippet = match &mut snippet {
+                Some(snippets) => snippets.of(&doc),
+                None => String::new(),
             };
-            let mut snippet = description.snippet_from_doc(&doc);
-            if snippet.highlighted().is_empty() {
-                let from_man_page = man_page.snippet_from_doc(&doc);
-                if !from_man_page.highlighted().is_empty() {
-                    snippet = from_man_page;
-                }
-            }
-            let snippet = if snippet.highlighted().is_empty() {
-                escape_html(&prefix(text(self.fields.description), SNIPPET_CHARS))
-            } else {
-                snippet.to_html()
-            };
-            hits.push(Hit { kind, id: text(self.fields.id).to_owned(), score, snippet });
+            hits.push(Hit { kind, id: id.to_owned(), score, snippet });
         }
         Ok(hits)
     }
+}
+
+/// Snippet generators for one search: the description first, the man page when only it matched.
+struct Snippets {
+    description: SnippetGenerator,
+    man_page: SnippetGenerator,
+    description_field: Field,
+}
+
+impl Snippets {
+    fn new(searcher: &Searcher, query: &dyn Query, fields: &Fields) -> Result<Snippets> {
+        let mut description = SnippetGenerator::create(searcher, query, fields.description)?;
+        description.set_max_num_chars(SNIPPET_CHARS);
+        let mut man_page = SnippetGenerator::create(searcher, query, fields.man_page)?;
+        man_page.set_max_num_chars(SNIPPET_CHARS);
+        Ok(Snippets { description, man_page, description_field: fields.description })
+    }
+
+    fn of(&mut self, doc: &TantivyDocument) -> String {
+        let snippet = self.description.snippet_from_doc(doc);
+        if !snippet.highlighted().is_empty() {
+            return snippet.to_html();
+        }
+        let snippet = self.man_page.snippet_from_doc(doc);
+        if !snippet.highlighted().is_empty() {
+            return snippet.to_html();
+        }
+        // Typo-tolerant matches are not highlighted: the start of the description stands in.
+        let text = doc.get_first(self.description_field).and_then(|v| v.as_str()).unwrap_or("");
+        escape_html(&prefix(text, SNIPPET_CHARS))
+    }
+}
+
+/// `tool/<id>` → (Tools, id).
+fn parse_key(key: &str) -> Option<(Collection, &str)> {
+    let (kind, id) = key.split_once('/')?;
+    let kind = Collection::ALL.into_iter().find(|c| c.kind() == kind)?;
+    Some((kind, id))
 }
 
 fn boosted_fields(fields: &Fields) -> [(Field, f32); 6] {
@@ -347,6 +381,12 @@ fn open_existing(
     if index.schema() != *schema {
         return Err("the index has another schema".into());
     }
+    let (found, wanted) = (index.settings(), settings());
+    if found.docstore_compression != wanted.docstore_compression
+        || found.docstore_blocksize != wanted.docstore_blocksize
+    {
+        return Err("the index has other settings".into());
+    }
     // Opening a reader opens every segment file that meta.json names.
     index.reader().map_err(|e| e.to_string())?;
     Ok(index)
@@ -358,7 +398,17 @@ fn create_fresh(dir: &Path, schema: &tantivy::schema::Schema) -> Result<Index> {
         std::fs::remove_dir_all(dir).map_err(io)?;
     }
     std::fs::create_dir_all(dir).map_err(io)?;
-    Ok(Index::create_in_dir(dir, schema.clone())?)
+    Ok(Index::builder().schema(schema.clone()).settings(settings()).create_in_dir(dir)?)
+}
+
+/// Stored documents are small and read back on every hit (its key, its prose for snippets):
+/// small, uncompressed blocks make that a copy instead of a decompression.
+fn settings() -> IndexSettings {
+    IndexSettings {
+        docstore_compression: Compressor::None,
+        docstore_blocksize: DOCSTORE_BLOCK,
+        ..IndexSettings::default()
+    }
 }
 
 /// tantivy's parse errors, said for people.

@@ -14,7 +14,8 @@ pub const EXACT: &str = "exact";
 /// The fields, by name as users write them in queries (`tag:nlp`).
 #[derive(Debug, Clone, Copy)]
 pub struct Fields {
-    /// `tool/<id>` or `function/<id>`: the unique key (raw, case-sensitive) used to replace and delete.
+    /// `tool/<id>` or `function/<id>`: the unique key (raw, case-sensitive) used to replace and
+    /// delete; a hit's kind and id are read back from it.
     pub key: Field,
     pub kind: Field,
     pub id: Field,

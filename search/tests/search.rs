@@ -41,7 +41,7 @@ impl Fixture {
 }
 
 fn search(index: &SearchIndex, text: &str) -> Vec<String> {
-    let request = SearchRequest { text, kind: None, page: Page::new(0, 100) };
+    let request = SearchRequest { text, kind: None, page: Page::new(0, 100), snippets: false };
     index.search(&request).unwrap().into_iter().map(|h| h.id).collect()
 }
 
@@ -78,7 +78,12 @@ fn ids_tags_and_types_match_exactly_and_kinds_filter() {
     assert_eq!(search(&index, "id:TOOL-NLP-01"), ["tool-nlp-01"]);
     assert_eq!(search(&index, "teamx"), ["predict"], "metadata values are searchable");
     assert_eq!(search(&index, "meta:7"), ["predict"]);
-    let only = |kind| SearchRequest { text: "named entities", kind: Some(kind), page: Page::ALL };
+    let only = |kind| SearchRequest {
+        text: "named entities",
+        kind: Some(kind),
+        page: Page::ALL,
+        snippets: true,
+    };
     let tools = index.search(&only(Collection::Tools)).unwrap();
     assert_eq!(tools.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["tool-nlp-01"]);
     let functions = index.search(&only(Collection::Functions)).unwrap();
@@ -98,14 +103,20 @@ fn hits_carry_scores_snippets_and_pages() {
         );
     }
     let index = f.open();
-    let all =
-        index.search(&SearchRequest { text: "extracts", kind: None, page: Page::ALL }).unwrap();
+    let all = index
+        .search(&SearchRequest { text: "extracts", kind: None, page: Page::ALL, snippets: true })
+        .unwrap();
     assert_eq!(all.len(), 5);
     assert!(all.windows(2).all(|w| w[0].score >= w[1].score));
     assert!(all[0].snippet.contains("<b>extract"), "{}", all[0].snippet);
     assert!(all[0].snippet.contains("&lt;b&gt;tool"), "record text is escaped: {}", all[0].snippet);
     let page = index
-        .search(&SearchRequest { text: "extracts", kind: None, page: Page::new(3, 10) })
+        .search(&SearchRequest {
+            text: "extracts",
+            kind: None,
+            page: Page::new(3, 10),
+            snippets: true,
+        })
         .unwrap();
     assert_eq!(page.len(), 2);
     assert_eq!(page[0].id, all[3].id);
@@ -128,7 +139,7 @@ fn bad_syntax_is_a_query_error_that_says_why() {
     f.tool("a", "alpha", "", &[]);
     let index = f.open();
     for text in ["\"foo", "AND", "foo:bar", "-alpha", "(alpha", "", &"x".repeat(2000)] {
-        let request = SearchRequest { text, kind: None, page: Page::ALL };
+        let request = SearchRequest { text, kind: None, page: Page::ALL, snippets: false };
         match index.search(&request) {
             Err(Error::Query(message)) => {
                 assert!(message.starts_with(|c: char| !c.is_uppercase()), "{message}");
