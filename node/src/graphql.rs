@@ -82,7 +82,7 @@ impl From<ToolEntry> for Tool {
 
 /// A FunctionEntry (the seed's `FunctionEntryType`), every field typed.
 #[derive(Debug, SimpleObject)]
-#[graphql(name = "Function", rename_fields = "snake_case")]
+#[graphql(name = "FunctionEntryType", rename_fields = "snake_case")]
 pub struct Function {
     function_id: String,
     function_metadata: Json<JsonMap>,

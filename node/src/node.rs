@@ -110,13 +110,16 @@ impl Node {
                 Ok(())
             }
         };
-        // The follower holds the index writer; it lets go before the node is dropped, so the
-        // next start (in this process too) can take it. A restart catches up from the feed.
+        // Stop indexing after the batch in hand, then release the index writer and its lock, so
+        // the next start (in this process too) can take it. A restart catches up from the feed.
         self.follower.stop().await;
-        let store = self.registry.store().clone();
-        tokio::task::spawn_blocking(move || store.sync())
-            .await
-            .map_err(|e| Error::Internal(format!("flush task failed: {e}")))??;
+        let registry = self.registry;
+        tokio::task::spawn_blocking(move || {
+            registry.search_index().close();
+            registry.store().sync()
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("flush task failed: {e}")))??;
         tracing::info!("node stopped; store flushed");
         served
     }

@@ -422,6 +422,9 @@ async fn query_parameters_are_checked() {
         "/search?q=%22unclosed",
         "/search?q=x&kind=everything",
         "/search?q=x&limit=0",
+        "/search?q=x&offset=1000000000000",
+        "/search?q=description:*",
+        "/tools/query/by-keyword?keyword=id:*",
     ] {
         let (status, body) = app.get(uri).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");

@@ -40,6 +40,11 @@ pub fn follow(index: Arc<SearchIndex>, mut feed: watch::Receiver<u64>) -> Follow
                     tracing::error!(%error, "search index could not catch up; retrying");
                     Some(RETRY_AFTER)
                 }
+                Err(error) if error.is_panic() => {
+                    tracing::error!(%error, "search index catch-up panicked; retrying");
+                    Some(RETRY_AFTER)
+                }
+                // The runtime is shutting down.
                 Err(_) => return,
             };
             tokio::select! {

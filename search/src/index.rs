@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use gridnode_store::{Change, Collection, FunctionEntry, Page, RegistryEntry, Store, ToolEntry};
-use tantivy::collector::TopDocs;
+use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::index::IndexSettings;
 use tantivy::query::{BooleanQuery, FuzzyTermQuery, Occur, Query, QueryParser, TermQuery};
@@ -27,22 +27,16 @@ pub const BATCH: usize = 10_000;
 pub const WRITER_MEMORY: usize = 32 * 1024 * 1024;
 /// Size of a stored-document block.
 const DOCSTORE_BLOCK: usize = 4096;
+/// Deepest parenthesis nesting accepted in a query (tantivy's parser recurses on each).
+pub const MAX_QUERY_NESTING: usize = 16;
+/// Furthest a search pages: `offset + limit` at most this (the collector keeps that many).
+pub const MAX_WINDOW: usize = 10_000;
 /// Longest query text accepted, in bytes.
 pub const MAX_QUERY_LEN: usize = 1024;
 /// Longest snippet, in characters.
 pub const SNIPPET_CHARS: usize = 160;
 /// Query words tried with typo tolerance when the exact query finds nothing.
 const MAX_FUZZY_TERMS: usize = 8;
-
-/// Field boosts: the description ranks above tags and ids, which rank above the man page.
-const BOOSTS: [(&str, f32); 6] = [
-    ("description", 3.0),
-    ("tag", 2.0),
-    ("id", 2.0),
-    ("type", 1.5),
-    ("man_page", 1.0),
-    ("meta", 0.5),
-];
 
 /// A search.
 #[derive(Debug, Clone)]
@@ -74,7 +68,8 @@ pub struct SearchIndex {
     index: Index,
     fields: Fields,
     reader: IndexReader,
-    writer: Mutex<IndexWriter>,
+    /// `None` once [`SearchIndex::close`]d: the writer (and tantivy's lock) is released.
+    writer: Mutex<Option<IndexWriter>>,
     parser: QueryParser,
     /// The last feed sequence number applied and committed.
     applied: AtomicU64,
@@ -118,12 +113,12 @@ impl SearchIndex {
             index,
             fields,
             reader,
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Some(writer)),
             parser,
             dir: dir.to_owned(),
         };
-        let behind_store = recorded.is_some_and(|seq| seq > search.store.last_seq());
-        if rebuild || recorded.is_none() || behind_store {
+        let ahead_of_store = recorded.is_some_and(|seq| seq > search.store.last_seq());
+        if rebuild || recorded.is_none() || ahead_of_store {
             search.rebuild()?;
         }
         search.catch_up()?;
@@ -136,38 +131,42 @@ impl SearchIndex {
     }
 
     /// Applies every change in the feed after [`SearchIndex::applied`], one commit per batch.
-    /// Returns the sequence number reached.
+    /// Returns the sequence number reached. A closed index applies nothing.
     pub fn catch_up(&self) -> Result<u64> {
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(writer) = guard.as_mut() else { return Ok(self.applied()) };
         loop {
             let applied = self.applied();
+            // The feed is never compacted yet; when it is, a gap here must trigger a rebuild.
             let changes = self.store.changes_since(applied, BATCH)?;
             let Some(last) = changes.last().map(|c| c.seq) else {
                 return Ok(applied);
             };
-            if changes[0].seq != applied + 1 {
-                // The feed no longer holds what we missed: start over from the records.
-                drop(writer);
-                self.rebuild()?;
-                writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-                continue;
-            }
-            self.apply(&writer, &changes)?;
-            self.commit(&mut writer, last)?;
+            self.apply(writer, &changes)?;
+            self.commit(writer, last)?;
         }
     }
 
     /// Replaces the whole index with the store's live records.
     pub fn rebuild(&self) -> Result<u64> {
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(writer) = guard.as_mut() else { return Ok(self.applied()) };
         // Read the position first: records written meanwhile are re-applied from the feed.
         let last = self.store.last_seq();
         writer.delete_all_documents()?;
-        add_all::<ToolEntry>(&self.store, &self.fields, &writer)?;
-        add_all::<FunctionEntry>(&self.store, &self.fields, &writer)?;
-        self.commit(&mut writer, last)?;
+        add_all::<ToolEntry>(&self.store, &self.fields, writer)?;
+        add_all::<FunctionEntry>(&self.store, &self.fields, writer)?;
+        self.commit(writer, last)?;
         tracing::info!(seq = last, "search index rebuilt from the store");
         Ok(last)
+    }
+
+    /// Releases the writer, its threads and tantivy's directory lock, so the index can be opened
+    /// again (by a restart in this process). Searches still work; nothing is indexed any more.
+    /// Blocks while the writer's threads finish.
+    pub fn close(&self) {
+        let writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        drop(writer);
     }
 
     fn apply(&self, writer: &IndexWriter, changes: &[Change]) -> Result<()> {
@@ -203,40 +202,45 @@ impl SearchIndex {
         Ok(())
     }
 
-    /// Ranked hits, best first. A query that finds nothing is retried with typo tolerance.
+    /// Ranked hits, best first. A plain-words query that finds nothing is retried with typo
+    /// tolerance.
     pub fn search(&self, request: &SearchRequest<'_>) -> Result<Vec<Hit>> {
         let text = request.text.trim();
-        if text.is_empty() {
-            return Err(Error::Query("the search text is empty: give at least one word".into()));
-        }
-        if text.len() > MAX_QUERY_LEN {
+        check_text(text)?;
+        let window = request.page.offset.saturating_add(request.page.limit);
+        if window > MAX_WINDOW {
             return Err(Error::Query(format!(
-                "the search text is {} bytes long; at most {MAX_QUERY_LEN} are accepted",
-                text.len()
+                "offset + limit is {window}; a search reaches at most the first {MAX_WINDOW} hits: refine the query"
             )));
         }
         let parsed = self.parser.parse_query(text).map_err(|e| query_error(text, &e))?;
         let searcher = self.reader.searcher();
-        let hits =
-            self.run(&searcher, self.within_kind(parsed.box_clone(), request.kind), request)?;
-        if !hits.is_empty() || request.page.offset > 0 {
+        let exact = self.within_kind(parsed.box_clone(), request.kind);
+        let hits = self.run(&searcher, exact.as_ref(), request)?;
+        if !hits.is_empty() || !is_plain_words(text) {
             return self.hits(&searcher, parsed.as_ref(), hits, request.snippets);
         }
+        // An empty page past the end of real results is not a reason to go fuzzy.
+        if request.page.offset > 0
+            && searcher.search(exact.as_ref(), &Count).map_err(search_error)? > 0
+        {
+            return Ok(Vec::new());
+        }
         let Some(fuzzy) = self.fuzzy(text) else { return Ok(Vec::new()) };
-        let hits = self.run(&searcher, self.within_kind(fuzzy, request.kind), request)?;
+        let hits = self.run(&searcher, self.within_kind(fuzzy, request.kind).as_ref(), request)?;
         self.hits(&searcher, parsed.as_ref(), hits, request.snippets)
     }
 
     fn run(
         &self,
         searcher: &Searcher,
-        query: Box<dyn Query>,
+        query: &dyn Query,
         request: &SearchRequest<'_>,
     ) -> Result<Vec<(f32, DocAddress)>> {
         let collector = TopDocs::with_limit(request.page.limit.max(1))
             .and_offset(request.page.offset)
             .order_by_score();
-        Ok(searcher.search(query.as_ref(), &collector)?)
+        searcher.search(query, &collector).map_err(search_error)
     }
 
     fn within_kind(&self, query: Box<dyn Query>, kind: Option<Collection>) -> Box<dyn Query> {
@@ -347,18 +351,64 @@ fn parse_key(key: &str) -> Option<(Collection, &str)> {
     Some((kind, id))
 }
 
+/// Field boosts: the description ranks above tags and ids, which rank above the man page.
 fn boosted_fields(fields: &Fields) -> [(Field, f32); 6] {
-    BOOSTS.map(|(name, boost)| {
-        let field = match name {
-            "description" => fields.description,
-            "tag" => fields.tag,
-            "id" => fields.id,
-            "type" => fields.kind_type,
-            "man_page" => fields.man_page,
-            _ => fields.meta,
-        };
-        (field, boost)
-    })
+    [
+        (fields.description, 3.0),
+        (fields.tag, 2.0),
+        (fields.id, 2.0),
+        (fields.kind_type, 1.5),
+        (fields.man_page, 1.0),
+        (fields.meta, 0.5),
+    ]
+}
+
+/// Checks the query text before it reaches the parser.
+fn check_text(text: &str) -> Result<()> {
+    if text.is_empty() {
+        return Err(Error::Query("the search text is empty: give at least one word".into()));
+    }
+    if text.len() > MAX_QUERY_LEN {
+        return Err(Error::Query(format!(
+            "the search text is {} bytes long; at most {MAX_QUERY_LEN} are accepted",
+            text.len()
+        )));
+    }
+    let mut depth = 0usize;
+    for c in text.chars() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                if depth > MAX_QUERY_NESTING {
+                    return Err(Error::Query(format!(
+                        "the search text nests parentheses deeper than {MAX_QUERY_NESTING}: simplify it"
+                    )));
+                }
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// True when the text is only words (no operators, fields, quotes or groups): only then does a
+/// typo-tolerant retry keep the query's meaning.
+fn is_plain_words(text: &str) -> bool {
+    let operators = ['"', ':', '(', ')', '[', ']', '{', '}', '+', '-', '^', '~', '*', '\\'];
+    !text.contains(operators)
+        && !text.split_whitespace().any(|w| matches!(w, "AND" | "OR" | "NOT" | "IN"))
+}
+
+/// A search that fails on a healthy index failed because of its query (`field:*` asks a
+/// field that is not a fast field whether it exists, for one).
+fn search_error(error: tantivy::TantivyError) -> Error {
+    match error {
+        tantivy::TantivyError::SchemaError(why) | tantivy::TantivyError::InvalidArgument(why) => {
+            Error::Query(format!("the query cannot run: {}", why.to_lowercase()))
+        }
+        other => Error::Index(other),
+    }
 }
 
 fn add_all<R: RegistryEntry>(store: &Store, fields: &Fields, writer: &IndexWriter) -> Result<()> {

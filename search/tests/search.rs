@@ -138,7 +138,19 @@ fn bad_syntax_is_a_query_error_that_says_why() {
     let f = Fixture::new();
     f.tool("a", "alpha", "", &[]);
     let index = f.open();
-    for text in ["\"foo", "AND", "foo:bar", "-alpha", "(alpha", "", &"x".repeat(2000)] {
+    let nested = format!("{}alpha{}", "(".repeat(500), ")".repeat(500));
+    for text in [
+        "\"foo",
+        "AND",
+        "foo:bar",
+        "-alpha",
+        "(alpha",
+        "",
+        &"x".repeat(2000),
+        "description:*",
+        "id:*",
+        &nested,
+    ] {
         let request = SearchRequest { text, kind: None, page: Page::ALL, snippets: false };
         match index.search(&request) {
             Err(Error::Query(message)) => {
@@ -147,6 +159,44 @@ fn bad_syntax_is_a_query_error_that_says_why() {
             other => panic!("{text:?}: expected a query error, got {other:?}"),
         }
     }
+}
+
+#[test]
+fn far_pages_are_refused_and_fuzzy_pages_work() {
+    let f = Fixture::new();
+    for i in 0..5 {
+        f.tool(&format!("t{i}"), "named entity extractor", "", &[]);
+    }
+    let index = f.open();
+    let request = |text, offset, limit| SearchRequest {
+        text,
+        kind: None,
+        page: Page { offset, limit },
+        snippets: false,
+    };
+    assert!(matches!(index.search(&request("named", 1_000_000_000_000, 10)), Err(Error::Query(_))));
+    assert!(matches!(index.search(&request("named", usize::MAX, 10)), Err(Error::Query(_))));
+    // Page two of a typo-tolerant result is the rest of it, not nothing.
+    assert_eq!(index.search(&request("extractr", 0, 3)).unwrap().len(), 3);
+    assert_eq!(index.search(&request("extractr", 3, 3)).unwrap().len(), 2);
+    // Past the end of an exact result there is nothing, not a fuzzy answer.
+    assert!(index.search(&request("named", 5, 3)).unwrap().is_empty());
+    // Operators keep their meaning: no fuzzy retry that would ignore the exclusion.
+    assert!(index.search(&request("extractr -named", 0, 10)).unwrap().is_empty());
+}
+
+#[test]
+fn a_closed_index_still_searches_and_can_be_reopened() {
+    let f = Fixture::new();
+    f.tool("a", "first", "", &[]);
+    let index = f.open();
+    index.close();
+    assert_eq!(search(&index, "first"), ["a"]);
+    f.tool("b", "second", "", &[]);
+    assert_eq!(index.catch_up().unwrap(), 1, "a closed index indexes nothing");
+    // The writer lock is free while the old handle is still alive.
+    let reopened = f.open();
+    assert_eq!(search(&reopened, "second"), ["b"]);
 }
 
 #[test]

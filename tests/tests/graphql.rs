@@ -186,6 +186,17 @@ async fn hostile_queries_are_refused_and_the_node_keeps_serving() {
         &errors(&body)[..200.min(errors(&body).len())]
     );
 
+    // Deeply nested input values, far past the parser's own limits.
+    let list = format!("{}1{}", "[".repeat(200_000), "]".repeat(200_000));
+    let body = graphql(
+        &api,
+        "/graphql",
+        &format!("{{ tools(query: {list}) {{ tool_id }} }}"),
+        Value::Null,
+    )
+    .await;
+    assert!(body["data"].is_null() && !errors(&body).is_empty(), "nested input not refused");
+
     let (status, body) = api
         .send(
             api.client
