@@ -91,6 +91,7 @@ fn search(n: usize, quick: bool) -> BenchResult {
             data_dir: dir.path().to_path_buf(),
             node_id: "bench".into(),
             http: "127.0.0.1:0".parse()?,
+            grpc: "127.0.0.1:0".parse()?,
             ..NodeConfig::default()
         };
         let started = Instant::now();

@@ -43,6 +43,15 @@ pub struct ServeArgs {
     /// The base of links this node hands out [default: http:// + the bound --http address].
     #[arg(long, env = "GRIDNODE_ADVERTISE_HTTP", value_name = "URL")]
     pub advertise_http: Option<String>,
+    /// ToolExecutor gRPC listener; port 0 picks a free port [default: 127.0.0.1:50051].
+    #[arg(long, env = "GRIDNODE_GRPC", value_name = "ADDR")]
+    pub grpc: Option<SocketAddr>,
+    /// The endpoint other nodes are told to call [default: the bound --grpc address].
+    #[arg(long, env = "GRIDNODE_ADVERTISE_GRPC", value_name = "HOST:PORT")]
+    pub advertise_grpc: Option<String>,
+    /// Node-local process tools, one folder each [default: <data-dir>/tools].
+    #[arg(long, env = "GRIDNODE_TOOLS_DIR", value_name = "DIR")]
+    pub tools_dir: Option<PathBuf>,
 }
 
 impl Cli {
@@ -73,6 +82,15 @@ impl ServeArgs {
         }
         if let Some(url) = &self.advertise_http {
             config.advertise_http = url.clone();
+        }
+        if let Some(grpc) = self.grpc {
+            config.grpc = grpc;
+        }
+        if let Some(endpoint) = &self.advertise_grpc {
+            config.advertise_grpc = endpoint.clone();
+        }
+        if let Some(dir) = &self.tools_dir {
+            config.tools_dir = Some(dir.clone());
         }
         config.validate()
     }

@@ -29,8 +29,36 @@ pub struct NodeConfig {
     pub http: SocketAddr,
     /// The base of links this node hands out; `http://` + the bound address when empty.
     pub advertise_http: String,
+    /// ToolExecutor gRPC listener.
+    pub grpc: SocketAddr,
+    /// The `host:port` other nodes are told to call; the bound gRPC address when empty.
+    pub advertise_grpc: String,
+    /// Node-local process tools; `<data_dir>/tools` when unset.
+    pub tools_dir: Option<PathBuf>,
     pub store: StoreSettings,
     pub limits: Limits,
+    pub runtime: RuntimeSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeSettings {
+    /// A process tool's timeout when its `tool.json` sets none, in milliseconds.
+    pub default_timeout_ms: u64,
+    /// Output past this fails the call, in bytes.
+    pub max_output_bytes: u64,
+    /// Concurrent runs of one process tool; one more is refused with a clear error.
+    pub max_concurrent_per_tool: usize,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        RuntimeSettings {
+            default_timeout_ms: 30_000,
+            max_output_bytes: 16 * MIB,
+            max_concurrent_per_tool: 32,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -58,8 +86,12 @@ impl Default for NodeConfig {
             node_id: String::new(),
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             advertise_http: String::new(),
+            grpc: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            advertise_grpc: String::new(),
+            tools_dir: None,
             store: StoreSettings::default(),
             limits: Limits::default(),
+            runtime: RuntimeSettings::default(),
         }
     }
 }
@@ -114,6 +146,28 @@ impl NodeConfig {
                 )));
             }
         }
+        let runtime = &self.runtime;
+        if runtime.default_timeout_ms == 0 || runtime.default_timeout_ms > 24 * 3600 * 1000 {
+            return Err(Error::Config(
+                "runtime.default_timeout_ms: must be from 1 to 86400000".into(),
+            ));
+        }
+        if !(1..=MAX_LIMIT_BYTES).contains(&runtime.max_output_bytes) {
+            return Err(Error::Config(format!(
+                "runtime.max_output_bytes: must be from 1 to {MAX_LIMIT_BYTES} bytes"
+            )));
+        }
+        if !(1..=10_000).contains(&runtime.max_concurrent_per_tool) {
+            return Err(Error::Config(
+                "runtime.max_concurrent_per_tool: must be from 1 to 10000".into(),
+            ));
+        }
+        if !self.advertise_grpc.is_empty() && !self.advertise_grpc.contains(':') {
+            return Err(Error::Config(format!(
+                "advertise_grpc: '{}' must be host:port",
+                self.advertise_grpc
+            )));
+        }
         if !self.advertise_http.is_empty() {
             let url = self.advertise_http.trim_end_matches('/').to_owned();
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -129,6 +183,16 @@ impl NodeConfig {
     /// Where sled keeps its files.
     pub fn store_dir(&self) -> PathBuf {
         self.data_dir.join("store")
+    }
+
+    /// Where process tools are loaded from.
+    pub fn tools_dir(&self) -> PathBuf {
+        self.tools_dir.clone().unwrap_or_else(|| self.data_dir.join("tools"))
+    }
+
+    /// Where process tools get their working directories.
+    pub fn work_dir(&self) -> PathBuf {
+        self.data_dir.join("work")
     }
 
     /// Where the search index keeps its files (rebuilt from the store when missing).

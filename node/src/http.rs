@@ -16,6 +16,7 @@ use crate::graphql::GraphSchema;
 use crate::http::extract::{JsonBody, Params};
 use crate::service::Registry;
 
+pub mod cluster_tools;
 pub mod error;
 pub mod extract;
 pub mod registry;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(registry::routes::<ToolEntry>(max_upload))
         .merge(registry::routes::<FunctionEntry>(max_upload))
+        .merge(cluster_tools::routes())
         .route("/blobs/{sha256}", get(blob))
         .route("/search", get(search))
         .route("/graphql", get(|| graphiql("/graphql")).post(graphql))

@@ -11,6 +11,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod node;
+pub mod runtime;
 pub mod service;
 
 pub use config::NodeConfig;

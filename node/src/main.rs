@@ -32,6 +32,7 @@ async fn run(cli: &Cli) -> Result<()> {
         .map_err(|e| gridnode::Error::io("cannot catch SIGINT", e))?;
     let node = Node::start(config).await?;
     println!("http listening on {}", node.http_addr());
+    println!("grpc listening on {}", node.grpc_addr());
     tokio::select! {
         _ = term.recv() => {}
         _ = interrupt.recv() => {}

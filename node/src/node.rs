@@ -1,4 +1,5 @@
-//! A running node: opens the store, binds the listeners, serves, and shuts down gracefully.
+//! A running node: opens the store and the search index, hosts its tools, binds the REST and
+//! gRPC listeners, serves, and shuts down gracefully.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,13 +7,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gridnode_search::{Follower, SearchIndex};
-use gridnode_store::{Store, StoreConfig};
+use gridnode_store::{ClusterLocalTool, Page, Store, StoreConfig};
+use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::http::{self, AppState};
+use crate::runtime::grpc::Executor;
+use crate::runtime::process::{self, ProcessSettings};
+use crate::runtime::{Runtime, builtin};
 use crate::service::{Registry, Settings};
 
 /// How long shutdown waits for in-flight requests.
@@ -23,9 +28,14 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub struct Node {
     config: NodeConfig,
     http_addr: SocketAddr,
+    grpc_addr: SocketAddr,
+    advertise_grpc: String,
     registry: Registry,
+    runtime: Arc<Runtime>,
     stop: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
+    stop_grpc: oneshot::Sender<()>,
+    grpc: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
     follower: Follower,
 }
 
@@ -41,10 +51,13 @@ impl Node {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             Error::io(format!("cannot create data dir {}", config.data_dir.display()), e)
         })?;
+        let runtime = Arc::new(host_tools(&config));
         let index_dir = config.index_dir();
+        let records = runtime.records();
         // Opening the index catches it up with the store (or rebuilds it) before we serve.
         let (store, search) = tokio::task::spawn_blocking(move || -> Result<_> {
             let store = Store::open(&store_config)?;
+            announce(&store, &records)?;
             let search = SearchIndex::open(&index_dir, store.clone())?;
             Ok((store, Arc::new(search)))
         })
@@ -58,16 +71,43 @@ impl Node {
         let http_addr = listener
             .local_addr()
             .map_err(|e| Error::io("cannot read the http listener's address", e))?;
+        let grpc_listener = tokio::net::TcpListener::bind(config.grpc)
+            .await
+            .map_err(|e| Error::io(format!("cannot listen for grpc on {}", config.grpc), e))?;
+        let grpc_addr = grpc_listener
+            .local_addr()
+            .map_err(|e| Error::io("cannot read the grpc listener's address", e))?;
         let advertise_http = if config.advertise_http.is_empty() {
             format!("http://{http_addr}")
         } else {
             config.advertise_http.clone()
+        };
+        let advertise_grpc = if config.advertise_grpc.is_empty() {
+            grpc_addr.to_string()
+        } else {
+            config.advertise_grpc.clone()
         };
         let registry = Registry::new(
             store,
             search,
             Settings { advertise_http, limits: config.limits.clone() },
         );
+
+        // gRPC: TCP_NODELAY on every accepted connection (tonic does not set it on sockets it is
+        // handed, and payloads over ~512 bytes would then wait for Nagle).
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+        let (stop_grpc, grpc_stopped) = oneshot::channel::<()>();
+        let service = Executor::new(runtime.clone()).into_service();
+        let grpc = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = grpc_stopped.await;
+                })
+                .await
+        });
+
         let ready = Arc::new(AtomicBool::new(false));
         let app = http::router(AppState::new(registry.clone(), ready.clone()));
         let (stop, stopped) = oneshot::channel::<()>();
@@ -79,13 +119,35 @@ impl Node {
                 .await
         });
         ready.store(true, Ordering::Release);
-        tracing::info!(node_id = %config.node_id, %http_addr, "node started");
-        Ok(Node { config, http_addr, registry, stop, server, follower })
+        tracing::info!(node_id = %config.node_id, %http_addr, %grpc_addr, "node started");
+        Ok(Node {
+            config,
+            http_addr,
+            grpc_addr,
+            advertise_grpc,
+            registry,
+            runtime,
+            stop,
+            server,
+            stop_grpc,
+            grpc,
+            follower,
+        })
     }
 
     /// The bound REST address (the real port when 0 was asked for).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The bound gRPC address (the real port when 0 was asked for).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The gRPC endpoint other nodes are told to call.
+    pub fn advertise_grpc(&self) -> &str {
+        &self.advertise_grpc
     }
 
     pub fn config(&self) -> &NodeConfig {
@@ -97,10 +159,16 @@ impl Node {
         &self.registry
     }
 
+    /// The tools this node hosts.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
     /// Stops accepting requests, lets in-flight ones finish (for at most [`SHUTDOWN_GRACE`]),
-    /// then makes every write durable, whatever happened to the server.
+    /// then makes every write durable, whatever happened to the servers.
     pub async fn shutdown(mut self) -> Result<()> {
         let _ = self.stop.send(());
+        let _ = self.stop_grpc.send(());
         let served = match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.server).await {
             Ok(Ok(result)) => result.map_err(|e| Error::io("http server failed", e)),
             Ok(Err(e)) => Err(Error::Internal(format!("http server task failed: {e}"))),
@@ -110,6 +178,11 @@ impl Node {
                 Ok(())
             }
         };
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.grpc).await {
+            Ok(Ok(Err(error))) => tracing::error!(%error, "grpc server failed"),
+            Err(_) => self.grpc.abort(),
+            _ => {}
+        }
         // Stop indexing after the batch in hand, then release the index writer and its lock, so
         // the next start (in this process too) can take it. A restart catches up from the feed.
         self.follower.stop().await;
@@ -123,4 +196,55 @@ impl Node {
         tracing::info!("node stopped; store flushed");
         served
     }
+}
+
+/// The built-in tools and the process tools of the tools dir. A tool folder that cannot be used
+/// is logged and skipped: the node still starts.
+fn host_tools(config: &NodeConfig) -> Runtime {
+    let mut runtime = Runtime::new(config.node_id.clone());
+    for tool in builtin::all(&config.node_id) {
+        if let Err(problem) = runtime.register(tool) {
+            tracing::error!(%problem, "built-in tool not hosted");
+        }
+    }
+    let settings = ProcessSettings {
+        default_timeout: Duration::from_millis(config.runtime.default_timeout_ms),
+        max_output_bytes: config.runtime.max_output_bytes as usize,
+        max_concurrent: config.runtime.max_concurrent_per_tool,
+        work_root: config.work_dir(),
+    };
+    let (tools, problems) = process::load_dir(&config.tools_dir(), &settings);
+    for problem in problems {
+        tracing::warn!(%problem, "process tool skipped");
+    }
+    for tool in tools {
+        if let Err(problem) = runtime.register(Arc::new(tool)) {
+            tracing::warn!(%problem, "process tool skipped");
+        }
+    }
+    runtime
+}
+
+/// Replaces this node's `ClusterLocalTools` records with the tools it hosts now, as the seed's
+/// SDK does at start: its old records are deleted, the current ones inserted.
+fn announce(store: &Store, records: &[ClusterLocalTool]) -> Result<()> {
+    let Some(first) = records.first() else { return Ok(()) };
+    let node = Value::from(first.node_id.as_str());
+    // Deleted records leave the index, so each round reads the first page again.
+    loop {
+        let old = store.find::<ClusterLocalTool>("node_id", &node, Page::new(0, 1000))?;
+        if old.is_empty() {
+            break;
+        }
+        for record in &old {
+            store.delete::<ClusterLocalTool>(&ClusterLocalTool::key(
+                &record.node_id,
+                &record.name,
+            ))?;
+        }
+    }
+    for record in records {
+        store.put(record)?;
+    }
+    Ok(())
 }

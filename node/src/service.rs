@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use gridnode_search::{Hit, SearchIndex, SearchRequest};
 use gridnode_store::query::Filter;
-use gridnode_store::{Collection, JsonMap, MAX_RESULTS, Page, RegistryEntry, Store};
+use gridnode_store::{
+    ClusterLocalTool, Collection, JsonMap, MAX_RESULTS, Page, RegistryEntry, Store,
+};
 use serde_json::Value;
 
 use crate::config::Limits;
@@ -104,10 +106,10 @@ impl Registry {
     /// Registers a new record given as JSON; 409 if its id is taken.
     pub async fn create<R: RegistryEntry>(&self, record: Value) -> Result<String> {
         let record: R = record_from_json(record, "invalid request body")?;
-        check_not_reserved::<R>(record.id())?;
+        check_not_reserved::<R>(&record.id())?;
         self.blocking(move |store| {
             store.create(&record)?;
-            Ok(record.id().to_owned())
+            Ok(record.id().into_owned())
         })
         .await
     }
@@ -229,7 +231,7 @@ impl Registry {
                 .map_err(|e| Error::BadRequest(format!("spec.json is not valid json: {e}")))?;
             let context = format!("spec.json is not a valid {}", R::COLLECTION.kind());
             let mut record: R = record_from_json(spec, &context)?;
-            check_not_reserved::<R>(record.id())?;
+            check_not_reserved::<R>(&record.id())?;
             if let Some(doc) = bundle.doc {
                 record.set_man_page(doc);
             }
@@ -238,7 +240,34 @@ impl Registry {
                 record.set_source_code_link(format!("{base}/blobs/{sha}"));
             }
             store.create_with_blob(&record, bundle.code.as_deref())?;
-            Ok(record.id().to_owned())
+            Ok(record.id().into_owned())
+        })
+        .await
+    }
+
+    /// Node-local tool records (contract section 6), all or one node's, in key order.
+    pub async fn cluster_tools(
+        &self,
+        node_id: Option<String>,
+        page: Page,
+    ) -> Result<Vec<ClusterLocalTool>> {
+        self.blocking(move |store| {
+            Ok(match node_id {
+                None => store.list::<ClusterLocalTool>(page)?,
+                Some(node) => {
+                    store.find::<ClusterLocalTool>("node_id", &Value::from(node), page)?
+                }
+            })
+        })
+        .await
+    }
+
+    /// One node-local tool record.
+    pub async fn cluster_tool(&self, node_id: String, name: String) -> Result<ClusterLocalTool> {
+        self.blocking(move |store| {
+            store.try_get::<ClusterLocalTool>(&ClusterLocalTool::key(&node_id, &name))?.ok_or_else(
+                || Error::NotFound(format!("tool '{name}' is not registered on node '{node_id}'")),
+            )
         })
         .await
     }

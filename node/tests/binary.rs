@@ -30,6 +30,7 @@ fn command(data_dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gridnode"));
     cmd.env_remove("GRIDNODE_CONFIG")
         .env("GRIDNODE_HTTP", "127.0.0.1:0")
+        .env("GRIDNODE_GRPC", "127.0.0.1:0")
         .env("GRIDNODE_DATA_DIR", data_dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

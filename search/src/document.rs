@@ -21,9 +21,9 @@ pub fn key_term(fields: &Fields, collection: Collection, id: &str) -> Term {
 
 pub fn document<R: RegistryEntry>(fields: &Fields, record: &R) -> TantivyDocument {
     let mut doc = TantivyDocument::default();
-    doc.add_text(fields.key, key(R::COLLECTION, record.id()));
+    doc.add_text(fields.key, key(R::COLLECTION, &record.id()));
     doc.add_text(fields.kind, R::COLLECTION.kind());
-    doc.add_text(fields.id, record.id());
+    doc.add_text(fields.id, record.id().as_ref());
     doc.add_text(fields.description, record.search_description());
     doc.add_text(fields.man_page, record.man_page());
     for tag in record.tags() {

@@ -176,12 +176,15 @@ impl SearchIndex {
             if !seen.insert((change.collection, &change.id)) {
                 continue;
             }
-            let Some(collection) = Collection::from_u8(change.collection) else { continue };
-            writer.delete_term(key_term(&self.fields, collection, &change.id));
-            let doc = match collection {
-                Collection::Tools => self.document_of::<ToolEntry>(&change.id)?,
-                Collection::Functions => self.document_of::<FunctionEntry>(&change.id)?,
+            // Only the two registries are searchable; cluster-local tool records are not.
+            let (collection, doc) = match Collection::from_u8(change.collection) {
+                Some(c @ Collection::Tools) => (c, self.document_of::<ToolEntry>(&change.id)?),
+                Some(c @ Collection::Functions) => {
+                    (c, self.document_of::<FunctionEntry>(&change.id)?)
+                }
+                Some(Collection::ClusterTools) | None => continue,
             };
+            writer.delete_term(key_term(&self.fields, collection, &change.id));
             if let Some(doc) = doc {
                 writer.add_document(doc)?;
             }

@@ -92,7 +92,7 @@ impl KeywordQuery {
                 hits.push((score, record));
             }
         }
-        hits.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.id().cmp(b.1.id())));
+        hits.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.id().cmp(&b.1.id())));
         Ok(hits)
     }
 }

@@ -28,8 +28,8 @@ pub use error::{Error, Result};
 pub use feed::Change;
 pub use hlc::{Clock, Hlc, now_ms};
 pub use record::{
-    Collection, FunctionEntry, ID_MAX_LEN, JsonMap, MAX_INDEX_ENTRIES, MAX_INDEXED_VALUE_LEN,
-    Record, RegistryEntry, ToolEntry, validate_id,
+    ClusterLocalTool, Collection, FunctionEntry, ID_MAX_LEN, JsonMap, MAX_INDEX_ENTRIES,
+    MAX_INDEXED_VALUE_LEN, Record, RegistryEntry, ToolEntry, validate_id,
 };
 pub use store::{
     DEFAULT_CACHE_CAPACITY, MAX_RESULTS, Page, SCHEMA_VERSION, Store, StoreConfig, Written,

@@ -5,16 +5,20 @@
 //! carried as a compact tagged tree, because bincode cannot decode a `serde_json::Value` (see
 //! [`json_field`]).
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Error;
 
+mod cluster_tool;
 mod function;
 mod id;
 mod serde_helpers;
 mod tool;
 
+pub use cluster_tool::ClusterLocalTool;
 pub use function::FunctionEntry;
 pub(crate) use id::truncate;
 pub use id::{ID_MAX_LEN, validate_id};
@@ -35,17 +39,20 @@ pub type JsonMap = serde_json::Map<String, serde_json::Value>;
 pub enum Collection {
     Tools = 1,
     Functions = 2,
+    ClusterTools = 3,
 }
 
 impl Collection {
     /// Every collection, in discriminant order.
-    pub const ALL: [Collection; 2] = [Collection::Tools, Collection::Functions];
+    pub const ALL: [Collection; 3] =
+        [Collection::Tools, Collection::Functions, Collection::ClusterTools];
 
     /// The sled tree that holds this collection's envelopes.
     pub fn tree_name(self) -> &'static str {
         match self {
             Collection::Tools => "tools",
             Collection::Functions => "functions",
+            Collection::ClusterTools => "cluster_tools",
         }
     }
 
@@ -54,6 +61,7 @@ impl Collection {
         match self {
             Collection::Tools => "tool",
             Collection::Functions => "function",
+            Collection::ClusterTools => "cluster tool",
         }
     }
 
@@ -71,12 +79,12 @@ pub trait Record: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     const ID_FIELD: &'static str;
 
     /// The key the record is stored under.
-    fn id(&self) -> &str;
+    fn id(&self) -> Cow<'_, str>;
 
     /// Checks a record before it is written: the id, and the size of its indexed values (each
     /// one is part of an index key).
     fn validate(&self) -> Result<(), Error> {
-        validate_id(Self::COLLECTION.kind(), self.id())?;
+        validate_id(Self::COLLECTION.kind(), &self.id())?;
         let mut entries = 0;
         let mut problem = None;
         self.index_entries(&mut |field, value| {

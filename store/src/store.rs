@@ -95,6 +95,7 @@ struct Inner {
     node_id: String,
     tools: sled::Tree,
     functions: sled::Tree,
+    cluster_tools: sled::Tree,
     index: sled::Tree,
     feed: sled::Tree,
     meta: sled::Tree,
@@ -144,6 +145,7 @@ impl Store {
             node_id: config.node_id.clone(),
             tools: db.open_tree(Collection::Tools.tree_name())?,
             functions: db.open_tree(Collection::Functions.tree_name())?,
+            cluster_tools: db.open_tree(Collection::ClusterTools.tree_name())?,
             index: db.open_tree("index")?,
             feed,
             blobs: db.open_tree("blobs")?,
@@ -288,12 +290,11 @@ impl Store {
     pub fn create_with_blob<R: Record>(&self, record: &R, blob: Option<&[u8]>) -> Result<Written> {
         record.validate()?;
         let blob = blob.map(|bytes| (sha256_hex(bytes), bytes));
+        let id = record.id();
         let written = self.commit::<R>(
-            record.id(),
+            &id,
             |current| match current {
-                Some(_) => {
-                    Err(Error::Conflict { kind: R::COLLECTION.kind(), id: record.id().into() })
-                }
+                Some(_) => Err(Error::Conflict { kind: R::COLLECTION.kind(), id: id.to_string() }),
                 None => Ok(Some(record.clone())),
             },
             blob.as_ref().map(|(sha, bytes)| (sha.as_str(), *bytes)),
@@ -305,7 +306,7 @@ impl Store {
     /// Inserts or replaces a record.
     pub fn put<R: Record>(&self, record: &R) -> Result<Written> {
         record.validate()?;
-        let written = self.commit::<R>(record.id(), |_| Ok(Some(record.clone())), None)?;
+        let written = self.commit::<R>(&record.id(), |_| Ok(Some(record.clone())), None)?;
         self.sync()?;
         Ok(written)
     }
@@ -354,7 +355,7 @@ impl Store {
             record.validate()?;
         }
         for record in records {
-            self.commit::<R>(record.id(), |_| Ok(Some(record.clone())), None)?;
+            self.commit::<R>(&record.id(), |_| Ok(Some(record.clone())), None)?;
         }
         self.sync()?;
         Ok(records.len())
@@ -365,7 +366,7 @@ impl Store {
     /// batch many writes under one sync.
     pub fn put_unsynced<R: Record>(&self, record: &R) -> Result<Written> {
         record.validate()?;
-        self.commit::<R>(record.id(), |_| Ok(Some(record.clone())), None)
+        self.commit::<R>(&record.id(), |_| Ok(Some(record.clone())), None)
     }
 
     /// One write: `decide(current live record)` returns the new record, or `None` to delete,
@@ -491,6 +492,7 @@ impl Store {
         match collection {
             Collection::Tools => &self.inner.tools,
             Collection::Functions => &self.inner.functions,
+            Collection::ClusterTools => &self.inner.cluster_tools,
         }
     }
 }
@@ -505,7 +507,7 @@ fn update_index<R: Record>(
         if result.is_err() {
             return;
         }
-        let key = index::entry(R::COLLECTION, field, &value, record.id());
+        let key = index::entry(R::COLLECTION, field, &value, &record.id());
         result =
             if insert { index.insert(key, &[]).map(drop) } else { index.remove(key).map(drop) };
     });

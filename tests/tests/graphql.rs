@@ -12,6 +12,7 @@ async fn start(dir: &tempfile::TempDir) -> (Node, Api) {
         data_dir: dir.path().to_path_buf(),
         node_id: "node-g".into(),
         http: "127.0.0.1:0".parse().unwrap(),
+        grpc: "127.0.0.1:0".parse().unwrap(),
         ..NodeConfig::default()
     };
     let node = Node::start(config).await.unwrap();

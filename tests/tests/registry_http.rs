@@ -12,6 +12,7 @@ fn config(dir: &tempfile::TempDir) -> NodeConfig {
         data_dir: dir.path().to_path_buf(),
         node_id: "node-a".into(),
         http: "127.0.0.1:0".parse().unwrap(),
+        grpc: "127.0.0.1:0".parse().unwrap(),
         ..NodeConfig::default()
     }
     .validate()

@@ -1,6 +1,8 @@
 //! The Functions Registry record: the seed's `FunctionEntry` (12 fields) plus
 //! `function_source_code_link`, which the seed's upload computes and then loses.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -45,8 +47,8 @@ impl Record for FunctionEntry {
         &["function_type", "function_tags", "is_system_action"];
     const ID_FIELD: &'static str = "function_id";
 
-    fn id(&self) -> &str {
-        &self.function_id
+    fn id(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.function_id)
     }
 
     fn index_entries(&self, emit: &mut dyn FnMut(&'static str, Value)) {

@@ -1,5 +1,7 @@
 //! The Tools Registry record: the seed's `ToolEntry`, all 16 fields.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -50,8 +52,8 @@ impl Record for ToolEntry {
         &["tool_type", "tool_tags", "tool_execution_mode", "tool_policy_rule_uri"];
     const ID_FIELD: &'static str = "tool_id";
 
-    fn id(&self) -> &str {
-        &self.tool_id
+    fn id(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.tool_id)
     }
 
     fn index_entries(&self, emit: &mut dyn FnMut(&'static str, Value)) {

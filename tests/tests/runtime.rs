@@ -1,0 +1,280 @@
+//! The local gRPC tool runtime: a node started in-process with built-in and process tools,
+//! called with a real tonic client (and, in `python_client.rs`, with the seed's Python client).
+
+use std::path::Path;
+use std::time::Duration;
+
+use gridnode::{Node, NodeConfig};
+use gridnode_proto::{CallFunctionRequest, CallFunctionResponse, ToolExecutorClient};
+use gridnode_tests::api::Api;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+/// Writes a process tool folder: `tool.json` and an (unexecutable: the node fixes it) `run`.
+fn tool(dir: &Path, name: &str, manifest: Value, script: &str) {
+    let folder = dir.join(name);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("tool.json"), manifest.to_string()).unwrap();
+    std::fs::write(folder.join("run"), format!("#!/bin/sh\n{script}\n")).unwrap();
+}
+
+fn tools_dir(root: &Path) -> std::path::PathBuf {
+    let dir = root.join("tools");
+    tool(
+        &dir,
+        "upper",
+        json!({"description": "uppercases", "metadata": {"version": "2.1", "tags": ["x"], "cost": 3}}),
+        "tr a-z A-Z",
+    );
+    tool(
+        &dir,
+        "fail",
+        json!({"name": "fail"}),
+        "cat >/dev/null; echo 'something broke' >&2; exit 3",
+    );
+    tool(
+        &dir,
+        "slow",
+        json!({"timeout_ms": 300}),
+        "sleep 60 & echo $! > child.pid; echo $$ > self.pid; sleep 60",
+    );
+    tool(&dir, "big", json!({}), "head -c 100000000 /dev/zero");
+    tool(&dir, "nostdin", json!({}), "echo done");
+    tool(&dir, "env", json!({}), "env");
+    tool(&dir, "busy", json!({}), "sleep 1; echo ok");
+    tool(
+        &dir,
+        "schema",
+        json!({"input_spec": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}),
+        "cat",
+    );
+    tool(
+        &dir,
+        "short",
+        json!({"input_spec": {"x": {"type": "number", "min": 0, "max": 10}}}),
+        "cat",
+    );
+    // Broken folders: reported and skipped, the node still starts.
+    std::fs::create_dir_all(dir.join("broken")).unwrap();
+    std::fs::write(dir.join("broken/tool.json"), "{ not json").unwrap();
+    std::fs::write(dir.join("broken/run"), "#!/bin/sh\necho\n").unwrap();
+    std::fs::create_dir_all(dir.join("norun")).unwrap();
+    std::fs::write(dir.join("norun/tool.json"), "{}").unwrap();
+    dir
+}
+
+async fn start(root: &Path, tools: Option<std::path::PathBuf>) -> Node {
+    let mut config = NodeConfig {
+        data_dir: root.join("data"),
+        node_id: "node-rt".into(),
+        http: "127.0.0.1:0".parse().unwrap(),
+        grpc: "127.0.0.1:0".parse().unwrap(),
+        tools_dir: tools,
+        ..NodeConfig::default()
+    };
+    config.runtime.max_concurrent_per_tool = 2;
+    Node::start(config).await.unwrap()
+}
+
+async fn client(node: &Node) -> ToolExecutorClient<Channel> {
+    ToolExecutorClient::connect(format!("http://{}", node.grpc_addr()))
+        .await
+        .unwrap()
+        .max_decoding_message_size(64 * 1024 * 1024)
+}
+
+async fn call(
+    client: &mut ToolExecutorClient<Channel>,
+    name: &str,
+    input: &[u8],
+) -> CallFunctionResponse {
+    let request = CallFunctionRequest { tool_name: name.into(), input: input.to_vec() };
+    client.call_function(request).await.expect("never a grpc-level error").into_inner()
+}
+
+#[tokio::test]
+async fn built_in_tools_over_grpc() {
+    let root = tempfile::tempdir().unwrap();
+    let node = start(root.path(), None).await;
+    let mut client = client(&node).await;
+
+    let response = call(&mut client, "reverse_text", br#"{"text":"hello world"}"#).await;
+    assert!(response.success, "{}", response.error);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&response.output).unwrap(),
+        json!({"result": "dlrow olleh"})
+    );
+    assert_eq!(response.metadata["node_id"], "node-rt");
+    assert!(response.metadata["duration_ms"].parse::<u64>().is_ok());
+    assert_eq!(response.metadata["builtin"], "true", "non-string metadata is json-encoded");
+
+    let bytes: Vec<u8> = (0..=255).collect();
+    let response = call(&mut client, "echo", &bytes).await;
+    assert!(response.success);
+    assert_eq!(response.output, bytes);
+
+    let response = call(&mut client, "node_stats", b"").await;
+    assert!(response.success, "{}", response.error);
+    let stats: Value = serde_json::from_slice(&response.output).unwrap();
+    assert!(stats["cpus"].as_u64().unwrap() >= 1);
+    assert!(stats["memory_total_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(stats["node_id"], "node-rt");
+
+    let response = call(&mut client, "no-such-tool", b"{}").await;
+    assert!(!response.success);
+    assert!(response.error.contains("not hosted on node 'node-rt'"), "{}", response.error);
+    assert_eq!(response.metadata["node_id"], "node-rt");
+
+    for (input, needle) in [
+        (&br#"{"txt":"x"}"#[..], "field 'text' is required"),
+        (br#"{"text":5}"#, "field 'text' must be a string"),
+        (b"not json", "not valid json"),
+    ] {
+        let response = call(&mut client, "reverse_text", input).await;
+        assert!(!response.success);
+        assert!(response.error.contains(needle), "{}", response.error);
+    }
+
+    // 200 concurrent calls over one channel.
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let mut client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let input = json!({"text": format!("call {i}")}).to_string();
+            let response = call(&mut client, "reverse_text", input.as_bytes()).await;
+            let expected: String = format!("call {i}").chars().rev().collect();
+            response.success
+                && serde_json::from_slice::<Value>(&response.output).unwrap()["result"] == expected
+        }));
+    }
+    for task in tasks {
+        assert!(task.await.unwrap());
+    }
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn process_tools_run_sandboxed_and_bounded() {
+    let root = tempfile::tempdir().unwrap();
+    let tools = tools_dir(root.path());
+    let node = start(root.path(), Some(tools)).await;
+    let mut client = client(&node).await;
+
+    let response = call(&mut client, "upper", b"hello").await;
+    assert!(response.success, "{}", response.error);
+    assert_eq!(response.output, b"HELLO");
+    assert_eq!(response.metadata["version"], "2.1");
+    assert_eq!(response.metadata["tags"], r#"["x"]"#);
+    assert_eq!(response.metadata["cost"], "3");
+
+    let response = call(&mut client, "fail", b"x").await;
+    assert!(!response.success);
+    assert_eq!(response.error, "something broke");
+
+    let response = call(&mut client, "slow", b"").await;
+    assert!(!response.success);
+    assert!(response.error.contains("timed out after 300 ms"), "{}", response.error);
+    let workdir = root.path().join("data/work/slow");
+    for file in ["self.pid", "child.pid"] {
+        let pid = std::fs::read_to_string(workdir.join(file)).unwrap().trim().to_owned();
+        assert!(gone(&pid).await, "process {pid} ({file}) outlived its timeout");
+    }
+
+    let response = call(&mut client, "big", b"").await;
+    assert!(!response.success);
+    assert!(response.error.contains("more than 16777216 bytes"), "{}", response.error);
+
+    let response = call(&mut client, "nostdin", &vec![b'x'; 1 << 20]).await;
+    assert!(response.success, "{}", response.error);
+    assert_eq!(response.output, b"done\n");
+
+    let response = call(&mut client, "env", b"").await;
+    let env = String::from_utf8(response.output).unwrap();
+    assert!(env.contains("GRIDNODE_TOOL=env"), "{env}");
+    assert!(!env.contains("CARGO"), "the environment is cleared: {env}");
+    assert!(env.contains("HOME=") && env.contains("work/env"), "{env}");
+
+    let response = call(&mut client, "schema", br#"{"n": "three"}"#).await;
+    assert!(!response.success);
+    assert!(response.error.contains("field 'n'"), "{}", response.error);
+    let response = call(&mut client, "schema", br#"{"n": 3}"#).await;
+    assert!(response.success);
+    let response = call(&mut client, "short", br#"{"x": 11}"#).await;
+    assert!(response.error.contains("field 'x' must be at most 10"), "{}", response.error);
+
+    // Two runs at once are allowed (config); the third is refused, clearly.
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let mut client = client.clone();
+            tokio::spawn(async move { call(&mut client, "busy", b"").await })
+        })
+        .collect();
+    let mut refused = 0;
+    for task in calls {
+        let response = task.await.unwrap();
+        if !response.success {
+            assert!(response.error.contains("busy"), "{}", response.error);
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 1);
+
+    // The records: built-ins and the usable process tools, each alive; the broken ones skipped.
+    let api = Api::new(format!("http://{}", node.http_addr()));
+    let (status, records) = api.get("/cluster-tools/node-rt").await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> =
+        records.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    for name in ["reverse_text", "echo", "node_stats", "upper", "slow", "schema"] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    assert!(!names.contains(&"broken") && !names.contains(&"norun"));
+    assert!(records.as_array().unwrap().iter().all(|r| r["alive"] == true));
+    let (status, upper) = api.get("/cluster-tools/node-rt/upper").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(upper["description"], "uppercases");
+    assert_eq!(upper["metadata"]["cost"], 3);
+    let (status, body) = api.get("/cluster-tools/node-rt/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].as_str().unwrap().contains("nope"));
+    assert_eq!(api.get("/cluster-tools").await.1.as_array().unwrap().len(), names.len());
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_restart_replaces_the_nodes_own_records() {
+    let root = tempfile::tempdir().unwrap();
+    let tools = root.path().join("tools");
+    tool(&tools, "first", json!({}), "cat");
+    let node = start(root.path(), Some(tools.clone())).await;
+    node.shutdown().await.unwrap();
+    std::fs::remove_dir_all(tools.join("first")).unwrap();
+    tool(&tools, "second", json!({}), "cat");
+    let node = start(root.path(), Some(tools)).await;
+    let api = Api::new(format!("http://{}", node.http_addr()));
+    let (_, records) = api.get("/cluster-tools/node-rt").await;
+    let names: Vec<&str> =
+        records.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"second") && !names.contains(&"first"), "{names:?}");
+    node.shutdown().await.unwrap();
+}
+
+/// True once the process is gone (or a zombie waiting for a reaper), within a few seconds.
+async fn gone(pid: &str) -> bool {
+    for _ in 0..200 {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            Ok(stat)
+                if stat
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|rest| rest.trim_start().starts_with('Z')) =>
+            {
+                return true;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+    false
+}
