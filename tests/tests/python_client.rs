@@ -1,0 +1,108 @@
+//! The seed's own Python client (grpcio, stubs generated from the same proto) against a node: the
+//! proto is byte-compatible with the original. The test installs grpcio and grpcio-tools with pip
+//! when they are missing.
+
+use std::path::Path;
+use std::process::Command;
+
+use gridnode::{Node, NodeConfig};
+use serde_json::{Value, json};
+
+/// The seed's `grpc_client_example.py`, made to print what it received as JSON.
+const CLIENT: &str = r#"
+import json, sys
+import grpc
+import rpc_service_pb2, rpc_service_pb2_grpc
+
+def call_tool(tool_name, input_data, host="localhost", port=50051):
+    channel = grpc.insecure_channel(f"{host}:{port}")
+    stub = rpc_service_pb2_grpc.ToolExecutorStub(channel)
+    input_bytes = json.dumps(input_data).encode("utf-8")
+    request = rpc_service_pb2.CallFunctionRequest(tool_name=tool_name, input=input_bytes)
+    response = stub.CallFunction(request)
+    return {"success": response.success, "output": response.output.decode("utf-8", "replace"),
+            "error": response.error, "metadata": dict(response.metadata)}
+
+host, port = sys.argv[1], int(sys.argv[2])
+print(json.dumps([
+    call_tool("reverse_text", {"text": "hello world"}, host, port),
+    call_tool("reverse_text", {"wrong": 1}, host, port),
+    call_tool("missing_tool", {}, host, port),
+]))
+"#;
+
+fn python_has_grpc() -> bool {
+    Command::new("python3")
+        .args(["-c", "import grpc, grpc_tools"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn ensure_grpcio() {
+    if python_has_grpc() {
+        return;
+    }
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "grpcio", "grpcio-tools"])
+        .status()
+        .expect("python3 runs");
+    assert!(
+        status.success() && python_has_grpc(),
+        "could not install grpcio and grpcio-tools with pip"
+    );
+}
+
+fn generate_stubs(out: &Path) {
+    let proto_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    let output = Command::new("python3")
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(&proto_dir)
+        .arg(format!("--python_out={}", out.display()))
+        .arg(format!("--grpc_python_out={}", out.display()))
+        .arg("rpc_service.proto")
+        .output()
+        .expect("python3 runs");
+    assert!(output.status.success(), "protoc failed: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test]
+async fn the_seeds_python_client_calls_a_node() {
+    ensure_grpcio();
+    let dir = tempfile::tempdir().unwrap();
+    generate_stubs(dir.path());
+    std::fs::write(dir.path().join("client.py"), CLIENT).unwrap();
+    let config = NodeConfig {
+        data_dir: dir.path().join("data"),
+        node_id: "node-py".into(),
+        http: "127.0.0.1:0".parse().unwrap(),
+        grpc: "127.0.0.1:0".parse().unwrap(),
+        ..NodeConfig::default()
+    };
+    let node = Node::start(config).await.unwrap();
+    let port = node.grpc_addr().port().to_string();
+    let script_dir = dir.path().to_path_buf();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg("client.py")
+            .args(["127.0.0.1", &port])
+            .current_dir(script_dir)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("python3 runs");
+    assert!(output.status.success(), "client failed: {}", String::from_utf8_lossy(&output.stderr));
+    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    assert_eq!(results[0]["success"], true, "{results}");
+    assert_eq!(
+        serde_json::from_str::<Value>(results[0]["output"].as_str().unwrap()).unwrap(),
+        json!({"result": "dlrow olleh"})
+    );
+    assert_eq!(results[0]["metadata"]["node_id"], "node-py");
+    assert_eq!(results[1]["success"], false);
+    assert!(results[1]["error"].as_str().unwrap().contains("field 'text' is required"));
+    assert_eq!(results[2]["success"], false);
+    assert!(results[2]["error"].as_str().unwrap().contains("not hosted"));
+    node.shutdown().await.unwrap();
+}
