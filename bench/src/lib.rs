@@ -6,3 +6,5 @@
 #![forbid(unsafe_code)]
 
 pub mod corpus;
+pub mod report;
+pub mod scenario;

@@ -1,0 +1,4 @@
+//! Whole-system scenarios of the `gridnode-bench` binary.
+
+pub mod grpc;
+pub mod search;
