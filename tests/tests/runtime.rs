@@ -136,6 +136,20 @@ async fn built_in_tools_over_grpc() {
         assert!(response.error.contains(needle), "{}", response.error);
     }
 
+    // Hostile input: a huge name, an oversized request, raw garbage on the port.
+    let response = call(&mut client, &"x".repeat(1 << 20), b"").await;
+    assert!(!response.success && response.error.len() < 1024, "the echoed name is cut");
+    let request = CallFunctionRequest { tool_name: "echo".into(), input: vec![0; 17 << 20] };
+    let status = client.call_function(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status}");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut raw = tokio::net::TcpStream::connect(node.grpc_addr()).await.unwrap();
+        raw.write_all(b"GET / HTTP/1.1\r\n\r\n\x00\xff garbage \x00").await.unwrap();
+    }
+    let response = call(&mut client, "echo", b"still here").await;
+    assert_eq!(response.output, b"still here");
+
     // 200 concurrent calls over one channel.
     let mut tasks = Vec::new();
     for i in 0..200 {
