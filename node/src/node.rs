@@ -51,13 +51,19 @@ impl Node {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             Error::io(format!("cannot create data dir {}", config.data_dir.display()), e)
         })?;
-        let runtime = Arc::new(host_tools(&config));
+        let hosting = config.clone();
+        let runtime = Arc::new(
+            tokio::task::spawn_blocking(move || host_tools(&hosting))
+                .await
+                .map_err(|e| Error::Internal(format!("tool loading task failed: {e}")))?,
+        );
         let index_dir = config.index_dir();
         let records = runtime.records();
+        let node_id = config.node_id.clone();
         // Opening the index catches it up with the store (or rebuilds it) before we serve.
         let (store, search) = tokio::task::spawn_blocking(move || -> Result<_> {
             let store = Store::open(&store_config)?;
-            announce(&store, &records)?;
+            announce(&store, &node_id, &records)?;
             let search = SearchIndex::open(&index_dir, store.clone())?;
             Ok((store, Arc::new(search)))
         })
@@ -169,20 +175,28 @@ impl Node {
     pub async fn shutdown(mut self) -> Result<()> {
         let _ = self.stop.send(());
         let _ = self.stop_grpc.send(());
-        let served = match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.server).await {
-            Ok(Ok(result)) => result.map_err(|e| Error::io("http server failed", e)),
-            Ok(Err(e)) => Err(Error::Internal(format!("http server task failed: {e}"))),
+        // Both servers drain at once, under one grace period.
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            tokio::join!(&mut self.server, &mut self.grpc)
+        })
+        .await;
+        let served = match drained {
+            Ok((http, grpc)) => {
+                if let Ok(Err(error)) = grpc {
+                    tracing::error!(%error, "grpc server failed");
+                }
+                match http {
+                    Ok(result) => result.map_err(|e| Error::io("http server failed", e)),
+                    Err(e) => Err(Error::Internal(format!("http server task failed: {e}"))),
+                }
+            }
             Err(_) => {
                 tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still running at shutdown; dropping them");
                 self.server.abort();
+                self.grpc.abort();
                 Ok(())
             }
         };
-        match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.grpc).await {
-            Ok(Ok(Err(error))) => tracing::error!(%error, "grpc server failed"),
-            Err(_) => self.grpc.abort(),
-            _ => {}
-        }
         // Stop indexing after the batch in hand, then release the index writer and its lock, so
         // the next start (in this process too) can take it. A restart catches up from the feed.
         self.follower.stop().await;
@@ -227,9 +241,8 @@ fn host_tools(config: &NodeConfig) -> Runtime {
 
 /// Replaces this node's `ClusterLocalTools` records with the tools it hosts now, as the seed's
 /// SDK does at start: its old records are deleted, the current ones inserted.
-fn announce(store: &Store, records: &[ClusterLocalTool]) -> Result<()> {
-    let Some(first) = records.first() else { return Ok(()) };
-    let node = Value::from(first.node_id.as_str());
+fn announce(store: &Store, node_id: &str, records: &[ClusterLocalTool]) -> Result<()> {
+    let node = Value::from(node_id);
     // Deleted records leave the index, so each round reads the first page again.
     loop {
         let old = store.find::<ClusterLocalTool>("node_id", &node, Page::new(0, 1000))?;

@@ -43,6 +43,14 @@ fn tools_dir(root: &Path) -> std::path::PathBuf {
     tool(&dir, "nostdin", json!({}), "echo done");
     tool(&dir, "env", json!({}), "env");
     tool(&dir, "busy", json!({}), "sleep 1; echo ok");
+    tool(&dir, "daemon", json!({}), "sleep 30 & echo $! > child.pid; echo started");
+    tool(&dir, "escape", json!({}), "setsid sleep 3 >/dev/null & echo failing >&2; exit 1");
+    tool(
+        &dir,
+        "linger",
+        json!({"timeout_ms": 60000}),
+        "sleep 60 & echo $! > child.pid; echo $$ > self.pid; sleep 60",
+    );
     tool(
         &dir,
         "schema",
@@ -195,6 +203,41 @@ async fn process_tools_run_sandboxed_and_bounded() {
         assert!(gone(&pid).await, "process {pid} ({file}) outlived its timeout");
     }
 
+    // A background child holding stdout does not keep a finished run going; it goes with it.
+    let response = call(&mut client, "daemon", b"").await;
+    assert!(response.success, "{}", response.error);
+    assert_eq!(response.output, b"started\n");
+    let pid = std::fs::read_to_string(root.path().join("data/work/daemon/child.pid")).unwrap();
+    assert!(gone(pid.trim()).await, "the background child was killed with its group");
+
+    // A process that left the group holding stderr does not hold up a failed run's answer.
+    let started = std::time::Instant::now();
+    let response = call(&mut client, "escape", b"").await;
+    assert!(!response.success);
+    assert!(started.elapsed() < Duration::from_secs(2), "waited for the escaped process");
+
+    // A caller that gives up (a gRPC deadline) takes the run down with it.
+    let mut request =
+        tonic::Request::new(CallFunctionRequest { tool_name: "linger".into(), input: vec![] });
+    request.set_timeout(Duration::from_millis(300));
+    let status = client.clone().call_function(request).await.unwrap_err();
+    assert!(
+        matches!(status.code(), tonic::Code::DeadlineExceeded | tonic::Code::Cancelled),
+        "{status}"
+    );
+    let workdir = root.path().join("data/work/linger");
+    for file in ["self.pid", "child.pid"] {
+        let mut pid = String::new();
+        for _ in 0..100 {
+            pid = std::fs::read_to_string(workdir.join(file)).unwrap_or_default().trim().to_owned();
+            if !pid.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(gone(&pid).await, "process {pid} ({file}) outlived its cancelled call");
+    }
+
     let response = call(&mut client, "big", b"").await;
     assert!(!response.success);
     assert!(response.error.contains("more than 16777216 bytes"), "{}", response.error);
@@ -251,7 +294,10 @@ async fn process_tools_run_sandboxed_and_bounded() {
     assert_eq!(upper["metadata"]["cost"], 3);
     let (status, body) = api.get("/cluster-tools/node-rt/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["success"], false, "the seed's envelope: {body}");
     assert!(body["error"].as_str().unwrap().contains("nope"));
+    let (status, body) = api.get("/cluster-tools?limit=zero").await;
+    assert_eq!((status, &body["success"]), (StatusCode::BAD_REQUEST, &json!(false)));
     assert_eq!(api.get("/cluster-tools").await.1.as_array().unwrap().len(), names.len());
     node.shutdown().await.unwrap();
 }

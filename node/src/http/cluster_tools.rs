@@ -1,15 +1,18 @@
 //! The node-local tool records (contract section 6): `GET /cluster-tools`,
-//! `GET /cluster-tools/{node_id}`, `GET /cluster-tools/{node_id}/{name}`.
+//! `GET /cluster-tools/{node_id}`, `GET /cluster-tools/{node_id}/{name}`. These routes keep the
+//! seed's envelope: errors are `{"success": false, "error": …}`.
 
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use gridnode_store::ClusterLocalTool;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::AppState;
+use super::error::status_of;
 use super::extract::Params;
-use crate::error::Result;
+use crate::error::Error;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -18,17 +21,38 @@ pub fn routes() -> Router<AppState> {
         .route("/cluster-tools/{node_id}/{name}", get(one))
 }
 
-async fn all(State(app): State<AppState>, params: Params) -> Result<Json<Vec<Value>>> {
-    let records = app.registry.cluster_tools(None, params.page()?).await?;
+/// An error in the seed's cluster-tools envelope.
+struct Envelope(Error);
+
+impl From<Error> for Envelope {
+    fn from(error: Error) -> Self {
+        Envelope(error)
+    }
+}
+
+impl IntoResponse for Envelope {
+    fn into_response(self) -> Response {
+        let status = status_of(&self.0);
+        (status, Json(json!({ "success": false, "error": self.0.to_string() }))).into_response()
+    }
+}
+
+type Result<T> = std::result::Result<T, Envelope>;
+
+async fn all(
+    State(app): State<AppState>,
+    params: std::result::Result<Params, Error>,
+) -> Result<Json<Vec<Value>>> {
+    let records = app.registry.cluster_tools(None, params?.page()?).await?;
     Ok(Json(records.into_iter().map(with_liveness).collect()))
 }
 
 async fn of_node(
     State(app): State<AppState>,
     Path(node_id): Path<String>,
-    params: Params,
+    params: std::result::Result<Params, Error>,
 ) -> Result<Json<Vec<Value>>> {
-    let records = app.registry.cluster_tools(Some(node_id), params.page()?).await?;
+    let records = app.registry.cluster_tools(Some(node_id), params?.page()?).await?;
     Ok(Json(records.into_iter().map(with_liveness).collect()))
 }
 

@@ -23,6 +23,10 @@ use super::{Tool, ToolFuture};
 
 /// Most stderr kept for the error message.
 pub const STDERR_KEPT: usize = 4096;
+/// The longest timeout a tool may ask for (a day).
+pub const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
+/// How long a finished run's stderr may take to close (an escaped child may hold it open).
+const STDERR_GRACE: Duration = Duration::from_millis(100);
 /// The PATH a process tool sees.
 const TOOL_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
@@ -101,7 +105,15 @@ fn load_one(folder: &Path, settings: &ProcessSettings) -> Result<ProcessTool, St
     let workdir = settings.work_root.join(&name);
     std::fs::create_dir_all(&workdir)
         .map_err(|e| format!("cannot create working directory {}: {e}", workdir.display()))?;
-    let timeout = manifest.timeout_ms.map_or(settings.default_timeout, Duration::from_millis);
+    // Absolute paths: a relative program path would be looked up from the working directory.
+    let run = std::fs::canonicalize(&run).map_err(|e| format!("cannot resolve 'run': {e}"))?;
+    let workdir = std::fs::canonicalize(&workdir)
+        .map_err(|e| format!("cannot resolve the working directory: {e}"))?;
+    let timeout = match manifest.timeout_ms {
+        None => settings.default_timeout,
+        Some(ms) if (1..=MAX_TIMEOUT_MS).contains(&ms) => Duration::from_millis(ms),
+        Some(ms) => return Err(format!("timeout_ms is {ms}; use 1 to {MAX_TIMEOUT_MS}")),
+    };
     Ok(ProcessTool {
         name,
         description: manifest.description,
@@ -173,39 +185,58 @@ impl ProcessTool {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("tool '{}' could not start: {e}", self.name))?;
-        let group = child.id().map(|pid| Pid::from_raw(pid as i32));
+        // From here on, however this call ends — finished, failed, timed out, or cancelled by a
+        // caller that went away — the guard kills the whole process group and the pipe tasks.
+        let mut guard =
+            RunGuard { group: child.id().map(|pid| Pid::from_raw(pid as i32)), tasks: Vec::new() };
         // stdin is written and stderr drained beside the stdout read, so no pipe can fill up.
         let mut stdin = child.stdin.take();
         let input = input.to_vec();
-        let writer = tokio::spawn(async move {
+        guard.tasks.push(tokio::spawn(async move {
             if let Some(pipe) = stdin.as_mut() {
                 // A tool that does not read its input closes the pipe early: not an error.
                 let _ = pipe.write_all(&input).await;
             }
-        });
-        let stderr = child.stderr.take().map(|pipe| tokio::spawn(read_head(pipe, STDERR_KEPT)));
+            String::new()
+        }));
+        let mut stderr = child.stderr.take().map(|pipe| tokio::spawn(read_head(pipe, STDERR_KEPT)));
         let stdout = child.stdout.take();
+        let max_output = self.max_output;
         let outcome = tokio::time::timeout(self.timeout, async {
-            let output = match stdout {
-                Some(pipe) => read_capped(pipe, self.max_output).await?,
-                None => Vec::new(),
+            let reading = async move {
+                match stdout {
+                    Some(pipe) => read_capped(pipe, max_output).await,
+                    None => Ok(Vec::new()),
+                }
             };
-            let status = child.wait().await.map_err(|e| Stop::Failed(e.to_string()))?;
-            Ok::<_, Stop>((output, status))
+            tokio::pin!(reading);
+            // Watch the exit beside the read: a tool that exits leaving a background child
+            // holding stdout is done; the child goes with its group and stdout closes.
+            tokio::select! {
+                output = &mut reading => {
+                    let output = output?;
+                    let status = child.wait().await.map_err(|e| Stop::Failed(e.to_string()))?;
+                    Ok::<_, Stop>((output, status))
+                }
+                status = child.wait() => {
+                    let status = status.map_err(|e| Stop::Failed(e.to_string()))?;
+                    guard.kill_group();
+                    Ok((reading.await?, status))
+                }
+            }
         })
         .await;
-        // Whatever happened, nothing of this run outlives it.
-        if let Some(group) = group {
-            let _ = killpg(group, Signal::SIGKILL);
-        }
-        writer.abort();
+        guard.kill_group();
         let result = match outcome {
             Ok(Ok((output, status))) if status.success() => Ok(output),
             Ok(Ok((_, status))) => {
-                let stderr = match stderr {
-                    Some(task) => task.await.unwrap_or_default(),
-                    None => String::new(),
+                let stderr = match stderr.as_mut() {
+                    Some(task) => {
+                        tokio::time::timeout(STDERR_GRACE, task).await.ok().and_then(Result::ok)
+                    }
+                    None => None,
                 };
+                let stderr = stderr.unwrap_or_default();
                 let stderr = stderr.trim();
                 Err(if stderr.is_empty() {
                     format!("tool '{}' failed: {status}", self.name)
@@ -224,8 +255,37 @@ impl ProcessTool {
                 self.timeout.as_millis()
             )),
         };
+        if let Some(task) = stderr {
+            task.abort();
+        }
         let _ = child.wait().await;
         result
+    }
+}
+
+/// Kills a run's process group and stops its pipe tasks when dropped.
+struct RunGuard {
+    group: Option<Pid>,
+    tasks: Vec<tokio::task::JoinHandle<String>>,
+}
+
+impl RunGuard {
+    /// SIGKILL to every process of the run. The group id is the first process's pid; once that
+    /// process is reaped and the group is empty the id could in principle be reused, so the kill
+    /// happens right after the run, and only once.
+    fn kill_group(&mut self) {
+        if let Some(group) = self.group.take() {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.kill_group();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -262,4 +322,36 @@ async fn read_head(mut pipe: impl AsyncRead + Unpin, keep: usize) -> String {
         kept.extend_from_slice(&chunk[..n.min(room)]);
     }
     String::from_utf8_lossy(&kept).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_relative_tools_dir_works_and_bad_folders_are_reported() {
+        // A tools dir given relative to the current directory, as the default one is.
+        let cwd = std::env::current_dir().unwrap();
+        let scratch = tempfile::tempdir_in(&cwd).unwrap();
+        let relative = scratch.path().strip_prefix(&cwd).unwrap().to_path_buf();
+        let folder = relative.join("tools/up");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("tool.json"), "{}").unwrap();
+        std::fs::write(folder.join("run"), "#!/bin/sh\ntr a-z A-Z\n").unwrap();
+        let zero = relative.join("tools/zero");
+        std::fs::create_dir_all(&zero).unwrap();
+        std::fs::write(zero.join("tool.json"), r#"{"timeout_ms": 0}"#).unwrap();
+        std::fs::write(zero.join("run"), "#!/bin/sh\n").unwrap();
+        let settings = ProcessSettings {
+            default_timeout: Duration::from_secs(10),
+            max_output_bytes: 1 << 20,
+            max_concurrent: 2,
+            work_root: relative.join("work"),
+        };
+        let (tools, problems) = load_dir(&relative.join("tools"), &settings);
+        assert_eq!(tools.len(), 1);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].contains("timeout_ms is 0"), "{problems:?}");
+        assert_eq!(tools[0].call(b"abc").await.unwrap(), b"ABC");
+    }
 }
