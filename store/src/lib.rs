@@ -32,6 +32,6 @@ pub use record::{
     MAX_INDEXED_VALUE_LEN, Record, RegistryEntry, ToolEntry, validate_id,
 };
 pub use store::{
-    DEFAULT_CACHE_CAPACITY, MAX_RESULTS, Page, SCHEMA_VERSION, Store, StoreConfig, Written,
+    DEFAULT_CACHE_CAPACITY, MAX_RESULTS, Merged, Page, SCHEMA_VERSION, Store, StoreConfig, Written,
     is_sha256_hex, sha256_hex,
 };

@@ -105,6 +105,15 @@ struct Inner {
     feed_tx: watch::Sender<u64>,
 }
 
+/// What a merge did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Merged {
+    /// The version was newer and is now the local state.
+    Applied(Written),
+    /// The local version is as new or newer: nothing changed.
+    Ignored,
+}
+
 /// What a write did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
@@ -369,6 +378,66 @@ impl Store {
         self.commit::<R>(&record.id(), |_| Ok(Some(record.clone())), None)
     }
 
+    /// Merges a version of a record written elsewhere (a peer): it replaces the local one only
+    /// when its version is newer — last writer wins by hybrid logical clock, ties broken by node
+    /// id — so applying the same versions in any order, any number of times, converges to the
+    /// same state on every node. An applied version keeps its clock, gets a feed entry (so the
+    /// search index follows it like a local write) and moves this node's clock past it.
+    pub fn merge<R: Record>(&self, id: &str, remote: Envelope<R>) -> Result<Merged> {
+        match (&remote.record, remote.header.tombstone) {
+            (Some(record), false) => {
+                record.validate()?;
+                if record.id() != id {
+                    return Err(Error::Invalid(format!(
+                        "a {} version for '{id}' carries the record '{}'",
+                        R::COLLECTION.kind(),
+                        record.id()
+                    )));
+                }
+            }
+            (None, true) => {}
+            _ => {
+                return Err(Error::Invalid(
+                    "a version must carry its record, or be a tombstone without one".into(),
+                ));
+            }
+        }
+        let inner = &*self.inner;
+        let trees = (self.tree(R::COLLECTION), &inner.index, &inner.feed, &inner.meta);
+        let outcome = trees.transaction(|(records, index, feed, meta)| {
+            let current = match records.get(id.as_bytes())? {
+                Some(bytes) => Some(Envelope::<R>::decode(&bytes).map_err(abort)?),
+                None => None,
+            };
+            if current.as_ref().is_some_and(|c| c.header.hlc >= remote.header.hlc) {
+                return Ok(None);
+            }
+            if let Some(old) = current.and_then(Envelope::into_live) {
+                update_index(index, &old, false)?;
+            }
+            if let Some(new) = remote.record.as_ref().filter(|_| !remote.header.tombstone) {
+                update_index(index, new, true)?;
+            }
+            records.insert(id.as_bytes(), remote.encode().map_err(abort)?)?;
+            let seq = next_seq(meta)?;
+            let change = Change {
+                seq,
+                collection: R::COLLECTION as u8,
+                id: id.to_owned(),
+                hlc: remote.header.hlc.clone(),
+                tombstone: remote.header.tombstone,
+            };
+            feed.insert(&seq.to_be_bytes(), encode(&change).map_err(abort)?)?;
+            meta.insert(META_SEQ, &seq.to_be_bytes())?;
+            Ok(Some(Written { seq, hlc: remote.header.hlc.clone() }))
+        })?;
+        let Some(written) = outcome else { return Ok(Merged::Ignored) };
+        self.inner.clock.lock().unwrap_or_else(PoisonError::into_inner).observe(&written.hlc);
+        self.notify(written.seq);
+        self.sync()?;
+        Ok(Merged::Applied(written))
+    }
+
     /// One write: `decide(current live record)` returns the new record, or `None` to delete,
     /// or an error that aborts the transaction.
     fn commit<R: Record>(
@@ -407,10 +476,7 @@ impl Store {
                 None => Envelope::tombstone(hlc.clone()),
             };
             records.insert(id.as_bytes(), envelope.encode().map_err(abort)?)?;
-            let seq = match meta.get(META_SEQ)? {
-                Some(bytes) => decode_u64(&bytes).map_err(abort)? + 1,
-                None => 1,
-            };
+            let seq = next_seq(meta)?;
             let change = Change {
                 seq,
                 collection: R::COLLECTION as u8,
@@ -425,15 +491,20 @@ impl Store {
             }
             Ok(Written { seq, hlc: hlc.clone() })
         })?;
-        // Commits are ordered, their notifications are not: keep the highest sequence number.
+        self.notify(written.seq);
+        Ok(written)
+    }
+
+    /// Wakes feed followers. Commits are ordered, their notifications are not: the channel keeps
+    /// the highest sequence number.
+    fn notify(&self, seq: u64) {
         self.inner.feed_tx.send_if_modified(|last| {
-            let newer = written.seq > *last;
+            let newer = seq > *last;
             if newer {
-                *last = written.seq;
+                *last = seq;
             }
             newer
         });
-        Ok(written)
     }
 
     /// Makes every write so far durable. Concurrent callers share one flush.
@@ -512,6 +583,16 @@ fn update_index<R: Record>(
             if insert { index.insert(key, &[]).map(drop) } else { index.remove(key).map(drop) };
     });
     result.map_err(ConflictableTransactionError::from)
+}
+
+/// The next feed sequence number, counted in the meta tree inside the transaction.
+fn next_seq(
+    meta: &TransactionalTree,
+) -> std::result::Result<u64, ConflictableTransactionError<Error>> {
+    match meta.get(META_SEQ)? {
+        Some(bytes) => Ok(decode_u64(&bytes).map_err(abort)? + 1),
+        None => Ok(1),
+    }
 }
 
 fn indexable(value: &Value) -> bool {
