@@ -200,6 +200,17 @@ impl Store {
             .transpose()
     }
 
+    /// Every version held — live records and tombstones — as `(id, header)`, in id order,
+    /// without decoding the records (for anti-entropy digests).
+    pub fn versions<R: Record>(&self) -> impl Iterator<Item = Result<(String, Header)>> + use<R> {
+        self.tree(R::COLLECTION).iter().map(|item| {
+            let (key, bytes) = item?;
+            let id = String::from_utf8(key.to_vec())
+                .map_err(|_| Error::Corrupt("a record key that is not utf-8".into()))?;
+            Ok((id, decode_header(R::COLLECTION, &bytes)?))
+        })
+    }
+
     /// Live records in id order.
     pub fn list<R: Record>(&self, page: Page) -> Result<Vec<R>> {
         self.live::<R>().skip(page.offset).take(page.limit).collect()

@@ -55,6 +55,19 @@ fn newer_versions_win_and_older_ones_are_ignored() {
 }
 
 #[test]
+fn versions_list_live_records_and_tombstones() {
+    let s = store("local");
+    s.merge("a", version("a", hlc(1, 0, "n"), Some("t0"))).unwrap();
+    s.merge("b", version("b", hlc(2, 0, "n"), None)).unwrap();
+    let versions: Vec<(String, bool, Hlc)> = s
+        .versions::<ToolEntry>()
+        .map(|v| v.map(|(id, header)| (id, header.tombstone, header.hlc)))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(versions, [("a".into(), false, hlc(1, 0, "n")), ("b".into(), true, hlc(2, 0, "n"))]);
+}
+
+#[test]
 fn malformed_versions_are_refused() {
     let s = store("local");
     let wrong_id = version("other", hlc(1, 0, "a"), Some("x"));
