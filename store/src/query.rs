@@ -44,6 +44,18 @@ pub const MAX_REGEXES: usize = 16;
 /// Size limit, in bytes, for a compiled regex and for its lazy DFA cache.
 pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
+/// A JSON value's kind as error messages say it: "a string", "an object", "null"…
+pub fn value_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// A parsed, validated filter. Parsing never touches data.
 #[derive(Debug, Clone)]
 pub struct Filter {

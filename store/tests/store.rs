@@ -45,6 +45,19 @@ fn full_tool() -> ToolEntry {
     .unwrap()
 }
 
+/// Runs `write(store, thread, i)` for `each` values of `i` in each of `threads` threads at once.
+fn in_threads(store: &Store, threads: usize, each: usize, write: fn(&Store, usize, usize)) {
+    let handles: Vec<_> = (0..threads)
+        .map(|w| {
+            let store = store.clone();
+            std::thread::spawn(move || (0..each).for_each(|i| write(&store, w, i)))
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+}
+
 fn ids(tools: &[ToolEntry]) -> Vec<&str> {
     tools.iter().map(|t| t.tool_id.as_str()).collect()
 }
@@ -256,19 +269,9 @@ fn queries_use_the_filter_and_agree_with_a_scan() {
 fn concurrent_writers_all_land() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let threads: Vec<_> = (0..8)
-        .map(|w| {
-            let store = store.clone();
-            std::thread::spawn(move || {
-                for i in 0..25 {
-                    store.create(&tool(&format!("w{w}-{i}"), "x", &["t"])).unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
+    in_threads(&store, 8, 25, |store, w, i| {
+        store.create(&tool(&format!("w{w}-{i}"), "x", &["t"])).unwrap();
+    });
     assert_eq!(store.count::<ToolEntry>().unwrap(), 200);
     assert_eq!(store.find::<ToolEntry>("tool_tags", &json!("t"), Page::ALL).unwrap().len(), 200);
     let seqs: Vec<u64> = store.changes_since(0, 1000).unwrap().iter().map(|c| c.seq).collect();
@@ -421,19 +424,9 @@ fn index_lookups_read_only_the_records_they_return() {
 fn versions_of_one_record_rise_with_concurrent_writers() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let threads: Vec<_> = (0..8)
-        .map(|w| {
-            let store = store.clone();
-            std::thread::spawn(move || {
-                for i in 0..20 {
-                    store.put(&tool("same", &format!("w{w}-{i}"), &[])).unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
+    in_threads(&store, 8, 20, |store, w, i| {
+        store.put(&tool("same", &format!("w{w}-{i}"), &[])).unwrap();
+    });
     let feed = store.changes_since(0, 1000).unwrap();
     assert_eq!(feed.len(), 160);
     assert!(feed.windows(2).all(|w| w[0].hlc < w[1].hlc), "versions follow commit order");

@@ -5,6 +5,7 @@
 //! tool runs, the error naming the field.
 
 use gridnode_store::JsonMap;
+use gridnode_store::query::value_kind as kind_of;
 use serde_json::Value;
 
 /// Deepest nesting of a shorthand spec.
@@ -236,17 +237,6 @@ fn check_fields(rules: &[FieldRule], object: &JsonMap, prefix: &str) -> Result<(
         }
     }
     Ok(())
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

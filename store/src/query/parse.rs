@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::{
     CmpOp, Cond, FieldPath, MAX_DEPTH, MAX_LIST_LEN, MAX_NODES, MAX_PATH_LEN, MAX_REGEX_LEN,
-    MAX_REGEXES, Node, QueryError, REGEX_SIZE_LIMIT,
+    MAX_REGEXES, Node, QueryError, REGEX_SIZE_LIMIT, value_kind,
 };
 
 type Result<T> = std::result::Result<T, QueryError>;
@@ -20,7 +20,7 @@ pub(super) fn parse(filter: &Value) -> Result<Node> {
     let Value::Object(entries) = filter else {
         return Err(QueryError::new(format!(
             "a filter must be a json object, not {}; use {{}} to match everything",
-            kind(filter)
+            value_kind(filter)
         )));
     };
     Parser { nodes: 0, regexes: 0 }.filter(entries, 1)
@@ -121,7 +121,10 @@ impl Parser {
                 "$nin" => Cond::Not(vec![Cond::In(list(op, operand, depth)?)]),
                 "$all" => Cond::All(list(op, operand, depth)?),
                 "$exists" => Cond::Exists(operand.as_bool().ok_or_else(|| {
-                    QueryError::new(format!("'$exists' needs true or false, not {}", kind(operand)))
+                    QueryError::new(format!(
+                        "'$exists' needs true or false, not {}",
+                        value_kind(operand)
+                    ))
                 })?),
                 "$size" => Cond::Size(
                     operand.as_u64().and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
@@ -236,7 +239,7 @@ fn comparison(op: &str, cmp: CmpOp, operand: &Value) -> Result<Cond> {
         Value::Number(_) | Value::String(_) => Ok(Cond::Cmp(cmp, operand.clone())),
         _ => Err(QueryError::new(format!(
             "'{op}' compares numbers or strings; got {}",
-            kind(operand)
+            value_kind(operand)
         ))),
     }
 }
@@ -245,7 +248,7 @@ fn list(op: &str, operand: &Value, depth: usize) -> Result<Vec<Value>> {
     let Value::Array(items) = operand else {
         return Err(QueryError::new(format!(
             "'{op}' needs an array of values, e.g. {{\"{op}\": [\"a\", \"b\"]}}; got {}",
-            kind(operand)
+            value_kind(operand)
         )));
     };
     if items.len() > MAX_LIST_LEN {
@@ -261,7 +264,7 @@ fn regex(pattern: &Value, options: Option<&Value>) -> Result<Regex> {
     let Value::String(pattern) = pattern else {
         return Err(QueryError::new(format!(
             "'$regex' needs a pattern string, not {}",
-            kind(pattern)
+            value_kind(pattern)
         )));
     };
     if pattern.len() > MAX_REGEX_LEN {
@@ -292,7 +295,7 @@ fn regex(pattern: &Value, options: Option<&Value>) -> Result<Regex> {
         Some(other) => {
             return Err(QueryError::new(format!(
                 "'$options' needs a string of flags from i, m, s, x, not {}",
-                kind(other)
+                value_kind(other)
             )));
         }
     }
@@ -303,15 +306,4 @@ fn regex(pattern: &Value, options: Option<&Value>) -> Result<Regex> {
         )),
         error => QueryError::new(format!("invalid '$regex' pattern: {error}")),
     })
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
