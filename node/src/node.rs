@@ -71,18 +71,8 @@ impl Node {
         .map_err(|e| Error::Internal(format!("store open task failed: {e}")))??;
         let follower = gridnode_search::follow(search.clone(), store.subscribe());
 
-        let listener = tokio::net::TcpListener::bind(config.http)
-            .await
-            .map_err(|e| Error::io(format!("cannot listen for http on {}", config.http), e))?;
-        let http_addr = listener
-            .local_addr()
-            .map_err(|e| Error::io("cannot read the http listener's address", e))?;
-        let grpc_listener = tokio::net::TcpListener::bind(config.grpc)
-            .await
-            .map_err(|e| Error::io(format!("cannot listen for grpc on {}", config.grpc), e))?;
-        let grpc_addr = grpc_listener
-            .local_addr()
-            .map_err(|e| Error::io("cannot read the grpc listener's address", e))?;
+        let (listener, http_addr) = bind(config.http, "http").await?;
+        let (grpc_listener, grpc_addr) = bind(config.grpc, "grpc").await?;
         let advertise_http = if config.advertise_http.is_empty() {
             format!("http://{http_addr}")
         } else {
@@ -210,6 +200,17 @@ impl Node {
         tracing::info!("node stopped; store flushed");
         served
     }
+}
+
+/// Binds a listener; port 0 picks a free port, so the bound address is returned with it.
+async fn bind(addr: SocketAddr, what: &str) -> Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::io(format!("cannot listen for {what} on {addr}"), e))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Error::io(format!("cannot read the {what} listener's address"), e))?;
+    Ok((listener, bound))
 }
 
 /// The built-in tools and the process tools of the tools dir. A tool folder that cannot be used

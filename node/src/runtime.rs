@@ -97,11 +97,6 @@ impl Runtime {
         &self.node_id
     }
 
-    /// The names of the hosted tools, sorted.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.tools.keys().map(String::as_str)
-    }
-
     /// This node's `ClusterLocalTools` records.
     pub fn records(&self) -> Vec<ClusterLocalTool> {
         self.tools

@@ -565,11 +565,6 @@ impl Store {
 
     // ---- lifecycle ---------------------------------------------------------------------
 
-    /// Bytes the store takes on disk.
-    pub fn size_on_disk(&self) -> Result<u64> {
-        Ok(self.inner.db.size_on_disk()?)
-    }
-
     fn tree(&self, collection: Collection) -> &sled::Tree {
         match collection {
             Collection::Tools => &self.inner.tools,

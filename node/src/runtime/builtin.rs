@@ -17,6 +17,11 @@ pub fn all(node_id: &str) -> Vec<Arc<dyn Tool>> {
     vec![Arc::new(ReverseText), Arc::new(Echo), Arc::new(NodeStats::new(node_id))]
 }
 
+/// The metadata every built-in reports: the node's version, and that it is built in.
+fn builtin_metadata() -> gridnode_store::JsonMap {
+    object(serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "builtin": true}))
+}
+
 /// A JSON object literal as a [`gridnode_store::JsonMap`].
 fn object(value: serde_json::Value) -> gridnode_store::JsonMap {
     match value {

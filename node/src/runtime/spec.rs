@@ -84,7 +84,7 @@ impl Kind {
 }
 
 /// True when a spec is JSON Schema rather than the shorthand.
-pub fn is_json_schema(spec: &JsonMap) -> bool {
+fn is_json_schema(spec: &JsonMap) -> bool {
     spec.contains_key("$schema")
         || (spec.get("type").and_then(Value::as_str) == Some("object")
             && spec.contains_key("properties"))

@@ -1,9 +1,8 @@
 //! `echo`: returns its input bytes unchanged.
 
 use gridnode_store::JsonMap;
-use serde_json::json;
 
-use super::object;
+use super::builtin_metadata;
 use crate::runtime::{Tool, ToolFuture};
 
 pub struct Echo;
@@ -18,7 +17,7 @@ impl Tool for Echo {
     }
 
     fn metadata(&self) -> JsonMap {
-        object(json!({"version": env!("CARGO_PKG_VERSION"), "builtin": true}))
+        builtin_metadata()
     }
 
     fn call<'a>(&'a self, input: &'a [u8]) -> ToolFuture<'a> {

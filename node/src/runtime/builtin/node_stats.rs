@@ -6,7 +6,7 @@ use gridnode_store::JsonMap;
 use serde_json::json;
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
-use super::object;
+use super::builtin_metadata;
 use crate::runtime::{Tool, ToolFuture};
 
 pub struct NodeStats {
@@ -36,7 +36,7 @@ impl Tool for NodeStats {
     }
 
     fn metadata(&self) -> JsonMap {
-        object(json!({"version": env!("CARGO_PKG_VERSION"), "builtin": true}))
+        builtin_metadata()
     }
 
     fn call<'a>(&'a self, _input: &'a [u8]) -> ToolFuture<'a> {

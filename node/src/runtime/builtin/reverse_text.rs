@@ -6,7 +6,7 @@ use gridnode_store::JsonMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::object;
+use super::{builtin_metadata, object};
 use crate::runtime::{Tool, ToolFuture};
 
 pub struct ReverseText;
@@ -36,7 +36,7 @@ impl Tool for ReverseText {
     }
 
     fn metadata(&self) -> JsonMap {
-        object(json!({"version": env!("CARGO_PKG_VERSION"), "builtin": true}))
+        builtin_metadata()
     }
 
     fn call<'a>(&'a self, input: &'a [u8]) -> ToolFuture<'a> {
