@@ -1,15 +1,387 @@
-//! Federation: replicating the registry to every peer over libp2p, and gossiping each node's
-//! liveness and load.
+//! Federation: the registry replicated to every peer over libp2p, with each node's liveness and
+//! load gossiped alongside.
 //!
-//! What is here so far are the pure parts, with no I/O: [`digest`] (order-independent summaries
-//! of which versions a node holds, for anti-entropy) and [`liveness`] (heartbeats and the
-//! "silent for three intervals" rule). The swarm task that drives them — QUIC and TCP, gossipsub,
-//! identify, kademlia, mDNS, request-response — is the federation issue's remaining work. It will
-//! follow the store's change feed (`Store::changes_since`, `Store::subscribe`) to publish local
-//! writes and hand received versions to `Store::merge` (last writer wins by HLC, ties by node id;
-//! tombstones). It must never write to the store except through that merge, and never serve HTTP.
+//! One task owns the swarm ([`swarm`]: QUIC and TCP+noise+yamux, gossipsub, identify, kademlia,
+//! mDNS behind a toggle, request-response); the rest talks to it through a bounded command
+//! channel. The [`replicator`] follows the store's change feed and publishes this node's own
+//! writes, merges what peers send through `Store::merge` (last writer wins by hybrid logical
+//! clock, ties by node id; tombstones), and runs anti-entropy ([`digest`], [`versions`]) on
+//! connect and on a timer, so a node that was away converges without replaying history.
+//! [`authority`] decides who may write a node-local tool record; [`liveness`] keeps the
+//! heartbeat table. This crate never writes the store except through that merge, and never
+//! serves HTTP.
 
 #![forbid(unsafe_code)]
 
+pub mod authority;
 pub mod digest;
+mod identity;
 pub mod liveness;
+mod replicator;
+mod swarm;
+pub mod versions;
+pub mod wire;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use gridnode_store::Store;
+pub use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::liveness::Peers;
+pub use crate::liveness::{Heartbeat, Load, PeerView};
+use crate::replicator::Client;
+use crate::swarm::{Command, Names, Topic};
+use crate::versions::VersionMap;
+use crate::wire::{Gossip, Key};
+
+/// How a federation is set up.
+#[derive(Debug, Clone)]
+pub struct FederationConfig {
+    pub node_id: String,
+    /// Nodes only federate within one cluster name.
+    pub cluster: String,
+    /// libp2p listen addresses (port 0 picks a free one).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start and to keep dialing while they are down.
+    pub bootstrap: Vec<Multiaddr>,
+    /// LAN discovery.
+    pub mdns: bool,
+    /// Where the node's key lives; `None` makes a new identity on every start.
+    pub key_file: Option<PathBuf>,
+    /// The gRPC endpoint peers are told to call (`host:port`).
+    pub grpc: String,
+    /// The base URL of this node's REST API.
+    pub http: String,
+    pub heartbeat_interval: Duration,
+    pub anti_entropy_interval: Duration,
+    /// How long a delete's tombstone is kept for nodes that were away; a node away for longer
+    /// may bring a deleted record back.
+    pub tombstone_ttl: Duration,
+}
+
+impl FederationConfig {
+    /// A config with the defaults: heartbeat every second, anti-entropy every 5 s, tombstones
+    /// kept 7 days, mDNS on.
+    pub fn new(node_id: impl Into<String>, cluster: impl Into<String>) -> FederationConfig {
+        FederationConfig {
+            node_id: node_id.into(),
+            cluster: cluster.into(),
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            mdns: true,
+            key_file: None,
+            grpc: String::new(),
+            http: String::new(),
+            heartbeat_interval: Duration::from_secs(1),
+            anti_entropy_interval: Duration::from_secs(5),
+            tombstone_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// Checks a cluster name: it becomes part of protocol and topic names.
+pub fn validate_cluster(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid cluster name '{}': use 1 to 64 of letters, digits, '-', '_' and '.'",
+            name.chars().take(64).collect::<String>()
+        ))
+    }
+}
+
+/// Where this node's load comes from (sampled once per heartbeat, on the blocking pool).
+pub type LoadSource = Arc<dyn Fn() -> Load + Send + Sync>;
+
+/// What happened, for logs and tests.
+#[derive(Debug, Clone)]
+pub enum Event {
+    PeerConnected(PeerId),
+    PeerDisconnected(PeerId),
+    /// A peer's version was merged and changed the store.
+    Merged {
+        key: Key,
+        from: PeerId,
+    },
+    /// A peer's message or version was dropped, and why.
+    Rejected {
+        from: PeerId,
+        reason: String,
+    },
+    /// An anti-entropy session with `peer` merged `fetched` versions.
+    Synced {
+        peer: PeerId,
+        fetched: usize,
+    },
+}
+
+/// Counters, for benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    gossip_sent_bytes: AtomicU64,
+    gossip_sent_messages: AtomicU64,
+    gossip_received_bytes: AtomicU64,
+    published_versions: AtomicU64,
+    merged_versions: AtomicU64,
+    rejected: AtomicU64,
+    served_bytes: AtomicU64,
+}
+
+/// A copy of the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatsSnapshot {
+    pub gossip_sent_bytes: u64,
+    pub gossip_sent_messages: u64,
+    pub gossip_received_bytes: u64,
+    pub published_versions: u64,
+    pub merged_versions: u64,
+    pub rejected: u64,
+    pub sync_served_bytes: u64,
+}
+
+impl Stats {
+    fn gossip_sent(&self, bytes: usize) {
+        self.gossip_sent_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.gossip_sent_messages.fetch_add(1, Ordering::Relaxed);
+    }
+    fn gossip_received(&self, bytes: usize) {
+        self.gossip_received_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+    fn published(&self, versions: usize) {
+        self.published_versions.fetch_add(versions as u64, Ordering::Relaxed);
+    }
+    fn merged(&self, versions: usize) {
+        self.merged_versions.fetch_add(versions as u64, Ordering::Relaxed);
+    }
+    fn rejected(&self, count: usize) {
+        self.rejected.fetch_add(count as u64, Ordering::Relaxed);
+    }
+    fn served(&self, bytes: usize) {
+        self.served_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        StatsSnapshot {
+            gossip_sent_bytes: get(&self.gossip_sent_bytes),
+            gossip_sent_messages: get(&self.gossip_sent_messages),
+            gossip_received_bytes: get(&self.gossip_received_bytes),
+            published_versions: get(&self.published_versions),
+            merged_versions: get(&self.merged_versions),
+            rejected: get(&self.rejected),
+            sync_served_bytes: get(&self.served_bytes),
+        }
+    }
+}
+
+/// State the federation's tasks share.
+pub(crate) struct Shared {
+    node_id: String,
+    store: Store,
+    peers: RwLock<Peers>,
+    versions: Mutex<VersionMap>,
+    connected: Mutex<HashSet<PeerId>>,
+    listening: RwLock<Vec<Multiaddr>>,
+    events: broadcast::Sender<Event>,
+    stats: Stats,
+    /// Set once the version map has been built from the store.
+    ready: watch::Sender<bool>,
+    anti_entropy_interval: Duration,
+    tombstone_ttl: Duration,
+}
+
+impl Shared {
+    fn peers(&self) -> RwLockReadGuard<'_, Peers> {
+        self.peers.read().unwrap_or_else(PoisonError::into_inner)
+    }
+    fn peers_mut(&self) -> RwLockWriteGuard<'_, Peers> {
+        self.peers.write().unwrap_or_else(PoisonError::into_inner)
+    }
+    fn versions(&self) -> MutexGuard<'_, VersionMap> {
+        self.versions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+    fn versions_mut(&self) -> MutexGuard<'_, VersionMap> {
+        self.versions()
+    }
+    fn connected(&self, peer: PeerId, up: bool) {
+        let mut connected = self.connected.lock().unwrap_or_else(PoisonError::into_inner);
+        if up {
+            connected.insert(peer);
+        } else {
+            connected.remove(&peer);
+        }
+    }
+    fn connected_peers(&self) -> Vec<PeerId> {
+        self.connected.lock().unwrap_or_else(PoisonError::into_inner).iter().copied().collect()
+    }
+    fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.listening.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+/// A running federation: a handle on its tasks.
+pub struct Federation {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+    peer_id: PeerId,
+    cluster: String,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Federation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Federation").field("peer_id", &self.peer_id).finish_non_exhaustive()
+    }
+}
+
+impl Federation {
+    /// Starts the federation over `store`: listens, dials the bootstrap peers, and starts
+    /// replicating. Returns once every listener is up.
+    pub async fn start(
+        config: FederationConfig,
+        store: Store,
+        load: LoadSource,
+    ) -> Result<Federation, String> {
+        validate_cluster(&config.cluster)?;
+        let key = match &config.key_file {
+            Some(path) => identity::load_or_create(path)?,
+            None => libp2p::identity::Keypair::generate_ed25519(),
+        };
+        let peer_id = key.public().to_peer_id();
+        let names = Names::new(&config.cluster);
+        let (swarm, listening) = swarm::build(&config, key, &names).await?;
+        let shared = Arc::new(Shared {
+            node_id: config.node_id.clone(),
+            store,
+            peers: RwLock::new(Peers::new(config.heartbeat_interval)),
+            versions: Mutex::new(VersionMap::default()),
+            connected: Mutex::default(),
+            listening: RwLock::new(listening),
+            events: broadcast::channel(1024).0,
+            stats: Stats::default(),
+            ready: watch::channel(false).0,
+            anti_entropy_interval: config.anti_entropy_interval,
+            tombstone_ttl: config.tombstone_ttl,
+        });
+        let (commands, command_rx) = mpsc::channel(1024);
+        let (inbound, inbound_rx) = mpsc::channel(1024);
+        let client = Client { commands: commands.clone() };
+        let driver = swarm::Driver::new(swarm, names, shared.clone(), inbound, &config.bootstrap);
+        let tasks = vec![
+            tokio::spawn(driver.run(command_rx)),
+            tokio::spawn(replicator::follow_feed(shared.clone(), client.clone())),
+            tokio::spawn(replicator::serve(shared.clone(), client.clone(), inbound_rx)),
+            tokio::spawn(heartbeats(shared.clone(), client, config.clone(), peer_id, load)),
+        ];
+        Ok(Federation { shared, commands, peer_id, cluster: config.cluster, tasks })
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.shared.node_id
+    }
+
+    /// The addresses this node listens on, each ending in `/p2p/<peer id>`.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        let me = libp2p::multiaddr::Protocol::P2p(self.peer_id);
+        self.shared.listen_addrs().into_iter().map(|a| a.with(me.clone())).collect()
+    }
+
+    /// Every node heard from (this one included), with its liveness and load.
+    pub fn peers(&self) -> Vec<PeerView> {
+        self.shared.peers().snapshot(Instant::now())
+    }
+
+    /// Whether `node_id` is alive: `None` when it is not a gridnode node this one has heard of.
+    pub fn liveness(&self, node_id: &str) -> Option<bool> {
+        let peers = self.shared.peers();
+        peers.holder(node_id)?;
+        Some(peers.is_alive(node_id, Instant::now()))
+    }
+
+    /// The peers connected right now.
+    pub fn connected_peers(&self) -> Vec<PeerId> {
+        self.shared.connected_peers()
+    }
+
+    /// Events from here on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Dials a peer.
+    pub async fn dial(&self, addr: Multiaddr) {
+        let _ = self.commands.send(Command::Dial(addr)).await;
+    }
+
+    /// Stops every task and closes the connections.
+    pub async fn shutdown(self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+        let mut tasks = self.tasks.into_iter();
+        if let Some(driver) = tasks.next() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
+        }
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+/// Publishes this node's heartbeat every interval, and records it in its own table.
+async fn heartbeats(
+    shared: Arc<Shared>,
+    client: Client,
+    config: FederationConfig,
+    peer_id: PeerId,
+    load: LoadSource,
+) {
+    let mut ticks = tokio::time::interval(config.heartbeat_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let me = libp2p::multiaddr::Protocol::P2p(peer_id);
+    loop {
+        ticks.tick().await;
+        let sample = load.clone();
+        let load = tokio::task::spawn_blocking(move || sample()).await.unwrap_or_default();
+        let heartbeat = Heartbeat {
+            node_id: config.node_id.clone(),
+            peer_id: peer_id.to_string(),
+            grpc: config.grpc.clone(),
+            http: config.http.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            load,
+            p2p: shared
+                .listen_addrs()
+                .into_iter()
+                .map(|a| a.with(me.clone()).to_string())
+                .collect(),
+        };
+        shared.peers_mut().observe(heartbeat.clone(), Instant::now());
+        let data = Gossip::Heartbeat(heartbeat).encode();
+        if client.commands.send(Command::Publish { topic: Topic::Heartbeats, data }).await.is_err()
+        {
+            return;
+        }
+    }
+}

@@ -20,6 +20,9 @@ pub struct Heartbeat {
     pub http: String,
     pub version: String,
     pub load: Load,
+    /// The node's libp2p listen addresses, so peers that hear of it can dial it directly.
+    #[serde(default)]
+    pub p2p: Vec<String>,
 }
 
 /// A node's load, as its heartbeat reports it.
@@ -53,9 +56,49 @@ impl Peers {
         Peers { interval, seen: BTreeMap::new() }
     }
 
-    /// Records a heartbeat received at `now`. A node's latest heartbeat replaces its earlier one.
+    /// Records a heartbeat received at `now` from `source` (the peer that signed it). A node id
+    /// is held by one peer at a time: a heartbeat claiming a node id whose holder is still
+    /// alive is refused (a node cannot pose as another). A holder silent for three intervals
+    /// gives its id up, so a node that lost its key can rejoin under its old id.
+    pub fn admit(
+        &mut self,
+        heartbeat: Heartbeat,
+        source: &str,
+        now: Instant,
+    ) -> Result<(), String> {
+        if heartbeat.peer_id != source {
+            return Err(format!(
+                "a heartbeat for peer {} signed by peer {source}",
+                heartbeat.peer_id
+            ));
+        }
+        if let Some(holder) = self.holder(&heartbeat.node_id)
+            && holder != source
+            && self.is_alive(&heartbeat.node_id, now)
+        {
+            return Err(format!(
+                "peer {source} claims node id '{}', held by live peer {holder}",
+                heartbeat.node_id
+            ));
+        }
+        self.observe(heartbeat, now);
+        Ok(())
+    }
+
+    /// Records a heartbeat received at `now` without checks (this node's own). A node's latest
+    /// heartbeat replaces its earlier one.
     pub fn observe(&mut self, heartbeat: Heartbeat, now: Instant) {
         self.seen.insert(heartbeat.node_id.clone(), (heartbeat, now));
+    }
+
+    /// The peer id that speaks for `node_id`, if it is a gridnode node heard from.
+    pub fn holder(&self, node_id: &str) -> Option<&str> {
+        self.seen.get(node_id).map(|(heartbeat, _)| heartbeat.peer_id.as_str())
+    }
+
+    /// A node's latest heartbeat.
+    pub fn heartbeat(&self, node_id: &str) -> Option<&Heartbeat> {
+        self.seen.get(node_id).map(|(heartbeat, _)| heartbeat)
     }
 
     /// Whether `node_id` was heard from within the last [`MISSED_BEATS`] intervals.
@@ -86,10 +129,14 @@ impl Peers {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn beat(node: &str, cpu: f32) -> Heartbeat {
+    pub(crate) fn beat(node: &str) -> Heartbeat {
+        loaded(node, 0.0)
+    }
+
+    fn loaded(node: &str, cpu: f32) -> Heartbeat {
         Heartbeat {
             node_id: node.into(),
             peer_id: format!("peer-{node}"),
@@ -97,7 +144,24 @@ mod tests {
             http: "http://127.0.0.1:2".into(),
             version: "0.1.0".into(),
             load: Load { cpu_percent: cpu, ..Load::default() },
+            p2p: vec![],
         }
+    }
+
+    #[test]
+    fn a_node_id_belongs_to_its_live_holder() {
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut peers = Peers::new(second);
+        assert!(peers.admit(beat("a"), "peer-x", start).is_err(), "signed by another peer");
+        peers.admit(beat("a"), "peer-a", start).unwrap();
+        let mut impostor = beat("a");
+        impostor.peer_id = "peer-x".into();
+        assert!(peers.admit(impostor.clone(), "peer-x", start + second).is_err());
+        assert_eq!(peers.holder("a"), Some("peer-a"));
+        // Once the holder has been silent for three intervals, the id is free again.
+        peers.admit(impostor, "peer-x", start + second * 3).unwrap();
+        assert_eq!(peers.holder("a"), Some("peer-x"));
     }
 
     #[test]
@@ -105,12 +169,12 @@ mod tests {
         let start = Instant::now();
         let second = Duration::from_secs(1);
         let mut peers = Peers::new(second);
-        peers.observe(beat("a", 10.0), start);
+        peers.observe(loaded("a", 10.0), start);
         assert!(peers.is_alive("a", start + second * 2));
         assert!(!peers.is_alive("a", start + second * 3));
         assert!(!peers.is_alive("never-heard", start));
         // A new heartbeat revives it and replaces its load.
-        peers.observe(beat("a", 50.0), start + second * 4);
+        peers.observe(loaded("a", 50.0), start + second * 4);
         let view = peers.snapshot(start + second * 4 + Duration::from_millis(250));
         assert_eq!(view.len(), 1);
         assert!(view[0].alive);
@@ -122,7 +186,7 @@ mod tests {
     fn a_clock_that_seems_to_go_back_does_not_panic() {
         let later = Instant::now() + Duration::from_secs(5);
         let mut peers = Peers::new(Duration::from_secs(1));
-        peers.observe(beat("a", 0.0), later);
+        peers.observe(beat("a"), later);
         assert!(peers.is_alive("a", Instant::now()));
         assert_eq!(peers.snapshot(Instant::now())[0].last_seen_ms, 0);
     }

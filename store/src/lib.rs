@@ -23,7 +23,7 @@ pub mod query;
 mod record;
 mod store;
 
-pub use envelope::{Envelope, Header};
+pub use envelope::{Envelope, Header, decode_header};
 pub use error::{Error, Result};
 pub use feed::Change;
 pub use hlc::{Clock, Hlc, now_ms};

@@ -81,6 +81,11 @@ pub trait Record: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     /// The key the record is stored under.
     fn id(&self) -> Cow<'_, str>;
 
+    /// Checks a key that arrives without its record (a replicated tombstone).
+    fn validate_key(key: &str) -> Result<(), Error> {
+        validate_id(Self::COLLECTION.kind(), key)
+    }
+
     /// Checks a record before it is written: the id, and the size of its indexed values (each
     /// one is part of an index key).
     fn validate(&self) -> Result<(), Error> {

@@ -23,7 +23,7 @@ use crate::envelope::{Envelope, Header, decode_header};
 use crate::feed::Change;
 use crate::hlc::{Clock, Hlc, now_ms};
 use crate::query::Filter;
-use crate::record::{Collection, Record};
+use crate::record::{ClusterLocalTool, Collection, FunctionEntry, Record, ToolEntry};
 use crate::{Error, Result, index};
 
 /// The store schema this build writes and reads. Bump it with a migration in [`Store::open`].
@@ -205,10 +205,60 @@ impl Store {
     pub fn versions<R: Record>(&self) -> impl Iterator<Item = Result<(String, Header)>> + use<R> {
         self.tree(R::COLLECTION).iter().map(|item| {
             let (key, bytes) = item?;
-            let id = String::from_utf8(key.to_vec())
-                .map_err(|_| Error::Corrupt("a record key that is not utf-8".into()))?;
-            Ok((id, decode_header(R::COLLECTION, &bytes)?))
+            Ok((utf8_key(&key)?, decode_header(R::COLLECTION, &bytes)?))
         })
+    }
+
+    /// The envelope stored under this id as its encoded bytes, tombstones included (what
+    /// replication ships; [`Store::merge_encoded`] takes it on the other side).
+    pub fn encoded_version(&self, collection: Collection, id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.tree(collection).get(id.as_bytes())?.map(|bytes| bytes.to_vec()))
+    }
+
+    /// Every version of every replicated collection, as `(collection, id, header)`.
+    pub fn all_versions(&self) -> Result<Vec<(Collection, String, Header)>> {
+        let mut all = Vec::new();
+        for collection in Collection::ALL {
+            for item in self.tree(collection).iter() {
+                let (key, bytes) = item?;
+                all.push((collection, utf8_key(&key)?, decode_header(collection, &bytes)?));
+            }
+        }
+        Ok(all)
+    }
+
+    /// Removes tombstones written before `before_wall_ms` and returns what it removed. A
+    /// tombstone replaced by a newer version in the meantime stays.
+    pub fn collect_tombstones(
+        &self,
+        before_wall_ms: u64,
+    ) -> Result<Vec<(Collection, String, Hlc)>> {
+        let mut removed = Vec::new();
+        for collection in Collection::ALL {
+            let tree = self.tree(collection);
+            for item in tree.iter() {
+                let (key, bytes) = item?;
+                let header = decode_header(collection, &bytes)?;
+                if !header.tombstone || header.hlc.wall_ms >= before_wall_ms {
+                    continue;
+                }
+                // In a transaction, so a merge of a newer version racing this one wins.
+                let gone = tree.transaction(|t| {
+                    let still = t.get(&key)?.is_some_and(|now| now == bytes);
+                    if still {
+                        t.remove(&key)?;
+                    }
+                    Ok::<_, ConflictableTransactionError<Error>>(still)
+                })?;
+                if gone {
+                    removed.push((collection, utf8_key(&key)?, header.hlc));
+                }
+            }
+        }
+        if !removed.is_empty() {
+            self.sync()?;
+        }
+        Ok(removed)
     }
 
     /// Live records in id order.
@@ -395,6 +445,29 @@ impl Store {
     /// same state on every node. An applied version keeps its clock, gets a feed entry (so the
     /// search index follows it like a local write) and moves this node's clock past it.
     pub fn merge<R: Record>(&self, id: &str, remote: Envelope<R>) -> Result<Merged> {
+        let merged = self.merge_unsynced(id, remote)?;
+        if merged != Merged::Ignored {
+            self.sync()?;
+        }
+        Ok(merged)
+    }
+
+    /// [`Store::merge`] of an encoded envelope (as [`Store::encoded_version`] returns it), by
+    /// collection, without the flush: a replicator merges a batch, then calls [`Store::sync`].
+    /// The bytes come from a peer: they are decoded with a size limit and validated first.
+    pub fn merge_encoded(&self, collection: Collection, id: &str, bytes: &[u8]) -> Result<Merged> {
+        match collection {
+            Collection::Tools => self.merge_unsynced::<ToolEntry>(id, Envelope::decode(bytes)?),
+            Collection::Functions => {
+                self.merge_unsynced::<FunctionEntry>(id, Envelope::decode(bytes)?)
+            }
+            Collection::ClusterTools => {
+                self.merge_unsynced::<ClusterLocalTool>(id, Envelope::decode(bytes)?)
+            }
+        }
+    }
+
+    fn merge_unsynced<R: Record>(&self, id: &str, remote: Envelope<R>) -> Result<Merged> {
         match (&remote.record, remote.header.tombstone) {
             (Some(record), false) => {
                 record.validate()?;
@@ -406,7 +479,7 @@ impl Store {
                     )));
                 }
             }
-            (None, true) => {}
+            (None, true) => R::validate_key(id)?,
             _ => {
                 return Err(Error::Invalid(
                     "a version must carry its record, or be a tombstone without one".into(),
@@ -445,7 +518,6 @@ impl Store {
         let Some(written) = outcome else { return Ok(Merged::Ignored) };
         self.inner.clock.lock().unwrap_or_else(PoisonError::into_inner).observe(&written.hlc);
         self.notify(written.seq);
-        self.sync()?;
         Ok(Merged::Applied(written))
     }
 
@@ -627,6 +699,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// True for 64 lowercase hex digits.
 pub fn is_sha256_hex(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn utf8_key(key: &[u8]) -> Result<String> {
+    String::from_utf8(key.to_vec())
+        .map_err(|_| Error::Corrupt("a record key that is not utf-8".into()))
 }
 
 fn decode_u64(bytes: &[u8]) -> Result<u64> {

@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use gridnode_store::{Envelope, Error, Hlc, Merged, Page, Record, Store, StoreConfig, ToolEntry};
+use gridnode_store::{
+    ClusterLocalTool, Collection, Envelope, Error, Hlc, Merged, Page, Record, Store, StoreConfig,
+    ToolEntry,
+};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -77,7 +80,46 @@ fn malformed_versions_are_refused() {
     let mut inconsistent = version("t", hlc(1, 0, "a"), Some("x"));
     inconsistent.header.tombstone = true;
     assert!(matches!(s.merge("t", inconsistent), Err(Error::Invalid(_))));
+    let bad_tombstone = version("x", hlc(1, 0, "a"), None);
+    assert!(matches!(s.merge("../x", bad_tombstone), Err(Error::Invalid(_))));
+    let no_node = Envelope::<ClusterLocalTool>::tombstone(hlc(1, 0, "a"));
+    assert!(matches!(s.merge("just-a-name", no_node), Err(Error::Invalid(_))));
+    // Bytes from a peer that are not an envelope.
+    for garbage in [&b""[..], b"\xff\xff\xff\xff\xff\xff\xff\xff\xff", &[7; 64]] {
+        assert!(s.merge_encoded(Collection::Tools, "t", garbage).is_err());
+    }
     assert_eq!(s.last_seq(), 0);
+}
+
+#[test]
+fn encoded_versions_travel_between_stores() {
+    let (a, b) = (store("a"), store("b"));
+    a.create(&ToolEntry { tool_id: "t".into(), ..ToolEntry::default() }).unwrap();
+    a.create(&ClusterLocalTool { name: "x".into(), node_id: "a".into(), ..Default::default() })
+        .unwrap();
+    a.delete::<ToolEntry>("t").unwrap();
+    for (collection, id, header) in a.all_versions().unwrap() {
+        let bytes = a.encoded_version(collection, &id).unwrap().unwrap();
+        assert!(
+            matches!(b.merge_encoded(collection, &id, &bytes), Ok(Merged::Applied(w)) if w.hlc == header.hlc)
+        );
+    }
+    assert_eq!(a.all_versions().unwrap(), b.all_versions().unwrap());
+    assert!(b.envelope::<ToolEntry>("t").unwrap().unwrap().header.tombstone);
+    assert_eq!(b.get::<ClusterLocalTool>("a/x").unwrap().node_id, "a");
+}
+
+#[test]
+fn old_tombstones_are_collected_and_newer_versions_stay() {
+    let s = store("local");
+    s.merge("old", version("old", hlc(10, 0, "n"), None)).unwrap();
+    s.merge("new", version("new", hlc(30, 0, "n"), None)).unwrap();
+    s.merge("live", version("live", hlc(5, 0, "n"), Some("x"))).unwrap();
+    let removed = s.collect_tombstones(20).unwrap();
+    assert_eq!(removed, [(Collection::Tools, "old".to_string(), hlc(10, 0, "n"))]);
+    let left: Vec<String> = s.all_versions().unwrap().into_iter().map(|(_, id, _)| id).collect();
+    assert_eq!(left, ["live", "new"]);
+    assert!(s.collect_tombstones(20).unwrap().is_empty());
 }
 
 /// Each id's version and live record.

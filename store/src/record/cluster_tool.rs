@@ -30,6 +30,11 @@ impl ClusterLocalTool {
     pub fn key(node_id: &str, name: &str) -> String {
         format!("{node_id}/{name}")
     }
+
+    /// The `(node_id, name)` a store key names, when it is one.
+    pub fn split_key(key: &str) -> Option<(&str, &str)> {
+        key.split_once('/')
+    }
 }
 
 impl Record for ClusterLocalTool {
@@ -39,6 +44,17 @@ impl Record for ClusterLocalTool {
 
     fn id(&self) -> Cow<'_, str> {
         Cow::Owned(ClusterLocalTool::key(&self.node_id, &self.name))
+    }
+
+    fn validate_key(key: &str) -> Result<(), Error> {
+        let (node_id, name) = ClusterLocalTool::split_key(key).ok_or_else(|| {
+            Error::Invalid(format!(
+                "invalid node-local tool key '{}': expected <node_id>/<name>",
+                super::truncate(key, 64)
+            ))
+        })?;
+        ClusterLocalTool { name: name.into(), node_id: node_id.into(), ..Default::default() }
+            .validate()
     }
 
     fn validate(&self) -> Result<(), Error> {
