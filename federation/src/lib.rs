@@ -235,7 +235,7 @@ pub struct Federation {
     commands: mpsc::Sender<Command>,
     peer_id: PeerId,
     cluster: String,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Federation {
@@ -283,7 +283,13 @@ impl Federation {
             tokio::spawn(replicator::serve(shared.clone(), client.clone(), inbound_rx)),
             tokio::spawn(heartbeats(shared.clone(), client, config.clone(), peer_id, load)),
         ];
-        Ok(Federation { shared, commands, peer_id, cluster: config.cluster, tasks })
+        Ok(Federation {
+            shared,
+            commands,
+            peer_id,
+            cluster: config.cluster,
+            tasks: Mutex::new(tasks),
+        })
     }
 
     pub fn peer_id(&self) -> PeerId {
@@ -335,10 +341,11 @@ impl Federation {
         let _ = self.commands.send(Command::Dial(addr)).await;
     }
 
-    /// Stops every task and closes the connections.
-    pub async fn shutdown(self) {
+    /// Stops every task and closes the connections. Later calls do nothing.
+    pub async fn shutdown(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
         let _ = self.commands.send(Command::Shutdown).await;
-        let mut tasks = self.tasks.into_iter();
+        let mut tasks = tasks.into_iter();
         if let Some(driver) = tasks.next() {
             let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
         }

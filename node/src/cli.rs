@@ -52,6 +52,22 @@ pub struct ServeArgs {
     /// Node-local process tools, one folder each [default: <data-dir>/tools].
     #[arg(long, env = "GRIDNODE_TOOLS_DIR", value_name = "DIR")]
     pub tools_dir: Option<PathBuf>,
+    /// Nodes only federate within one cluster name [default: default].
+    #[arg(long, env = "GRIDNODE_CLUSTER", value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// libp2p listener, repeatable; port 0 picks a free port
+    /// [default: /ip4/0.0.0.0/udp/4001/quic-v1 and /ip4/0.0.0.0/tcp/4001].
+    #[arg(long, env = "GRIDNODE_P2P", value_name = "MULTIADDR", value_delimiter = ',')]
+    pub p2p: Vec<String>,
+    /// A peer to dial at start, repeatable (with /p2p/<peer id> or without).
+    #[arg(long, env = "GRIDNODE_BOOTSTRAP", value_name = "MULTIADDR", value_delimiter = ',')]
+    pub bootstrap: Vec<String>,
+    /// LAN discovery for zero-config clusters [default: on].
+    #[arg(long, env = "GRIDNODE_MDNS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", overrides_with = "no_mdns")]
+    pub mdns: Option<bool>,
+    /// Turns LAN discovery off.
+    #[arg(long, overrides_with = "mdns")]
+    pub no_mdns: bool,
 }
 
 impl Cli {
@@ -92,6 +108,20 @@ impl ServeArgs {
         if let Some(dir) = &self.tools_dir {
             config.tools_dir = Some(dir.clone());
         }
+        if let Some(cluster) = &self.cluster {
+            config.cluster = cluster.clone();
+        }
+        if !self.p2p.is_empty() {
+            config.p2p = self.p2p.clone();
+        }
+        if !self.bootstrap.is_empty() {
+            config.bootstrap = self.bootstrap.clone();
+        }
+        if self.no_mdns {
+            config.mdns = false;
+        } else if let Some(mdns) = self.mdns {
+            config.mdns = mdns;
+        }
         config.validate()
     }
 }
@@ -125,5 +155,32 @@ mod tests {
         let cli = Cli::try_parse_from(["gridnode", "--node-id", "y"]).unwrap();
         assert_eq!(cli.serve_args().node_id.as_deref(), Some("y"));
         assert!(Cli::try_parse_from(["gridnode", "--http", "nonsense"]).is_err());
+    }
+
+    #[test]
+    fn federation_flags() {
+        let cli = Cli::try_parse_from([
+            "gridnode",
+            "--cluster",
+            "edge",
+            "--p2p",
+            "/ip4/127.0.0.1/tcp/0",
+            "--p2p",
+            "/ip4/127.0.0.1/udp/0/quic-v1",
+            "--bootstrap",
+            "/ip4/10.0.0.5/tcp/4001,/ip4/10.0.0.6/tcp/4001",
+            "--no-mdns",
+        ])
+        .unwrap();
+        let config = cli.serve_args().resolve().unwrap();
+        assert_eq!(config.cluster, "edge");
+        assert_eq!(config.p2p.len(), 2);
+        assert_eq!(config.bootstrap.len(), 2);
+        assert!(!config.mdns);
+        let config = Cli::try_parse_from(["gridnode"]).unwrap().serve_args().resolve().unwrap();
+        assert!(config.mdns);
+        assert_eq!(config.cluster, "default");
+        let off = Cli::try_parse_from(["gridnode", "--mdns", "false"]).unwrap();
+        assert!(!off.serve_args().resolve().unwrap().mdns);
     }
 }

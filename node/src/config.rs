@@ -35,6 +35,16 @@ pub struct NodeConfig {
     pub advertise_grpc: String,
     /// Node-local process tools; `<data_dir>/tools` when unset.
     pub tools_dir: Option<PathBuf>,
+    /// Nodes only federate within one cluster name.
+    pub cluster: String,
+    /// libp2p listen addresses (multiaddrs); port 0 picks a free port.
+    pub p2p: Vec<String>,
+    /// Peers to dial at start and keep dialing while they are down (with `/p2p/<peer id>` or
+    /// without).
+    pub bootstrap: Vec<String>,
+    /// LAN discovery (mDNS).
+    pub mdns: bool,
+    pub federation: FederationSettings,
     pub store: StoreSettings,
     pub limits: Limits,
     pub runtime: RuntimeSettings,
@@ -57,6 +67,28 @@ impl Default for RuntimeSettings {
             default_timeout_ms: 30_000,
             max_output_bytes: 16 * MIB,
             max_concurrent_per_tool: 32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationSettings {
+    /// How often this node gossips its heartbeat; silent for three is not alive.
+    pub heartbeat_ms: u64,
+    /// How often this node compares digests with each connected peer.
+    pub anti_entropy_ms: u64,
+    /// How long a delete's tombstone is kept for peers that were away; a peer away for longer
+    /// may bring the deleted record back.
+    pub tombstone_ttl_secs: u64,
+}
+
+impl Default for FederationSettings {
+    fn default() -> Self {
+        FederationSettings {
+            heartbeat_ms: 1000,
+            anti_entropy_ms: 5000,
+            tombstone_ttl_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -89,6 +121,11 @@ impl Default for NodeConfig {
             grpc: SocketAddr::from(([127, 0, 0, 1], 50051)),
             advertise_grpc: String::new(),
             tools_dir: None,
+            cluster: "default".into(),
+            p2p: vec!["/ip4/0.0.0.0/udp/4001/quic-v1".into(), "/ip4/0.0.0.0/tcp/4001".into()],
+            bootstrap: Vec::new(),
+            mdns: true,
+            federation: FederationSettings::default(),
             store: StoreSettings::default(),
             limits: Limits::default(),
             runtime: RuntimeSettings::default(),
@@ -113,6 +150,19 @@ impl Default for Limits {
 }
 
 impl NodeConfig {
+    /// The defaults with every listener on 127.0.0.1, port 0, and mDNS off: for tests, benches
+    /// and several nodes on one machine.
+    pub fn loopback(data_dir: impl Into<PathBuf>) -> NodeConfig {
+        NodeConfig {
+            data_dir: data_dir.into(),
+            http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            grpc: SocketAddr::from(([127, 0, 0, 1], 0)),
+            p2p: vec!["/ip4/127.0.0.1/udp/0/quic-v1".into(), "/ip4/127.0.0.1/tcp/0".into()],
+            mdns: false,
+            ..NodeConfig::default()
+        }
+    }
+
     /// Reads a TOML config file; unknown keys and wrong types are errors naming the key.
     pub fn from_file(path: &Path) -> Result<NodeConfig> {
         let text = std::fs::read_to_string(path)
@@ -162,6 +212,30 @@ impl NodeConfig {
                 "runtime.max_concurrent_per_tool: must be from 1 to 10000".into(),
             ));
         }
+        gridnode_federation::validate_cluster(&self.cluster)
+            .map_err(|e| Error::Config(format!("cluster: {e}")))?;
+        if self.p2p.is_empty() {
+            return Err(Error::Config("p2p: give at least one listen multiaddr".into()));
+        }
+        for (key, addrs) in [("p2p", &self.p2p), ("bootstrap", &self.bootstrap)] {
+            for addr in addrs {
+                addr.parse::<gridnode_federation::Multiaddr>().map_err(|e| {
+                    Error::Config(format!(
+                        "{key}: '{addr}' is not a multiaddr ({e}); for example /ip4/10.0.0.5/tcp/4001"
+                    ))
+                })?;
+            }
+        }
+        let federation = &self.federation;
+        for (key, value, max) in [
+            ("federation.heartbeat_ms", federation.heartbeat_ms, 3_600_000),
+            ("federation.anti_entropy_ms", federation.anti_entropy_ms, 86_400_000),
+            ("federation.tombstone_ttl_secs", federation.tombstone_ttl_secs, 10 * 365 * 86_400),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(Error::Config(format!("{key}: must be from 1 to {max}")));
+            }
+        }
         if !self.advertise_grpc.is_empty() && !self.advertise_grpc.contains(':') {
             return Err(Error::Config(format!(
                 "advertise_grpc: '{}' must be host:port",
@@ -193,6 +267,19 @@ impl NodeConfig {
     /// Where process tools get their working directories.
     pub fn work_dir(&self) -> PathBuf {
         self.data_dir.join("work")
+    }
+
+    /// This node's libp2p key (its peer id is derived from it).
+    pub fn key_file(&self) -> PathBuf {
+        self.data_dir.join("p2p.key")
+    }
+
+    /// The listen and bootstrap addresses, parsed (checked by [`NodeConfig::validate`]).
+    pub fn multiaddrs(
+        &self,
+    ) -> (Vec<gridnode_federation::Multiaddr>, Vec<gridnode_federation::Multiaddr>) {
+        let parse = |addrs: &[String]| addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        (parse(&self.p2p), parse(&self.bootstrap))
     }
 
     /// Where the search index keeps its files (rebuilt from the store when missing).
@@ -249,5 +336,12 @@ mod tests {
         assert!(config.validate().unwrap_err().to_string().contains("node_id"));
         let config = NodeConfig { advertise_http: "ftp://x".into(), ..NodeConfig::default() };
         assert!(config.validate().unwrap_err().to_string().contains("advertise_http"));
+        let config = NodeConfig { cluster: "a/b".into(), ..NodeConfig::default() };
+        assert!(config.validate().unwrap_err().to_string().contains("cluster"));
+        let config =
+            NodeConfig { bootstrap: vec!["10.0.0.1:4001".into()], ..NodeConfig::default() };
+        assert!(config.validate().unwrap_err().to_string().contains("bootstrap"));
+        let config = NodeConfig { p2p: vec![], ..NodeConfig::default() };
+        assert!(config.validate().unwrap_err().to_string().contains("p2p"));
     }
 }

@@ -35,6 +35,9 @@ pub enum Error {
     /// The configuration is invalid; the message names the key.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The federation could not start (a p2p listener, the p2p key).
+    #[error("federation: {0}")]
+    Federation(String),
 }
 
 impl Error {

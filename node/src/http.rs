@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::graphql::GraphSchema;
 use crate::http::extract::{JsonBody, Params};
 use crate::service::Registry;
+use crate::service::cluster::Cluster;
 
 pub mod cluster_tools;
 pub mod error;
@@ -25,14 +26,15 @@ pub mod registry;
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Registry,
+    pub cluster: Cluster,
     pub graphql: GraphSchema,
     /// True once the store is open and every listener is bound.
     pub ready: Arc<AtomicBool>,
 }
 
 impl AppState {
-    pub fn new(registry: Registry, ready: Arc<AtomicBool>) -> AppState {
-        AppState { graphql: crate::graphql::schema(registry.clone()), registry, ready }
+    pub fn new(registry: Registry, cluster: Cluster, ready: Arc<AtomicBool>) -> AppState {
+        AppState { graphql: crate::graphql::schema(registry.clone()), registry, cluster, ready }
     }
 }
 
@@ -51,6 +53,8 @@ pub fn router(state: AppState) -> Router {
         .merge(registry::routes::<ToolEntry>(max_upload))
         .merge(registry::routes::<FunctionEntry>(max_upload))
         .merge(cluster_tools::routes())
+        .route("/node", get(node))
+        .route("/peers", get(peers))
         .route("/blobs/{sha256}", get(blob))
         .route("/search", get(search))
         .route("/graphql", get(|| graphiql("/graphql")).post(graphql))
@@ -69,6 +73,16 @@ async fn blob(
 ) -> Result<impl IntoResponse> {
     let bytes = app.registry.blob(sha256).await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes))
+}
+
+/// `GET /node`: this node's ids, cluster, version and listeners.
+async fn node(State(app): State<AppState>) -> Json<crate::service::cluster::NodeInfo> {
+    Json(app.cluster.node().clone())
+}
+
+/// `GET /peers`: every node heard from, this one included, with `alive`, `last_seen_ms` and load.
+async fn peers(State(app): State<AppState>) -> Json<Vec<gridnode_federation::PeerView>> {
+    Json(app.cluster.peers())
 }
 
 /// `GET /search?q=&kind=tools|functions|all&limit=&offset=`: ranked hits across the registries.

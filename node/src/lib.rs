@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod load;
 pub mod node;
 pub mod runtime;
 pub mod service;

@@ -33,6 +33,9 @@ async fn run(cli: &Cli) -> Result<()> {
     let node = Node::start(config).await?;
     println!("http listening on {}", node.http_addr());
     println!("grpc listening on {}", node.grpc_addr());
+    for addr in node.p2p_addrs() {
+        println!("p2p listening on {addr}");
+    }
     tokio::select! {
         _ = term.recv() => {}
         _ = interrupt.recv() => {}

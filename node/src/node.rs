@@ -12,12 +12,16 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use gridnode_federation::{Federation, FederationConfig, Load};
+
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::http::{self, AppState};
+use crate::load::Sampler;
 use crate::runtime::grpc::Executor;
 use crate::runtime::process::{self, ProcessSettings};
 use crate::runtime::{Runtime, builtin};
+use crate::service::cluster::{Cluster, Listeners};
 use crate::service::{Registry, Settings};
 
 /// How long shutdown waits for in-flight requests.
@@ -37,6 +41,7 @@ pub struct Node {
     stop_grpc: oneshot::Sender<()>,
     grpc: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
     follower: Follower,
+    cluster: Cluster,
 }
 
 impl Node {
@@ -83,6 +88,19 @@ impl Node {
         } else {
             config.advertise_grpc.clone()
         };
+        let cluster = start_federation(
+            &config,
+            store.clone(),
+            runtime.clone(),
+            Listeners {
+                http: http_addr.to_string(),
+                grpc: grpc_addr.to_string(),
+                p2p: Vec::new(),
+                advertise_http: advertise_http.clone(),
+                advertise_grpc: advertise_grpc.clone(),
+            },
+        )
+        .await?;
         let registry = Registry::new(
             store,
             search,
@@ -105,7 +123,7 @@ impl Node {
         });
 
         let ready = Arc::new(AtomicBool::new(false));
-        let app = http::router(AppState::new(registry.clone(), ready.clone()));
+        let app = http::router(AppState::new(registry.clone(), cluster.clone(), ready.clone()));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -115,7 +133,14 @@ impl Node {
                 .await
         });
         ready.store(true, Ordering::Release);
-        tracing::info!(node_id = %config.node_id, %http_addr, %grpc_addr, "node started");
+        tracing::info!(
+            node_id = %config.node_id,
+            peer_id = %cluster.node().peer_id,
+            cluster = %config.cluster,
+            %http_addr,
+            %grpc_addr,
+            "node started"
+        );
         Ok(Node {
             config,
             http_addr,
@@ -128,6 +153,7 @@ impl Node {
             stop_grpc,
             grpc,
             follower,
+            cluster,
         })
     }
 
@@ -160,6 +186,16 @@ impl Node {
         &self.runtime
     }
 
+    /// This node in its federation.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// The libp2p listen addresses, each ending in `/p2p/<peer id>`.
+    pub fn p2p_addrs(&self) -> &[String] {
+        &self.cluster.node().listeners.p2p
+    }
+
     /// Stops accepting requests, lets in-flight ones finish (for at most [`SHUTDOWN_GRACE`]),
     /// then makes every write durable, whatever happened to the servers.
     pub async fn shutdown(mut self) -> Result<()> {
@@ -187,6 +223,9 @@ impl Node {
                 Ok(())
             }
         };
+        // No more replication: what peers send from now on, this node gets by anti-entropy at
+        // its next start.
+        self.cluster.federation().shutdown().await;
         // Stop indexing after the batch in hand, then release the index writer and its lock, so
         // the next start (in this process too) can take it. A restart catches up from the feed.
         self.follower.stop().await;
@@ -200,6 +239,40 @@ impl Node {
         tracing::info!("node stopped; store flushed");
         served
     }
+}
+
+/// Starts the federation over the store; the heartbeat carries the advertised endpoints and the
+/// machine's load with the runtime's calls in flight.
+async fn start_federation(
+    config: &NodeConfig,
+    store: Store,
+    runtime: Arc<Runtime>,
+    mut listeners: Listeners,
+) -> Result<Cluster> {
+    let (listen, bootstrap) = config.multiaddrs();
+    let mut settings = FederationConfig::new(config.node_id.clone(), config.cluster.clone());
+    settings.listen = listen;
+    settings.bootstrap = bootstrap;
+    settings.mdns = config.mdns;
+    settings.key_file = Some(config.key_file());
+    settings.grpc = listeners.advertise_grpc.clone();
+    settings.http = listeners.advertise_http.clone();
+    settings.heartbeat_interval = Duration::from_millis(config.federation.heartbeat_ms);
+    settings.anti_entropy_interval = Duration::from_millis(config.federation.anti_entropy_ms);
+    settings.tombstone_ttl = Duration::from_secs(config.federation.tombstone_ttl_secs);
+    let sampler = Sampler::default();
+    let load = Arc::new(move || {
+        let sample = sampler.sample();
+        Load {
+            cpu_percent: sample.map_or(0.0, |s| s.cpu_percent),
+            memory_used_bytes: sample.map_or(0, |s| s.memory_used_bytes),
+            memory_total_bytes: sample.map_or(0, |s| s.memory_total_bytes),
+            in_flight_calls: runtime.in_flight(),
+        }
+    });
+    let federation = Federation::start(settings, store, load).await.map_err(Error::Federation)?;
+    listeners.p2p = federation.listen_addrs().iter().map(ToString::to_string).collect();
+    Ok(Cluster::new(Arc::new(federation), listeners))
 }
 
 /// Binds a listener; port 0 picks a free port, so the bound address is returned with it.

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use gridnode_store::{ClusterLocalTool, JsonMap};
@@ -61,6 +62,8 @@ struct Hosted {
 pub struct Runtime {
     node_id: String,
     tools: BTreeMap<String, Hosted>,
+    /// Calls running now (the heartbeat's load).
+    in_flight: AtomicU32,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -74,7 +77,7 @@ impl std::fmt::Debug for Runtime {
 
 impl Runtime {
     pub fn new(node_id: impl Into<String>) -> Runtime {
-        Runtime { node_id: node_id.into(), tools: BTreeMap::new() }
+        Runtime { node_id: node_id.into(), tools: BTreeMap::new(), in_flight: AtomicU32::new(0) }
     }
 
     /// Hosts a tool, compiling its input spec once. A duplicate name or a bad spec is an error
@@ -97,6 +100,11 @@ impl Runtime {
         &self.node_id
     }
 
+    /// How many calls are running now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     /// This node's `ClusterLocalTools` records.
     pub fn records(&self) -> Vec<ClusterLocalTool> {
         self.tools
@@ -115,6 +123,7 @@ impl Runtime {
     /// an unknown tool, invalid input or a failing tool is `success: false` with a clear error.
     pub async fn call(&self, name: &str, input: &[u8]) -> CallOutcome {
         let started = Instant::now();
+        let _running = InFlight::enter(&self.in_flight);
         let mut metadata = BTreeMap::new();
         let result = match self.tools.get(name) {
             None => Err(format!(
@@ -143,5 +152,21 @@ impl Runtime {
             Ok(output) => CallOutcome { success: true, output, error: String::new(), metadata },
             Err(error) => CallOutcome { success: false, output: Vec::new(), error, metadata },
         }
+    }
+}
+
+/// Counts a call as running until dropped (also when the caller goes away mid-call).
+struct InFlight<'a>(&'a AtomicU32);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicU32) -> InFlight<'a> {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

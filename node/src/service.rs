@@ -16,6 +16,7 @@ use crate::config::Limits;
 use crate::error::{Error, Result};
 
 pub mod bundle;
+pub mod cluster;
 
 /// The default page size of every array result.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -250,24 +251,28 @@ impl Registry {
         &self,
         node_id: Option<String>,
         page: Page,
-    ) -> Result<Vec<ClusterLocalTool>> {
+    ) -> Result<Vec<HostedTool>> {
         self.blocking(move |store| {
-            Ok(match node_id {
+            let records = match node_id {
                 None => store.list::<ClusterLocalTool>(page)?,
                 Some(node) => {
                     store.find::<ClusterLocalTool>("node_id", &Value::from(node), page)?
                 }
-            })
+            };
+            records.into_iter().map(|record| HostedTool::read(store, record)).collect()
         })
         .await
     }
 
     /// One node-local tool record.
-    pub async fn cluster_tool(&self, node_id: String, name: String) -> Result<ClusterLocalTool> {
+    pub async fn cluster_tool(&self, node_id: String, name: String) -> Result<HostedTool> {
         self.blocking(move |store| {
-            store.try_get::<ClusterLocalTool>(&ClusterLocalTool::key(&node_id, &name))?.ok_or_else(
-                || Error::NotFound(format!("tool '{name}' is not registered on node '{node_id}'")),
-            )
+            let record = store
+                .try_get::<ClusterLocalTool>(&ClusterLocalTool::key(&node_id, &name))?
+                .ok_or_else(|| {
+                    Error::NotFound(format!("tool '{name}' is not registered on node '{node_id}'"))
+                })?;
+            HostedTool::read(store, record)
         })
         .await
     }
@@ -280,6 +285,23 @@ impl Registry {
                 .ok_or_else(|| Error::NotFound(format!("blob '{sha256}' not found")))
         })
         .await
+    }
+}
+
+/// A node-local tool record and the node that last wrote it (a node writes its own records; a
+/// record written by another is an outside node's, registered over REST).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostedTool {
+    pub record: ClusterLocalTool,
+    pub written_by: String,
+}
+
+impl HostedTool {
+    fn read(store: &Store, record: ClusterLocalTool) -> Result<HostedTool> {
+        let key = ClusterLocalTool::key(&record.node_id, &record.name);
+        let header = store.header::<ClusterLocalTool>(&key)?;
+        let written_by = header.map(|h| h.hlc.node).unwrap_or_default();
+        Ok(HostedTool { record, written_by })
     }
 }
 

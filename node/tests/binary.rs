@@ -17,6 +17,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 struct Running {
     child: Child,
     base: String,
+    /// The `p2p listening on` addresses.
+    p2p: Vec<String>,
 }
 
 impl Drop for Running {
@@ -31,6 +33,8 @@ fn command(data_dir: &Path) -> Command {
     cmd.env_remove("GRIDNODE_CONFIG")
         .env("GRIDNODE_HTTP", "127.0.0.1:0")
         .env("GRIDNODE_GRPC", "127.0.0.1:0")
+        .env("GRIDNODE_P2P", "/ip4/127.0.0.1/tcp/0,/ip4/127.0.0.1/udp/0/quic-v1")
+        .env("GRIDNODE_MDNS", "false")
         .env("GRIDNODE_DATA_DIR", data_dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -38,27 +42,39 @@ fn command(data_dir: &Path) -> Command {
     cmd
 }
 
-/// Starts the binary and waits for its `http listening on ADDR` line.
+/// Starts the binary and waits for its listener lines: `http`, `grpc`, then one `p2p` line per
+/// libp2p listener (two here).
 fn start(mut cmd: Command) -> Running {
     let mut child = cmd.spawn().expect("the gridnode binary runs");
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("http listening on ") {
-                let _ = tx.send(addr.to_owned());
-            }
+            let _ = tx.send(line);
         }
     });
-    let addr = match rx.recv_timeout(START_TIMEOUT) {
-        Ok(addr) => addr,
-        Err(_) => {
+    let mut lines = Vec::new();
+    while lines.len() < 4 {
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(line) => lines.push(line),
+            Err(_) => break,
+        }
+    }
+    let http = lines.iter().find_map(|l| l.strip_prefix("http listening on "));
+    let p2p: Vec<String> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("p2p listening on "))
+        .map(String::from)
+        .collect();
+    let addr = match http {
+        Some(addr) if p2p.len() == 2 => addr.to_owned(),
+        _ => {
             let _ = child.kill();
             let output = child.wait_with_output().unwrap();
             panic!("gridnode did not start: {}", String::from_utf8_lossy(&output.stderr));
         }
     };
-    Running { child, base: format!("http://{addr}") }
+    Running { child, base: format!("http://{addr}"), p2p }
 }
 
 #[tokio::test]
@@ -167,4 +183,37 @@ fn bad_configuration_fails_fast_with_the_reason() {
     let addr = taken.local_addr().unwrap().to_string();
     let stderr = run(&["--http", &addr]);
     assert!(stderr.contains("cannot listen for http"), "{stderr}");
+}
+
+#[tokio::test]
+async fn two_binaries_federate_through_a_bootstrap_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = format!("binary-{}", std::process::id());
+    let mut first = command(&dir.path().join("a"));
+    first.env("GRIDNODE_NODE_ID", "bin-a").env("GRIDNODE_CLUSTER", &cluster);
+    let a = start(first);
+    let tcp = a.p2p.iter().find(|addr| addr.contains("/tcp/")).unwrap().clone();
+    assert!(tcp.contains("/p2p/12D3KooW"), "the p2p line carries the peer id: {tcp}");
+    let mut second = command(&dir.path().join("b"));
+    second
+        .env("GRIDNODE_NODE_ID", "bin-b")
+        .env("GRIDNODE_CLUSTER", &cluster)
+        .env("GRIDNODE_BOOTSTRAP", &tcp);
+    let b = start(second);
+    let (api_a, api_b) = (Api::new(a.base.clone()), Api::new(b.base.clone()));
+
+    let (status, node) = api_a.get("/node").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(node["node_id"], "bin-a");
+    assert_eq!(node["cluster"], cluster.as_str());
+    assert!(tcp.ends_with(node["peer_id"].as_str().unwrap()));
+    assert_eq!(node["listeners"]["p2p"].as_array().unwrap().len(), 2);
+
+    assert_eq!(api_a.post("/tools", &json!({"tool_id": "shared", "tool_search_description": "replicated across binaries"})).await.0, StatusCode::CREATED);
+    walk::eventually_ids(&api_b, "/search?q=replicated&kind=tools", "id", &["shared"]).await;
+    let (status, peers) = api_b.get("/peers").await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> =
+        peers.as_array().unwrap().iter().filter_map(|p| p["node_id"].as_str()).collect();
+    assert!(names.contains(&"bin-b"), "{peers}");
 }

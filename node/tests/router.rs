@@ -9,7 +9,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use gridnode::config::Limits;
 use gridnode::http::{AppState, router};
+use gridnode::service::cluster::{Cluster, Listeners};
 use gridnode::service::{Registry, Settings};
+use gridnode_federation::{Federation, FederationConfig, Load};
 use gridnode_search::SearchIndex;
 use gridnode_store::{Store, StoreConfig, ToolEntry};
 use gridnode_tests::bundle::zip;
@@ -26,7 +28,7 @@ struct App {
     _dir: tempfile::TempDir,
 }
 
-fn app() -> App {
+async fn app() -> App {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&StoreConfig::new(dir.path().join("store"), "node-a")).unwrap();
     let limits = Limits {
@@ -40,8 +42,25 @@ fn app() -> App {
         search.clone(),
         Settings { advertise_http: "http://node-a.test:8080".into(), limits },
     );
-    let router = router(AppState::new(registry, Arc::new(AtomicBool::new(true))));
+    let cluster = cluster(store.clone()).await;
+    let router = router(AppState::new(registry, cluster, Arc::new(AtomicBool::new(true))));
     App { router, store, search, _dir: dir }
+}
+
+/// A real federation of one, on loopback.
+async fn cluster(store: Store) -> Cluster {
+    let mut config = FederationConfig::new("node-a", "router-tests");
+    config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    config.mdns = false;
+    let federation = Federation::start(config, store, Arc::new(Load::default)).await.unwrap();
+    let listeners = Listeners {
+        http: "127.0.0.1:8080".into(),
+        grpc: "127.0.0.1:50051".into(),
+        p2p: vec![],
+        advertise_http: "http://node-a.test:8080".into(),
+        advertise_grpc: "node-a.test:50051".into(),
+    };
+    Cluster::new(Arc::new(federation), listeners)
 }
 
 impl App {
@@ -116,7 +135,7 @@ fn error_of(body: &Value) -> &str {
 
 #[tokio::test]
 async fn crud_shapes_and_status_codes() {
-    let app = app();
+    let app = app().await;
     let (status, body) =
         app.json("POST", "/tools", &json!({"tool_id": "tool-123", "tool_type": "extractor"})).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -185,7 +204,7 @@ async fn crud_shapes_and_status_codes() {
 
 #[tokio::test]
 async fn list_and_query_routes_page_and_filter() {
-    let app = app();
+    let app = app().await;
     for i in 0..5 {
         let tool = json!({
             "tool_id": format!("t{i}"),
@@ -258,7 +277,7 @@ async fn list_and_query_routes_page_and_filter() {
 
 #[tokio::test]
 async fn malformed_and_hostile_json_is_refused_and_nothing_changes() {
-    let app = app();
+    let app = app().await;
     app.json("POST", "/tools", &json!({"tool_id": "keep", "tool_type": "a"})).await;
     let before = app.get("/tools/keep").await.1;
 
@@ -359,7 +378,7 @@ async fn malformed_and_hostile_json_is_refused_and_nothing_changes() {
 
 #[tokio::test]
 async fn deep_nesting_and_evil_regexes_do_not_hurt() {
-    let app = app();
+    let app = app().await;
     app.json(
         "POST",
         "/tools",
@@ -400,7 +419,7 @@ async fn deep_nesting_and_evil_regexes_do_not_hurt() {
 
 #[tokio::test]
 async fn query_parameters_are_checked() {
-    let app = app();
+    let app = app().await;
     for uri in [
         "/tools/query/by-type",
         "/tools/query/by-type?type=",
@@ -436,7 +455,7 @@ async fn query_parameters_are_checked() {
 
 #[tokio::test]
 async fn content_types_sizes_and_unknown_routes() {
-    let app = app();
+    let app = app().await;
     let body = br#"{"tool_id": "x"}"#.to_vec();
     let (status, _) = app.call("POST", "/tools", Some("text/plain"), body.clone()).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
@@ -463,7 +482,7 @@ async fn content_types_sizes_and_unknown_routes() {
 
 #[tokio::test]
 async fn upload_stores_spec_doc_and_blob_together() {
-    let app = app();
+    let app = app().await;
     let spec = json!({"tool_id": "nlp-01", "tool_type": "extractor", "tool_tags": ["nlp"]});
     let bundle = zip(&[
         ("nlp-01/spec.json", serde_json::to_vec(&spec).unwrap().as_slice()),
@@ -519,7 +538,7 @@ async fn upload_stores_spec_doc_and_blob_together() {
 
 #[tokio::test]
 async fn bad_uploads_store_nothing() {
-    let app = app();
+    let app = app().await;
     let spec = br#"{"tool_id": "u1"}"#;
     let code = b"some code that must not be stored".to_vec();
     let zeros = vec![0u8; 2 * 1024 * 1024];

@@ -8,13 +8,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 async fn start(dir: &tempfile::TempDir) -> (Node, Api) {
-    let config = NodeConfig {
-        data_dir: dir.path().to_path_buf(),
-        node_id: "node-g".into(),
-        http: "127.0.0.1:0".parse().unwrap(),
-        grpc: "127.0.0.1:0".parse().unwrap(),
-        ..NodeConfig::default()
-    };
+    let config =
+        NodeConfig { node_id: "node-g".into(), ..NodeConfig::loopback(dir.path().to_path_buf()) };
     let node = Node::start(config).await.unwrap();
     let api = Api::new(format!("http://{}", node.http_addr()));
     (node, api)

@@ -71,13 +71,8 @@ async fn the_seeds_python_client_calls_a_node() {
     let dir = tempfile::tempdir().unwrap();
     generate_stubs(dir.path());
     std::fs::write(dir.path().join("client.py"), CLIENT).unwrap();
-    let config = NodeConfig {
-        data_dir: dir.path().join("data"),
-        node_id: "node-py".into(),
-        http: "127.0.0.1:0".parse().unwrap(),
-        grpc: "127.0.0.1:0".parse().unwrap(),
-        ..NodeConfig::default()
-    };
+    let config =
+        NodeConfig { node_id: "node-py".into(), ..NodeConfig::loopback(dir.path().join("data")) };
     let node = Node::start(config).await.unwrap();
     let port = node.grpc_addr().port().to_string();
     let script_dir = dir.path().to_path_buf();

@@ -8,15 +8,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 fn config(dir: &tempfile::TempDir) -> NodeConfig {
-    NodeConfig {
-        data_dir: dir.path().to_path_buf(),
-        node_id: "node-a".into(),
-        http: "127.0.0.1:0".parse().unwrap(),
-        grpc: "127.0.0.1:0".parse().unwrap(),
-        ..NodeConfig::default()
-    }
-    .validate()
-    .unwrap()
+    NodeConfig { node_id: "node-a".into(), ..NodeConfig::loopback(dir.path().to_path_buf()) }
+        .validate()
+        .unwrap()
 }
 
 async fn start(dir: &tempfile::TempDir) -> (Node, Api) {

@@ -74,12 +74,9 @@ fn tools_dir(root: &Path) -> std::path::PathBuf {
 
 async fn start(root: &Path, tools: Option<std::path::PathBuf>) -> Node {
     let mut config = NodeConfig {
-        data_dir: root.join("data"),
         node_id: "node-rt".into(),
-        http: "127.0.0.1:0".parse().unwrap(),
-        grpc: "127.0.0.1:0".parse().unwrap(),
         tools_dir: tools,
-        ..NodeConfig::default()
+        ..NodeConfig::loopback(root.join("data"))
     };
     config.runtime.max_concurrent_per_tool = 2;
     Node::start(config).await.unwrap()

@@ -93,12 +93,9 @@ pub fn run(quick: bool) -> BenchResult {
         std::fs::write(tools.join("tool.json"), r#"{"description": "cat"}"#)?;
         std::fs::write(tools.join("run"), "#!/bin/sh\nexec cat\n")?;
         let node = Node::start(NodeConfig {
-            data_dir: dir.path().join("data"),
             node_id: "bench".into(),
-            http: "127.0.0.1:0".parse()?,
-            grpc: "127.0.0.1:0".parse()?,
             tools_dir: Some(dir.path().join("tools")),
-            ..NodeConfig::default()
+            ..NodeConfig::loopback(dir.path().join("data"))
         })
         .await?;
 

@@ -25,11 +25,8 @@ pub fn run(n: usize, quick: bool) -> BenchResult {
     }
     runtime.block_on(async {
         let config = NodeConfig {
-            data_dir: dir.path().to_path_buf(),
             node_id: "bench".into(),
-            http: "127.0.0.1:0".parse()?,
-            grpc: "127.0.0.1:0".parse()?,
-            ..NodeConfig::default()
+            ..NodeConfig::loopback(dir.path().to_path_buf())
         };
         let started = Instant::now();
         let node = Node::start(config).await?;

@@ -6,13 +6,13 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use gridnode_store::ClusterLocalTool;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::status_of;
 use super::extract::Params;
 use crate::error::Error;
+use crate::service::HostedTool;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -44,7 +44,7 @@ async fn all(
     params: std::result::Result<Params, Error>,
 ) -> Result<Json<Vec<Value>>> {
     let records = app.registry.cluster_tools(None, params?.page()?).await?;
-    Ok(Json(records.into_iter().map(with_liveness).collect()))
+    Ok(Json(records.into_iter().map(|r| with_liveness(&app, r)).collect()))
 }
 
 async fn of_node(
@@ -53,22 +53,23 @@ async fn of_node(
     params: std::result::Result<Params, Error>,
 ) -> Result<Json<Vec<Value>>> {
     let records = app.registry.cluster_tools(Some(node_id), params?.page()?).await?;
-    Ok(Json(records.into_iter().map(with_liveness).collect()))
+    Ok(Json(records.into_iter().map(|r| with_liveness(&app, r)).collect()))
 }
 
 async fn one(
     State(app): State<AppState>,
     Path((node_id, name)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
-    Ok(Json(with_liveness(app.registry.cluster_tool(node_id, name).await?)))
+    let hosted = app.registry.cluster_tool(node_id, name).await?;
+    Ok(Json(with_liveness(&app, hosted)))
 }
 
-/// A record with its `alive` flag. Every known node counts as alive until the federation
-/// gossips liveness (contract section 9).
-fn with_liveness(record: ClusterLocalTool) -> Value {
-    let mut value = serde_json::to_value(record).unwrap_or_default();
+/// A record with its `alive` flag (see [`crate::service::cluster::Cluster::is_alive`]).
+fn with_liveness(app: &AppState, hosted: HostedTool) -> Value {
+    let alive = app.cluster.is_alive(&hosted.record.node_id, &hosted.written_by);
+    let mut value = serde_json::to_value(hosted.record).unwrap_or_default();
     if let Value::Object(fields) = &mut value {
-        fields.insert("alive".into(), Value::Bool(true));
+        fields.insert("alive".into(), Value::Bool(alive));
     }
     value
 }

@@ -21,7 +21,7 @@ pub fn status_of(error: &Error) -> StatusCode {
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
-        Error::Internal(_) | Error::Io { .. } | Error::Config(_) => {
+        Error::Internal(_) | Error::Io { .. } | Error::Config(_) | Error::Federation(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
     }
