@@ -3,11 +3,11 @@
 //! ```text
 //! gridnode-bench search [N] [--quick]   keyword queries through REST, write-to-searchable
 //! gridnode-bench grpc [--quick]         CallFunction against a bare tonic server, process tools
+//! gridnode-bench federation [--quick]   replication latency, bytes, catch-up, idle footprint
 //! gridnode-bench corpus N               print N corpus records as JSON lines
 //! ```
 //!
-//! More scenarios (registry, execute, replication, footprint) arrive with the benchmarks
-//! issue. Every figure is printed beside the limit or the alternative it is compared with.
+//! More scenarios (registry, execute, footprint) arrive with the benchmarks issue. Every figure is printed beside the limit or the alternative it is compared with.
 
 use gridnode_bench::corpus;
 use gridnode_bench::scenario;
@@ -25,6 +25,7 @@ fn main() -> std::process::ExitCode {
             None => return usage(),
         },
         Some("grpc") => scenario::grpc::run(quick),
+        Some("federation") => scenario::federation::run(quick),
         Some("corpus") => match number(1, 3) {
             Some(n) => {
                 for tool in corpus::tools(n, 42) {
@@ -46,7 +47,9 @@ fn main() -> std::process::ExitCode {
 }
 
 fn usage() -> std::process::ExitCode {
-    eprintln!("usage: gridnode-bench search [N] [--quick] | grpc [--quick] | corpus N");
+    eprintln!(
+        "usage: gridnode-bench search [N] [--quick] | grpc [--quick] | federation [--quick] | corpus N"
+    );
     eprintln!("criterion micro-benchmarks: cargo bench -p gridnode-bench");
     std::process::ExitCode::FAILURE
 }

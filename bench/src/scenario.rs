@@ -1,4 +1,5 @@
 //! Whole-system scenarios of the `gridnode-bench` binary.
 
+pub mod federation;
 pub mod grpc;
 pub mod search;

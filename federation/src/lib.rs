@@ -125,61 +125,52 @@ pub enum Event {
     },
 }
 
-/// Counters, for benchmarks and metrics.
+/// Counters, for benchmarks and metrics. Bytes are gossip payloads (before framing and
+/// encryption); a forwarded message counts where it is received, not where it is forwarded.
 #[derive(Debug, Default)]
 pub struct Stats {
-    gossip_sent_bytes: AtomicU64,
-    gossip_sent_messages: AtomicU64,
-    gossip_received_bytes: AtomicU64,
+    changes_sent_bytes: AtomicU64,
+    changes_received_bytes: AtomicU64,
+    heartbeat_sent_bytes: AtomicU64,
     published_versions: AtomicU64,
     merged_versions: AtomicU64,
     rejected: AtomicU64,
-    served_bytes: AtomicU64,
+    sync_served_bytes: AtomicU64,
 }
 
 /// A copy of the counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StatsSnapshot {
-    pub gossip_sent_bytes: u64,
-    pub gossip_sent_messages: u64,
-    pub gossip_received_bytes: u64,
+    /// Payload bytes of this node's own changes it published.
+    pub changes_sent_bytes: u64,
+    /// Payload bytes of change messages received (first copies only).
+    pub changes_received_bytes: u64,
+    pub heartbeat_sent_bytes: u64,
+    /// Versions of this node's own writes published.
     pub published_versions: u64,
+    /// Versions from peers that changed the store.
     pub merged_versions: u64,
+    /// Messages and versions from peers dropped.
     pub rejected: u64,
+    /// Envelope bytes served to peers' anti-entropy fetches.
     pub sync_served_bytes: u64,
 }
 
 impl Stats {
-    fn gossip_sent(&self, bytes: usize) {
-        self.gossip_sent_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-        self.gossip_sent_messages.fetch_add(1, Ordering::Relaxed);
-    }
-    fn gossip_received(&self, bytes: usize) {
-        self.gossip_received_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-    }
-    fn published(&self, versions: usize) {
-        self.published_versions.fetch_add(versions as u64, Ordering::Relaxed);
-    }
-    fn merged(&self, versions: usize) {
-        self.merged_versions.fetch_add(versions as u64, Ordering::Relaxed);
-    }
-    fn rejected(&self, count: usize) {
-        self.rejected.fetch_add(count as u64, Ordering::Relaxed);
-    }
-    fn served(&self, bytes: usize) {
-        self.served_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         StatsSnapshot {
-            gossip_sent_bytes: get(&self.gossip_sent_bytes),
-            gossip_sent_messages: get(&self.gossip_sent_messages),
-            gossip_received_bytes: get(&self.gossip_received_bytes),
+            changes_sent_bytes: get(&self.changes_sent_bytes),
+            changes_received_bytes: get(&self.changes_received_bytes),
+            heartbeat_sent_bytes: get(&self.heartbeat_sent_bytes),
             published_versions: get(&self.published_versions),
             merged_versions: get(&self.merged_versions),
             rejected: get(&self.rejected),
-            sync_served_bytes: get(&self.served_bytes),
+            sync_served_bytes: get(&self.sync_served_bytes),
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::wire::{
     FETCH_REPLY_BYTES, Gossip, Key, MAX_FETCH_KEYS, MAX_GOSSIP_BYTES, MAX_GOSSIP_ITEMS,
     MAX_SUMMARY_BUCKETS, Summary, SyncRequest, SyncResponse, Version,
 };
-use crate::{Event, Shared};
+use crate::{Event, Shared, Stats};
 
 /// Changes read from the feed per step.
 const FEED_BATCH: usize = 1024;
@@ -146,7 +146,7 @@ async fn publish(shared: &Arc<Shared>, client: &Client, own: Vec<(Key, gridnode_
             batch_bytes = 0;
         }
         batch_bytes += size;
-        shared.stats.published(1);
+        Stats::add(&shared.stats.published_versions, 1);
         batch.push(version);
     }
     if !batch.is_empty() {
@@ -158,7 +158,7 @@ async fn publish(shared: &Arc<Shared>, client: &Client, own: Vec<(Key, gridnode_
             .await;
     }
     for chunk in announce.chunks(MAX_GOSSIP_ITEMS) {
-        shared.stats.published(chunk.len());
+        Stats::add(&shared.stats.published_versions, chunk.len());
         client
             .send(Command::Publish {
                 topic: Topic::Changes,
@@ -333,8 +333,8 @@ async fn merge(shared: &Arc<Shared>, versions: Vec<Version>, from: PeerId) -> us
     })
     .await;
     let Ok((applied, rejected)) = outcome else { return 0 };
-    shared.stats.merged(applied.len());
-    shared.stats.rejected(rejected.len());
+    Stats::add(&shared.stats.merged_versions, applied.len());
+    Stats::add(&shared.stats.rejected, rejected.len());
     for reason in rejected {
         warn!("dropped a version from peer {from}: {reason}");
         let _ = shared.events.send(Event::Rejected { from, reason });
@@ -398,7 +398,10 @@ async fn answer(shared: &Arc<Shared>, request: SyncRequest) -> SyncResponse {
             });
             match read.await {
                 Ok(found) => {
-                    shared.stats.served(found.iter().map(|v| v.envelope.len()).sum());
+                    Stats::add(
+                        &shared.stats.sync_served_bytes,
+                        found.iter().map(|v| v.envelope.len()).sum(),
+                    );
                     SyncResponse::Versions(found)
                 }
                 Err(_) => SyncResponse::Refused("internal error".into()),

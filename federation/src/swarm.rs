@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use crate::wire::{
     Gossip, MAX_GOSSIP_BYTES, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, SyncRequest, SyncResponse,
 };
-use crate::{Event, FederationConfig, Shared};
+use crate::{Event, FederationConfig, Shared, Stats};
 
 /// How long an anti-entropy request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -260,13 +260,16 @@ impl Driver {
     fn command(&mut self, command: Command) {
         match command {
             Command::Publish { topic, data } => {
-                let topic = match topic {
-                    Topic::Changes => self.names.changes.clone(),
-                    Topic::Heartbeats => self.names.heartbeats.clone(),
+                let stats = &self.shared.stats;
+                let (name, counter) = match topic {
+                    Topic::Changes => (self.names.changes.clone(), &stats.changes_sent_bytes),
+                    Topic::Heartbeats => {
+                        (self.names.heartbeats.clone(), &stats.heartbeat_sent_bytes)
+                    }
                 };
                 let bytes = data.len();
-                match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
-                    Ok(_) => self.shared.stats.gossip_sent(bytes),
+                match self.swarm.behaviour_mut().gossipsub.publish(name, data) {
+                    Ok(_) => Stats::add(counter, bytes),
                     // Nobody to tell yet: anti-entropy brings peers up to date when they come.
                     Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
                     Err(gossipsub::PublishError::Duplicate) => {}
@@ -412,7 +415,7 @@ impl Driver {
                     Ok(()) => MessageAcceptance::Accept,
                     Err(reason) => {
                         warn!("dropped a gossip message from peer {propagation_source}: {reason}");
-                        self.shared.stats.rejected(1);
+                        Stats::add(&self.shared.stats.rejected, 1);
                         let _ = self
                             .shared
                             .events
@@ -438,7 +441,6 @@ impl Driver {
     fn gossip_message(&mut self, message: gossipsub::Message) -> Result<(), String> {
         let source = message.source.ok_or("an unsigned gossip message")?;
         let gossip = Gossip::decode(&message.data)?;
-        self.shared.stats.gossip_received(message.data.len());
         let heartbeat_topic = message.topic == self.names.heartbeats.hash();
         match gossip {
             Gossip::Heartbeat(heartbeat) if heartbeat_topic => {
@@ -451,6 +453,7 @@ impl Driver {
             gossip @ (Gossip::Versions(_) | Gossip::Announce(_))
                 if message.topic == self.names.changes.hash() =>
             {
+                Stats::add(&self.shared.stats.changes_received_bytes, message.data.len());
                 if self.inbound.try_send(Inbound::Gossip { source, gossip }).is_err() {
                     // Not lost: anti-entropy finds what was dropped here.
                     warn!("replicator busy: dropped a gossip message from {source}");
