@@ -187,7 +187,8 @@ fn behaviour(
     );
     let mut kad_config =
         kad::Config::new(StreamProtocol::try_from_owned(format!("/gridnode/{cluster}/kad/1"))?);
-    kad_config.set_periodic_bootstrap_interval(Some(Duration::from_secs(60)));
+    // Peers come from bootstrap, mDNS and heartbeats; a lone node would only log failed walks.
+    kad_config.set_periodic_bootstrap_interval(None);
     let mut kad =
         kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
     kad.set_mode(Some(kad::Mode::Server));

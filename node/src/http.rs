@@ -77,7 +77,7 @@ async fn blob(
 
 /// `GET /node`: this node's ids, cluster, version and listeners.
 async fn node(State(app): State<AppState>) -> Json<crate::service::cluster::NodeInfo> {
-    Json(app.cluster.node().clone())
+    Json(app.cluster.node())
 }
 
 /// `GET /peers`: every node heard from, this one included, with `alive`, `last_seen_ms` and load.

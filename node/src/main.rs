@@ -33,7 +33,7 @@ async fn run(cli: &Cli) -> Result<()> {
     let node = Node::start(config).await?;
     println!("http listening on {}", node.http_addr());
     println!("grpc listening on {}", node.grpc_addr());
-    for addr in node.p2p_addrs() {
+    for addr in &node.p2p_addrs() {
         println!("p2p listening on {addr}");
     }
     tokio::select! {

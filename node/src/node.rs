@@ -192,8 +192,8 @@ impl Node {
     }
 
     /// The libp2p listen addresses, each ending in `/p2p/<peer id>`.
-    pub fn p2p_addrs(&self) -> &[String] {
-        &self.cluster.node().listeners.p2p
+    pub fn p2p_addrs(&self) -> Vec<String> {
+        self.cluster.node().listeners.p2p
     }
 
     /// Stops accepting requests, lets in-flight ones finish (for at most [`SHUTDOWN_GRACE`]),

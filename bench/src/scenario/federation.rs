@@ -189,7 +189,7 @@ async fn idle(seconds: u64) -> BenchResult {
     let mut nodes: Vec<Node> = Vec::new();
     for i in 0..10 {
         let bootstrap: Vec<String> =
-            nodes.first().map(|n| vec![n.p2p_addrs()[0].clone()]).unwrap_or_default();
+            nodes.first().map(|n| n.p2p_addrs().into_iter().take(1).collect()).unwrap_or_default();
         let config = NodeConfig {
             node_id: format!("idle-{i}"),
             cluster: cluster.clone(),

@@ -48,8 +48,13 @@ impl Cluster {
         Cluster { federation, info: Arc::new(info) }
     }
 
-    pub fn node(&self) -> &NodeInfo {
-        &self.info
+    /// This node, with the p2p addresses known now (a listener on 0.0.0.0 reports each interface
+    /// as it comes up).
+    pub fn node(&self) -> NodeInfo {
+        let mut info = (*self.info).clone();
+        info.listeners.p2p =
+            self.federation.listen_addrs().iter().map(ToString::to_string).collect();
+        info
     }
 
     /// Every node heard from, this one included, by node id.
