@@ -201,9 +201,6 @@ impl Shared {
     fn versions(&self) -> MutexGuard<'_, VersionMap> {
         self.versions.lock().unwrap_or_else(PoisonError::into_inner)
     }
-    fn versions_mut(&self) -> MutexGuard<'_, VersionMap> {
-        self.versions()
-    }
     fn connected(&self, peer: PeerId, up: bool) {
         let mut connected = self.connected.lock().unwrap_or_else(PoisonError::into_inner);
         if up {

@@ -62,7 +62,7 @@ pub(crate) async fn follow_feed(shared: Arc<Shared>, client: Client) {
         Err(_) => return,
     };
     {
-        let mut versions = shared.versions_mut();
+        let mut versions = shared.versions();
         for (collection, id, header) in all {
             versions.set(Key::new(collection, id), &header.hlc, header.tombstone);
         }
@@ -90,7 +90,7 @@ pub(crate) async fn follow_feed(shared: Arc<Shared>, client: Client) {
         }
         let mut own = Vec::new();
         {
-            let mut versions = shared.versions_mut();
+            let mut versions = shared.versions();
             for change in &changes {
                 let key = Key { collection: change.collection, id: change.id.clone() };
                 versions.set(key.clone(), &change.hlc, change.tombstone);
@@ -421,7 +421,7 @@ async fn collect_tombstones(shared: &Arc<Shared>) {
     match result {
         Ok(removed) if !removed.is_empty() => {
             info!("collected {} tombstones", removed.len());
-            let mut versions = shared.versions_mut();
+            let mut versions = shared.versions();
             for (collection, id, hlc) in removed {
                 versions.remove(&Key::new(collection, id), &hlc);
             }

@@ -264,15 +264,19 @@ impl Registry {
         .await
     }
 
-    /// One node-local tool record.
+    /// One node-local tool record (record and writer from one read of its envelope).
     pub async fn cluster_tool(&self, node_id: String, name: String) -> Result<HostedTool> {
         self.blocking(move |store| {
-            let record = store
-                .try_get::<ClusterLocalTool>(&ClusterLocalTool::key(&node_id, &name))?
+            let key = ClusterLocalTool::key(&node_id, &name);
+            store
+                .envelope::<ClusterLocalTool>(&key)?
+                .and_then(|envelope| {
+                    let written_by = envelope.header.hlc.node.clone();
+                    envelope.into_live().map(|record| HostedTool { record, written_by })
+                })
                 .ok_or_else(|| {
                     Error::NotFound(format!("tool '{name}' is not registered on node '{node_id}'"))
-                })?;
-            HostedTool::read(store, record)
+                })
         })
         .await
     }
