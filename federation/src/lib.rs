@@ -303,6 +303,11 @@ impl Federation {
         self.shared.peers().snapshot(Instant::now())
     }
 
+    /// One node heard from (this one included), with its liveness, endpoints and load.
+    pub fn peer(&self, node_id: &str) -> Option<PeerView> {
+        self.shared.peers().view(node_id, Instant::now())
+    }
+
     /// Whether `node_id` is alive: `None` when it is not a gridnode node this one has heard of.
     pub fn liveness(&self, node_id: &str) -> Option<bool> {
         let peers = self.shared.peers();

@@ -110,17 +110,21 @@ impl Peers {
 
     /// Every known peer with its liveness, by node id.
     pub fn snapshot(&self, now: Instant) -> Vec<PeerView> {
-        self.seen
-            .values()
-            .map(|(heartbeat, at)| {
-                let since = now.saturating_duration_since(*at);
-                PeerView {
-                    heartbeat: heartbeat.clone(),
-                    alive: since < self.silence(),
-                    last_seen_ms: since.as_millis() as u64,
-                }
-            })
-            .collect()
+        self.seen.values().map(|(heartbeat, at)| self.view_of(heartbeat, *at, now)).collect()
+    }
+
+    /// One known peer with its liveness.
+    pub fn view(&self, node_id: &str, now: Instant) -> Option<PeerView> {
+        self.seen.get(node_id).map(|(heartbeat, at)| self.view_of(heartbeat, *at, now))
+    }
+
+    fn view_of(&self, heartbeat: &Heartbeat, at: Instant, now: Instant) -> PeerView {
+        let since = now.saturating_duration_since(at);
+        PeerView {
+            heartbeat: heartbeat.clone(),
+            alive: since < self.silence(),
+            last_seen_ms: since.as_millis() as u64,
+        }
     }
 
     fn silence(&self) -> Duration {

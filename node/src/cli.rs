@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, ResolverKind};
 use crate::error::Result;
 
 /// gridnode: a self-contained registry-and-execution node for AI tools and functions.
@@ -68,6 +68,14 @@ pub struct ServeArgs {
     /// Turns LAN discovery off.
     #[arg(long, overrides_with = "mdns")]
     pub no_mdns: bool,
+    /// Resolves nodes outside the federation by their Kubernetes node label (contract
+    /// section 8); settings in [resolver.kubernetes].
+    #[arg(long, env = "GRIDNODE_KUBE_RESOLVER", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub kube_resolver: Option<bool>,
+    /// The kubeconfig of the Kubernetes resolver (turns it on) [default: the pod's service
+    /// account, else ~/.kube/config].
+    #[arg(long, env = "GRIDNODE_KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl Cli {
@@ -121,6 +129,19 @@ impl ServeArgs {
             config.mdns = false;
         } else if let Some(mdns) = self.mdns {
             config.mdns = mdns;
+        }
+        match (self.kube_resolver, &self.kubeconfig) {
+            (Some(false), _) => {
+                config.resolver.kubernetes = None;
+                config.resolver.chain.retain(|kind| *kind != ResolverKind::Kubernetes);
+            }
+            (on, file) if on == Some(true) || file.is_some() => {
+                let kube = config.resolver.kubernetes.get_or_insert_with(Default::default);
+                if let Some(file) = file {
+                    kube.kubeconfig = Some(file.clone());
+                }
+            }
+            _ => {}
         }
         config.validate()
     }
@@ -182,5 +203,21 @@ mod tests {
         assert_eq!(config.cluster, "default");
         let off = Cli::try_parse_from(["gridnode", "--mdns", "false"]).unwrap();
         assert!(!off.serve_args().resolve().unwrap().mdns);
+    }
+
+    #[test]
+    fn kubernetes_resolver_flags() {
+        let resolve = |args: &[&str]| {
+            let mut argv = vec!["gridnode"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).unwrap().serve_args().resolve().unwrap().resolver
+        };
+        assert!(resolve(&[]).kubernetes.is_none());
+        let on = resolve(&["--kube-resolver"]);
+        assert_eq!(on.effective_chain().last(), Some(&ResolverKind::Kubernetes));
+        assert_eq!(on.kubernetes.unwrap().label, "nodeID");
+        let file = resolve(&["--kubeconfig", "/etc/kube.yaml"]);
+        assert_eq!(file.kubernetes.unwrap().kubeconfig, Some(PathBuf::from("/etc/kube.yaml")));
+        assert!(resolve(&["--kube-resolver", "false"]).kubernetes.is_none());
     }
 }

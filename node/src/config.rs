@@ -4,10 +4,12 @@
 //! `cli` parses flags and environment (clap reads both); this module holds the settled config,
 //! loads the file and validates the result before any port is bound.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
 
@@ -48,6 +50,107 @@ pub struct NodeConfig {
     pub store: StoreSettings,
     pub limits: Limits,
     pub runtime: RuntimeSettings,
+    pub resolver: ResolverSettings,
+    pub execute: ExecuteSettings,
+}
+
+/// Where a node's gRPC endpoint comes from (contract sections 6 and 8).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResolverSettings {
+    /// Resolvers asked in order; the first that knows a node gives its endpoint.
+    pub chain: Vec<ResolverKind>,
+    /// `node_id = "host:port"`, for nodes outside the federation with fixed addresses.
+    #[serde(rename = "static")]
+    pub static_table: BTreeMap<String, String>,
+    /// The Kubernetes node-label resolver. Present (a `[resolver.kubernetes]` table,
+    /// `--kube-resolver` or `--kubeconfig`) puts it in the chain, after the others.
+    pub kubernetes: Option<KubernetesSettings>,
+}
+
+impl Default for ResolverSettings {
+    fn default() -> Self {
+        ResolverSettings {
+            chain: vec![ResolverKind::Federation, ResolverKind::Static],
+            static_table: BTreeMap::new(),
+            kubernetes: None,
+        }
+    }
+}
+
+impl ResolverSettings {
+    /// The chain to build: the configured one, with `kubernetes` appended when it is
+    /// configured but not named.
+    pub fn effective_chain(&self) -> Vec<ResolverKind> {
+        let mut chain = self.chain.clone();
+        if self.kubernetes.is_some() && !chain.contains(&ResolverKind::Kubernetes) {
+            chain.push(ResolverKind::Kubernetes);
+        }
+        chain
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResolverKind {
+    Federation,
+    Static,
+    Kubernetes,
+}
+
+/// `[resolver.kubernetes]` (contract section 8).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubernetesSettings {
+    /// The node label whose value is the node id.
+    pub label: String,
+    /// The port of the gRPC runtime on every Kubernetes node.
+    pub grpc_port: u16,
+    /// How long an answer from the API server is kept: seconds, or "500ms", "60s", "5m".
+    #[serde(deserialize_with = "duration")]
+    pub cache_ttl: Duration,
+    /// A kubeconfig file; else the pod's service account, else `$KUBECONFIG` or
+    /// `~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl Default for KubernetesSettings {
+    fn default() -> Self {
+        KubernetesSettings {
+            label: "nodeID".into(),
+            grpc_port: 50051,
+            cache_ttl: Duration::from_secs(60),
+            kubeconfig: None,
+        }
+    }
+}
+
+/// `[execute]`: how `POST /cluster-tools/execute` reaches other nodes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecuteSettings {
+    /// How long connecting to a node may take before the next candidate is tried.
+    pub connect_timeout_ms: u64,
+    /// How long one call may take (keep it above the tools' own timeouts).
+    pub call_timeout_ms: u64,
+    /// Nodes tried per call, the first included.
+    pub max_attempts: usize,
+    /// The whole call, every attempt included.
+    pub deadline_ms: u64,
+    /// How long a node outside the federation counts as not alive after a call to it failed.
+    pub unreachable_for_ms: u64,
+}
+
+impl Default for ExecuteSettings {
+    fn default() -> Self {
+        ExecuteSettings {
+            connect_timeout_ms: 2_000,
+            call_timeout_ms: 120_000,
+            max_attempts: 3,
+            deadline_ms: 130_000,
+            unreachable_for_ms: 30_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -129,6 +232,8 @@ impl Default for NodeConfig {
             store: StoreSettings::default(),
             limits: Limits::default(),
             runtime: RuntimeSettings::default(),
+            resolver: ResolverSettings::default(),
+            execute: ExecuteSettings::default(),
         }
     }
 }
@@ -236,12 +341,18 @@ impl NodeConfig {
                 return Err(Error::Config(format!("{key}: must be from 1 to {max}")));
             }
         }
-        if !self.advertise_grpc.is_empty() && !self.advertise_grpc.contains(':') {
+        if RESERVED_NODE_IDS.contains(&self.node_id.as_str()) {
             return Err(Error::Config(format!(
-                "advertise_grpc: '{}' must be host:port",
-                self.advertise_grpc
+                "node_id: '{}' names a route under /cluster-tools; pick another",
+                self.node_id
             )));
         }
+        if !self.advertise_grpc.is_empty() {
+            crate::resolve::check_endpoint(&self.advertise_grpc)
+                .map_err(|e| Error::Config(format!("advertise_grpc: {e}")))?;
+        }
+        self.resolver.validate()?;
+        self.execute.validate()?;
         if !self.advertise_http.is_empty() {
             let url = self.advertise_http.trim_end_matches('/').to_owned();
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -288,6 +399,99 @@ impl NodeConfig {
     }
 }
 
+/// Node ids that would be shadowed by a fixed route under `/cluster-tools/…`.
+pub const RESERVED_NODE_IDS: &[&str] = &["tools", "resolve", "execute"];
+
+impl ResolverSettings {
+    fn validate(&self) -> Result<()> {
+        let chain = self.effective_chain();
+        if chain.is_empty() {
+            return Err(Error::Config(
+                "resolver.chain: name at least one of federation, static, kubernetes".into(),
+            ));
+        }
+        for (i, kind) in chain.iter().enumerate() {
+            if chain[..i].contains(kind) {
+                return Err(Error::Config(format!("resolver.chain: {kind:?} is named twice")));
+            }
+        }
+        for (node_id, endpoint) in &self.static_table {
+            gridnode_store::validate_id("node", node_id)
+                .map_err(|e| Error::Config(format!("resolver.static: {e}")))?;
+            crate::resolve::check_endpoint(endpoint)
+                .map_err(|e| Error::Config(format!("resolver.static.{node_id}: {e}")))?;
+        }
+        if let Some(kube) = &self.kubernetes {
+            if !crate::resolve::kubernetes::is_label_key(&kube.label) {
+                return Err(Error::Config(format!(
+                    "resolver.kubernetes.label: '{}' is not a kubernetes label key",
+                    kube.label
+                )));
+            }
+            if kube.grpc_port == 0 {
+                return Err(Error::Config("resolver.kubernetes.grpc_port: must not be 0".into()));
+            }
+            if kube.cache_ttl > Duration::from_secs(86_400) {
+                return Err(Error::Config(
+                    "resolver.kubernetes.cache_ttl: must be at most one day".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ExecuteSettings {
+    fn validate(&self) -> Result<()> {
+        for (key, value) in [
+            ("execute.connect_timeout_ms", self.connect_timeout_ms),
+            ("execute.call_timeout_ms", self.call_timeout_ms),
+            ("execute.deadline_ms", self.deadline_ms),
+            ("execute.unreachable_for_ms", self.unreachable_for_ms),
+        ] {
+            if !(1..=86_400_000).contains(&value) {
+                return Err(Error::Config(format!("{key}: must be from 1 to 86400000")));
+            }
+        }
+        if !(1..=16).contains(&self.max_attempts) {
+            return Err(Error::Config("execute.max_attempts: must be from 1 to 16".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A duration from TOML: whole seconds, or a string with a unit (`500ms`, `60s`, `5m`, `1h`).
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Seconds(u64),
+        Text(String),
+    }
+    match Given::deserialize(deserializer)? {
+        Given::Seconds(secs) => Ok(Duration::from_secs(secs)),
+        Given::Text(text) => parse_duration(&text).map_err(serde::de::Error::custom),
+    }
+}
+
+/// `500ms`, `60s`, `5m`, `1h`, or bare seconds.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration such as 500ms, 60s or 5m"))?;
+    let millis = match unit.trim() {
+        "ms" => Some(number),
+        "" | "s" => number.checked_mul(1000),
+        "m" => number.checked_mul(60_000),
+        "h" => number.checked_mul(3_600_000),
+        _ => return Err(format!("'{text}' has an unknown unit (use ms, s, m or h)")),
+    };
+    millis.map(Duration::from_millis).ok_or_else(|| format!("'{text}' is too long"))
+}
+
 /// The machine's host name, or "gridnode" when it cannot be read or is not a valid id.
 fn host_name() -> String {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -328,6 +532,57 @@ mod tests {
         assert!(err.contains("nodeid"), "{err}");
         std::fs::write(&path, "http = \"not an address\"\n").unwrap();
         assert!(NodeConfig::from_file(&path).is_err());
+    }
+
+    #[test]
+    fn resolver_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[resolver]\nchain = [\"static\", \"federation\"]\n[resolver.static]\n\"k8s-node-1\" = \"10.0.0.7:50051\"\n[resolver.kubernetes]\nlabel = \"example.com/node\"\ncache_ttl = \"5m\"\n",
+        )
+        .unwrap();
+        let config = NodeConfig::from_file(&path).unwrap().validate().unwrap();
+        assert_eq!(
+            config.resolver.effective_chain(),
+            vec![ResolverKind::Static, ResolverKind::Federation, ResolverKind::Kubernetes]
+        );
+        let kube = config.resolver.kubernetes.unwrap();
+        assert_eq!(kube.cache_ttl, Duration::from_secs(300));
+        assert_eq!(kube.grpc_port, 50051);
+        assert_eq!(config.resolver.static_table["k8s-node-1"], "10.0.0.7:50051");
+
+        std::fs::write(&path, "[resolver.kubernetes]\ncache_ttl = 30\n").unwrap();
+        let config = NodeConfig::from_file(&path).unwrap();
+        assert_eq!(config.resolver.kubernetes.unwrap().cache_ttl, Duration::from_secs(30));
+
+        for (text, key) in [
+            ("[resolver]\nchain = [\"dns\"]\n", "dns"),
+            ("[resolver.kubernetes]\ncache_ttl = \"5 fortnights\"\n", "unit"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = NodeConfig::from_file(&path).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        let mut config = NodeConfig::default();
+        config.resolver.static_table.insert("n".into(), "10.0.0.1".into());
+        assert!(config.validate().unwrap_err().to_string().contains("resolver.static.n"));
+        let mut config = NodeConfig::default();
+        config.resolver.chain = vec![];
+        assert!(config.validate().unwrap_err().to_string().contains("resolver.chain"));
+        let mut config = NodeConfig::default();
+        config.resolver.chain = vec![ResolverKind::Static, ResolverKind::Static];
+        assert!(config.validate().unwrap_err().to_string().contains("twice"));
+        let mut config = NodeConfig::default();
+        config.resolver.kubernetes =
+            Some(KubernetesSettings { label: "a,b".into(), ..KubernetesSettings::default() });
+        assert!(config.validate().unwrap_err().to_string().contains("label"));
+        let config = NodeConfig { node_id: "resolve".into(), ..NodeConfig::default() };
+        assert!(config.validate().unwrap_err().to_string().contains("route"));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("ms").is_err());
     }
 
     #[test]

@@ -22,6 +22,18 @@ pub enum Error {
     /// Something other than a record that is not there (a blob).
     #[error("{0}")]
     NotFound(String),
+    /// The caller may not do this; the message says who may.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No live node can serve the request now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A remote node could not be reached, or did not answer in time.
+    #[error("{0}")]
+    Unreachable(String),
+    /// A node's endpoint could not be resolved.
+    #[error(transparent)]
+    Resolve(#[from] crate::resolve::ResolveError),
     /// A fault of ours, not of the caller.
     #[error("internal error: {0}")]
     Internal(String),

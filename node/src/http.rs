@@ -16,6 +16,7 @@ use crate::graphql::GraphSchema;
 use crate::http::extract::{JsonBody, Params};
 use crate::service::Registry;
 use crate::service::cluster::Cluster;
+use crate::service::cluster_tools::ClusterTools;
 
 pub mod cluster_tools;
 pub mod error;
@@ -27,14 +28,26 @@ pub mod registry;
 pub struct AppState {
     pub registry: Registry,
     pub cluster: Cluster,
+    pub cluster_tools: ClusterTools,
     pub graphql: GraphSchema,
     /// True once the store is open and every listener is bound.
     pub ready: Arc<AtomicBool>,
 }
 
 impl AppState {
-    pub fn new(registry: Registry, cluster: Cluster, ready: Arc<AtomicBool>) -> AppState {
-        AppState { graphql: crate::graphql::schema(registry.clone()), registry, cluster, ready }
+    pub fn new(
+        registry: Registry,
+        cluster: Cluster,
+        cluster_tools: ClusterTools,
+        ready: Arc<AtomicBool>,
+    ) -> AppState {
+        AppState {
+            graphql: crate::graphql::schema(registry.clone()),
+            registry,
+            cluster,
+            cluster_tools,
+            ready,
+        }
     }
 }
 

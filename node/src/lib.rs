@@ -12,6 +12,7 @@ pub mod graphql;
 pub mod http;
 pub mod load;
 pub mod node;
+pub mod resolve;
 pub mod runtime;
 pub mod service;
 

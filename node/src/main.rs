@@ -13,6 +13,8 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Two rustls crypto providers are in the tree (libp2p's QUIC brings ring): pick one.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     match run(&cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -14,14 +14,19 @@ use tokio::task::JoinHandle;
 
 use gridnode_federation::{Federation, FederationConfig, Load};
 
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, ResolverKind};
 use crate::error::{Error, Result};
 use crate::http::{self, AppState};
 use crate::load::Sampler;
+use crate::resolve::federation::FederationResolver;
+use crate::resolve::kubernetes::KubernetesResolver;
+use crate::resolve::static_table::StaticResolver;
+use crate::resolve::{Chain, Resolver};
 use crate::runtime::grpc::Executor;
 use crate::runtime::process::{self, ProcessSettings};
 use crate::runtime::{Runtime, builtin};
 use crate::service::cluster::{Cluster, Listeners};
+use crate::service::cluster_tools::ClusterTools;
 use crate::service::{Registry, Settings};
 
 /// How long shutdown waits for in-flight requests.
@@ -42,6 +47,7 @@ pub struct Node {
     grpc: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
     follower: Follower,
     cluster: Cluster,
+    cluster_tools: ClusterTools,
 }
 
 impl Node {
@@ -106,6 +112,21 @@ impl Node {
             search,
             Settings { advertise_http, limits: config.limits.clone() },
         );
+        let chain = match resolvers(&config, &cluster).await {
+            Ok(chain) => chain,
+            Err(error) => {
+                cluster.federation().shutdown().await;
+                return Err(error);
+            }
+        };
+        let cluster_tools = ClusterTools::new(
+            registry.clone(),
+            runtime.clone(),
+            cluster.clone(),
+            chain,
+            config.execute.clone(),
+            config.runtime.max_output_bytes as usize,
+        );
 
         // gRPC: TCP_NODELAY on every accepted connection (tonic does not set it on sockets it is
         // handed, and payloads over ~512 bytes would then wait for Nagle).
@@ -123,7 +144,12 @@ impl Node {
         });
 
         let ready = Arc::new(AtomicBool::new(false));
-        let app = http::router(AppState::new(registry.clone(), cluster.clone(), ready.clone()));
+        let app = http::router(AppState::new(
+            registry.clone(),
+            cluster.clone(),
+            cluster_tools.clone(),
+            ready.clone(),
+        ));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -154,6 +180,7 @@ impl Node {
             grpc,
             follower,
             cluster,
+            cluster_tools,
         })
     }
 
@@ -189,6 +216,11 @@ impl Node {
     /// This node in its federation.
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
+    }
+
+    /// Resolution and execution across the federation.
+    pub fn cluster_tools(&self) -> &ClusterTools {
+        &self.cluster_tools
     }
 
     /// The libp2p listen addresses, each ending in `/p2p/<peer id>`.
@@ -272,7 +304,28 @@ async fn start_federation(
     });
     let federation = Federation::start(settings, store, load).await.map_err(Error::Federation)?;
     listeners.p2p = federation.listen_addrs().iter().map(ToString::to_string).collect();
-    Ok(Cluster::new(Arc::new(federation), listeners))
+    let unreachable_for = Duration::from_millis(config.execute.unreachable_for_ms);
+    Ok(Cluster::new(Arc::new(federation), listeners, unreachable_for))
+}
+
+/// The resolver chain in its configured order.
+async fn resolvers(config: &NodeConfig, cluster: &Cluster) -> Result<Chain> {
+    let mut chain: Vec<Arc<dyn Resolver>> = Vec::new();
+    for kind in config.resolver.effective_chain() {
+        chain.push(match kind {
+            ResolverKind::Federation => {
+                Arc::new(FederationResolver::new(cluster.federation_handle()))
+            }
+            ResolverKind::Static => {
+                Arc::new(StaticResolver::new(config.resolver.static_table.clone()))
+            }
+            ResolverKind::Kubernetes => {
+                let settings = config.resolver.kubernetes.clone().unwrap_or_default();
+                Arc::new(KubernetesResolver::connect(&settings).await.map_err(Error::Config)?)
+            }
+        });
+    }
+    Ok(Chain::new(chain))
 }
 
 /// Binds a listener; port 0 picks a free port, so the bound address is returned with it.

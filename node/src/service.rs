@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 
 pub mod bundle;
 pub mod cluster;
+pub mod cluster_tools;
 
 /// The default page size of every array result.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -94,7 +95,7 @@ impl Registry {
     }
 
     /// Runs a blocking store call off the async executor.
-    async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         call: impl FnOnce(&Store) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -259,6 +260,26 @@ impl Registry {
                     store.find::<ClusterLocalTool>("node_id", &Value::from(node), page)?
                 }
             };
+            records.into_iter().map(|record| HostedTool::read(store, record)).collect()
+        })
+        .await
+    }
+
+    /// The node-local tool records named `name` (on every node, or only on `node_id`).
+    pub async fn hosts_of(&self, name: String, node_id: Option<String>) -> Result<Vec<HostedTool>> {
+        if let Some(node_id) = node_id {
+            return match self.cluster_tool(node_id, name).await {
+                Ok(hosted) => Ok(vec![hosted]),
+                Err(Error::NotFound(_)) => Ok(Vec::new()),
+                Err(other) => Err(other),
+            };
+        }
+        self.blocking(move |store| {
+            let records = store.find::<ClusterLocalTool>(
+                "name",
+                &Value::from(name),
+                Page::new(0, MAX_RESULTS),
+            )?;
             records.into_iter().map(|record| HostedTool::read(store, record)).collect()
         })
         .await

@@ -1,15 +1,22 @@
 //! The REST API driven through `Router::oneshot`: no socket, a real store on disk. Every bad
 //! input gets a clear 4xx, and the store keeps exactly what it had.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use gridnode::config::Limits;
+use gridnode::config::{ExecuteSettings, Limits};
 use gridnode::http::{AppState, router};
+use gridnode::resolve::federation::FederationResolver;
+use gridnode::resolve::static_table::StaticResolver;
+use gridnode::resolve::{Chain, Resolver};
+use gridnode::runtime::{Runtime, builtin};
 use gridnode::service::cluster::{Cluster, Listeners};
+use gridnode::service::cluster_tools::ClusterTools;
 use gridnode::service::{Registry, Settings};
 use gridnode_federation::{Federation, FederationConfig, Load};
 use gridnode_search::SearchIndex;
@@ -43,7 +50,27 @@ async fn app() -> App {
         Settings { advertise_http: "http://node-a.test:8080".into(), limits },
     );
     let cluster = cluster(store.clone()).await;
-    let router = router(AppState::new(registry, cluster, Arc::new(AtomicBool::new(true))));
+    let mut runtime = Runtime::new("node-a");
+    for tool in builtin::all("node-a") {
+        runtime.register(tool).unwrap();
+    }
+    let resolvers: Vec<Arc<dyn Resolver>> = vec![
+        Arc::new(FederationResolver::new(cluster.federation_handle())),
+        Arc::new(StaticResolver::new(BTreeMap::from([(
+            "outside-1".to_owned(),
+            "127.0.0.1:9".to_owned(),
+        )]))),
+    ];
+    let cluster_tools = ClusterTools::new(
+        registry.clone(),
+        Arc::new(runtime),
+        cluster.clone(),
+        Chain::new(resolvers),
+        ExecuteSettings::default(),
+        1024 * 1024,
+    );
+    let router =
+        router(AppState::new(registry, cluster, cluster_tools, Arc::new(AtomicBool::new(true))));
     App { router, store, search, _dir: dir }
 }
 
@@ -60,7 +87,7 @@ async fn cluster(store: Store) -> Cluster {
         advertise_http: "http://node-a.test:8080".into(),
         advertise_grpc: "node-a.test:50051".into(),
     };
-    Cluster::new(Arc::new(federation), listeners)
+    Cluster::new(Arc::new(federation), listeners, Duration::from_secs(30))
 }
 
 impl App {
@@ -621,4 +648,207 @@ async fn bad_uploads_store_nothing() {
     assert_eq!(app.tool_count(), 0);
     assert!(app.store.get_blob(&gridnode_store::sha256_hex(&code)).unwrap().is_none());
     assert_eq!(app.store.last_seq(), 0, "nothing was written at all");
+}
+
+#[tokio::test]
+async fn cluster_tool_writes_resolve_and_execute_refuse_bad_input() {
+    let app = app().await;
+    let record = json!({
+        "name": "py_upper", "node_id": "outside-1", "description": "uppercases",
+        "input_spec": {"text": "string"}, "metadata": {"version": "1.0.0"}
+    });
+    let (status, body) = app.json("POST", "/cluster-tools", &record).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body, json!({"message": "Tool created"}));
+    let (status, body) = app.json("POST", "/cluster-tools/tools", &record).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["success"], false);
+    let (status, one) = app.get("/cluster-tools/outside-1/py_upper").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["alive"], true, "an outside node counts as alive until a call fails");
+    assert_eq!(one["metadata"]["version"], "1.0.0");
+
+    let with = |field: &str, value: Value| {
+        let mut changed = record.clone();
+        changed[field] = value;
+        changed
+    };
+    let without = |field: &str| {
+        let mut changed = record.clone();
+        changed.as_object_mut().unwrap().remove(field);
+        changed
+    };
+    let refused = [
+        (without("description"), StatusCode::BAD_REQUEST, "missing field 'description'"),
+        (without("node_id"), StatusCode::BAD_REQUEST, "missing field 'node_id'"),
+        (with("extra", json!(1)), StatusCode::BAD_REQUEST, "unknown field"),
+        (json!(["py_upper"]), StatusCode::BAD_REQUEST, "json object"),
+        (with("name", json!("a/b")), StatusCode::BAD_REQUEST, "invalid tool name"),
+        (with("name", json!("x".repeat(5000))), StatusCode::BAD_REQUEST, "invalid tool name"),
+        (with("node_id", json!("node-a")), StatusCode::FORBIDDEN, "this gridnode node"),
+        (with("node_id", json!("resolve")), StatusCode::BAD_REQUEST, "names a route"),
+        (with("input_spec", json!({"x": {"type": "nope"}})), StatusCode::BAD_REQUEST, "input_spec"),
+        (with("input_spec", json!("text")), StatusCode::BAD_REQUEST, "invalid tool record"),
+    ];
+    for (body, status, needle) in refused {
+        let (got, response) = app.json("POST", "/cluster-tools", &body).await;
+        assert_eq!(got, status, "{needle}: {response}");
+        assert_eq!(response["success"], false);
+        assert!(
+            message_of(&response).contains(needle),
+            "'{}' lacks '{needle}'",
+            message_of(&response)
+        );
+    }
+    for (raw, status) in [
+        ("{\"name\": ", StatusCode::BAD_REQUEST),
+        ("", StatusCode::BAD_REQUEST),
+        ("\u{0}\u{1}", StatusCode::BAD_REQUEST),
+    ] {
+        let (got, response) = app.raw_json("POST", "/cluster-tools", raw).await;
+        assert_eq!(got, status, "{raw:?}: {response}");
+        assert_eq!(response["success"], false);
+    }
+    let (status, _) = app.call("POST", "/cluster-tools", Some("text/plain"), b"{}".to_vec()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(100 * 1024));
+    assert_eq!(
+        app.raw_json("POST", "/cluster-tools", &huge).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+
+    // Partial update: only what is given changes; the key fields are immutable.
+    let (status, body) = app
+        .json("PUT", "/cluster-tools/outside-1/py_upper", &json!({"description": "SHOUTS"}))
+        .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"message": "Tool updated"})));
+    let (_, one) = app.get("/cluster-tools/outside-1/py_upper").await;
+    assert_eq!(
+        (one["description"].clone(), one["metadata"]["version"].clone()),
+        (json!("SHOUTS"), json!("1.0.0"))
+    );
+    for (uri, patch, status, needle) in [
+        (
+            "/cluster-tools/outside-1/py_upper",
+            json!({"name": "other"}),
+            StatusCode::BAD_REQUEST,
+            "immutable",
+        ),
+        (
+            "/cluster-tools/outside-1/py_upper",
+            json!({"colour": 1}),
+            StatusCode::BAD_REQUEST,
+            "unknown field",
+        ),
+        (
+            "/cluster-tools/outside-1/py_upper",
+            json!({"input_spec": 7}),
+            StatusCode::BAD_REQUEST,
+            "json object",
+        ),
+        (
+            "/cluster-tools/outside-1/nope",
+            json!({"description": "x"}),
+            StatusCode::NOT_FOUND,
+            "not registered",
+        ),
+    ] {
+        let (got, response) = app.json("PUT", uri, &patch).await;
+        assert_eq!(got, status, "{needle}: {response}");
+        assert!(
+            message_of(&response).contains(needle),
+            "'{}' lacks '{needle}'",
+            message_of(&response)
+        );
+    }
+
+    // Resolve: the static table knows outside-1.
+    let (status, body) =
+        app.json("POST", "/cluster-tools/resolve", &json!({"tool_name": "py_upper"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"success": true, "endpoint": "127.0.0.1:9", "node_id": "outside-1"}));
+    for (request, status, needle) in [
+        (json!({"tool_name": "nope"}), StatusCode::NOT_FOUND, "Tool 'nope' not found in database"),
+        (
+            json!({"tool_name": "py_upper", "node_id": "elsewhere"}),
+            StatusCode::NOT_FOUND,
+            "not found in database for node 'elsewhere'",
+        ),
+        (json!({}), StatusCode::BAD_REQUEST, "tool_name"),
+        (json!({"tool_name": ""}), StatusCode::BAD_REQUEST, "tool_name"),
+        (json!({"tool_name": 5}), StatusCode::BAD_REQUEST, "invalid type"),
+        (json!({"tool_name": "py_upper", "x": 1}), StatusCode::BAD_REQUEST, "unknown field"),
+    ] {
+        let (got, response) = app.json("POST", "/cluster-tools/resolve", &request).await;
+        assert_eq!(got, status, "{needle}: {response}");
+        assert_eq!(response["success"], false);
+        assert!(
+            message_of(&response).contains(needle),
+            "'{}' lacks '{needle}'",
+            message_of(&response)
+        );
+    }
+
+    // Execute: refused before any hop, in the seed's full shape.
+    let (status, body) = app
+        .json("POST", "/cluster-tools/execute", &json!({"tool_name": "nope", "input": {}}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        json!({"success": false, "output": null, "error": "Tool 'nope' not found on any node", "metadata": {}})
+    );
+    for (request, status, needle) in [
+        (
+            json!({"tool_name": "py_upper", "input": {"text": 5}}),
+            StatusCode::BAD_REQUEST,
+            "field 'text'",
+        ),
+        (
+            json!({"tool_name": "py_upper", "input": "plain"}),
+            StatusCode::BAD_REQUEST,
+            "json object",
+        ),
+        (json!({"tool_name": "py_upper"}), StatusCode::BAD_REQUEST, "input"),
+        (json!({"tool_name": ["x"], "input": {}}), StatusCode::BAD_REQUEST, "invalid type"),
+    ] {
+        let (got, response) = app.json("POST", "/cluster-tools/execute", &request).await;
+        assert_eq!(got, status, "{needle}: {response}");
+        assert_eq!(
+            (response["output"].clone(), response["metadata"].clone()),
+            (Value::Null, json!({}))
+        );
+        assert!(
+            message_of(&response).contains(needle),
+            "'{}' lacks '{needle}'",
+            message_of(&response)
+        );
+    }
+    // Nothing listens on 127.0.0.1:9: 502, and the outside node is not alive for a while.
+    let request = json!({"tool_name": "py_upper", "input": {"text": "hi"}});
+    let (status, body) = app.json("POST", "/cluster-tools/execute", &request).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(message_of(&body).contains("outside-1 at 127.0.0.1:9"), "{body}");
+    let (_, one) = app.get("/cluster-tools/outside-1/py_upper").await;
+    assert_eq!(one["alive"], false);
+    let (status, body) =
+        app.json("POST", "/cluster-tools/resolve", &json!({"tool_name": "py_upper"})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let (status, body) = app.json("POST", "/cluster-tools/execute", &request).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(message_of(&body).contains("no live node"), "{body}");
+
+    // The seed SDK's delete spelling, then the record is gone.
+    let (status, body) =
+        app.call("DELETE", "/cluster-tools/tools/py_upper/outside-1", None, vec![]).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"message": "Tool deleted"})));
+    let (status, _) = app.call("DELETE", "/cluster-tools/outside-1/py_upper", None, vec![]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, all) = app.get("/cluster-tools").await;
+    assert_eq!(all, json!([]));
+}
+
+/// The error of a cluster-tools envelope (some keep the seed's capitalised messages).
+fn message_of(body: &Value) -> &str {
+    body["error"].as_str().unwrap_or_else(|| panic!("no error message in {body}"))
 }

@@ -2,10 +2,10 @@
 //! proto is byte-compatible with the original. The test installs grpcio and grpcio-tools with pip
 //! when they are missing.
 
-use std::path::Path;
 use std::process::Command;
 
 use gridnode::{Node, NodeConfig};
+use gridnode_tests::python::{ensure_grpcio, generate_stubs};
 use serde_json::{Value, json};
 
 /// The seed's `grpc_client_example.py`, made to print what it received as JSON.
@@ -30,40 +30,6 @@ print(json.dumps([
     call_tool("missing_tool", {}, host, port),
 ]))
 "#;
-
-fn python_has_grpc() -> bool {
-    Command::new("python3")
-        .args(["-c", "import grpc, grpc_tools"])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn ensure_grpcio() {
-    if python_has_grpc() {
-        return;
-    }
-    let status = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "grpcio", "grpcio-tools"])
-        .status()
-        .expect("python3 runs");
-    assert!(
-        status.success() && python_has_grpc(),
-        "could not install grpcio and grpcio-tools with pip"
-    );
-}
-
-fn generate_stubs(out: &Path) {
-    let proto_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto");
-    let output = Command::new("python3")
-        .args(["-m", "grpc_tools.protoc", "-I"])
-        .arg(&proto_dir)
-        .arg(format!("--python_out={}", out.display()))
-        .arg(format!("--grpc_python_out={}", out.display()))
-        .arg("rpc_service.proto")
-        .output()
-        .expect("python3 runs");
-    assert!(output.status.success(), "protoc failed: {}", String::from_utf8_lossy(&output.stderr));
-}
 
 #[tokio::test]
 async fn the_seeds_python_client_calls_a_node() {

@@ -7,17 +7,10 @@ use std::time::Duration;
 use gridnode::{Node, NodeConfig};
 use gridnode_proto::{CallFunctionRequest, CallFunctionResponse, ToolExecutorClient};
 use gridnode_tests::api::Api;
+use gridnode_tests::tool_dir::write_tool as tool;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
-
-/// Writes a process tool folder: `tool.json` and an (unexecutable: the node fixes it) `run`.
-fn tool(dir: &Path, name: &str, manifest: Value, script: &str) {
-    let folder = dir.join(name);
-    std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join("tool.json"), manifest.to_string()).unwrap();
-    std::fs::write(folder.join("run"), format!("#!/bin/sh\n{script}\n")).unwrap();
-}
 
 fn tools_dir(root: &Path) -> std::path::PathBuf {
     let dir = root.join("tools");

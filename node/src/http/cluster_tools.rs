@@ -1,24 +1,33 @@
-//! The node-local tool records (contract section 6): `GET /cluster-tools`,
-//! `GET /cluster-tools/{node_id}`, `GET /cluster-tools/{node_id}/{name}`. These routes keep the
-//! seed's envelope: errors are `{"success": false, "error": …}`.
+//! The node-local tool routes (contract section 6): listing, registration of outside nodes'
+//! tools, resolve and execute. These routes keep the seed's envelope: errors are
+//! `{"success": false, "error": …}`, and execute's always carry `output` and `metadata` too.
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use gridnode_store::JsonMap;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::status_of;
-use super::extract::Params;
+use super::extract::{JsonBody, Params};
 use crate::error::Error;
 use crate::service::HostedTool;
+use crate::service::cluster_tools::Execution;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/cluster-tools", get(all))
+        .route("/cluster-tools", get(all).post(register))
+        // The seed's SDK syncs to `<registry>/tools` and `<registry>/tools/{name}/{node_id}`.
+        .route("/cluster-tools/tools", post(register))
+        .route("/cluster-tools/tools/{name}/{node_id}", delete(remove_by_name))
+        .route("/cluster-tools/resolve", post(resolve))
+        .route("/cluster-tools/execute", post(execute))
         .route("/cluster-tools/{node_id}", get(of_node))
-        .route("/cluster-tools/{node_id}/{name}", get(one))
+        .route("/cluster-tools/{node_id}/{name}", get(one).put(update).delete(remove))
 }
 
 /// An error in the seed's cluster-tools envelope.
@@ -33,11 +42,39 @@ impl From<Error> for Envelope {
 impl IntoResponse for Envelope {
     fn into_response(self) -> Response {
         let status = status_of(&self.0);
+        log_server_error(status, &self.0);
         (status, Json(json!({ "success": false, "error": self.0.to_string() }))).into_response()
     }
 }
 
-type Result<T> = std::result::Result<T, Envelope>;
+/// An execute error: the seed's full response shape with `success: false`.
+struct ExecuteEnvelope(Error);
+
+impl From<Error> for ExecuteEnvelope {
+    fn from(error: Error) -> Self {
+        ExecuteEnvelope(error)
+    }
+}
+
+impl IntoResponse for ExecuteEnvelope {
+    fn into_response(self) -> Response {
+        let status = status_of(&self.0);
+        log_server_error(status, &self.0);
+        let body = json!({
+            "success": false, "output": null, "error": self.0.to_string(), "metadata": {}
+        });
+        (status, Json(body)).into_response()
+    }
+}
+
+fn log_server_error(status: StatusCode, error: &Error) {
+    if status.is_server_error() {
+        tracing::warn!(%error, %status, "cluster-tools request failed");
+    }
+}
+
+type Result<T, E = Envelope> = std::result::Result<T, E>;
+type Body<T> = std::result::Result<JsonBody<T>, Error>;
 
 async fn all(
     State(app): State<AppState>,
@@ -72,4 +109,103 @@ fn with_liveness(app: &AppState, hosted: HostedTool) -> Value {
         fields.insert("alive".into(), Value::Bool(alive));
     }
     value
+}
+
+/// `POST /cluster-tools` (and `/cluster-tools/tools`): a tool of a node outside the federation.
+async fn register(
+    State(app): State<AppState>,
+    body: Body<Value>,
+) -> Result<(StatusCode, Json<Value>)> {
+    app.cluster_tools.register(body?.0).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "message": "Tool created" }))))
+}
+
+async fn update(
+    State(app): State<AppState>,
+    Path((node_id, name)): Path<(String, String)>,
+    body: Body<JsonMap>,
+) -> Result<Json<Value>> {
+    app.cluster_tools.update(node_id, name, body?.0).await?;
+    Ok(Json(json!({ "message": "Tool updated" })))
+}
+
+async fn remove(
+    State(app): State<AppState>,
+    Path((node_id, name)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    app.cluster_tools.remove(node_id, name).await?;
+    Ok(Json(json!({ "message": "Tool deleted" })))
+}
+
+/// The seed SDK's spelling: name first, then node id.
+async fn remove_by_name(
+    state: State<AppState>,
+    Path((name, node_id)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    remove(state, Path((node_id, name))).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveRequest {
+    tool_name: String,
+    #[serde(default)]
+    node_id: Option<String>,
+}
+
+/// `POST /cluster-tools/resolve`: the node that would run the tool and its gRPC endpoint.
+async fn resolve(State(app): State<AppState>, body: Body<ResolveRequest>) -> Result<Json<Value>> {
+    let request = body?.0;
+    let tool_name = required(&request.tool_name)?;
+    let resolution = app.cluster_tools.resolve(tool_name, request.node_id.as_deref()).await?;
+    Ok(Json(json!({
+        "success": true, "endpoint": resolution.endpoint, "node_id": resolution.node_id
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecuteRequest {
+    tool_name: String,
+    input: Value,
+    #[serde(default)]
+    node_id: Option<String>,
+}
+
+/// `POST /cluster-tools/execute`: runs the tool on the best live node hosting it.
+async fn execute(
+    State(app): State<AppState>,
+    body: Body<ExecuteRequest>,
+) -> Result<Response, ExecuteEnvelope> {
+    let request = body?.0;
+    let tool_name = required(&request.tool_name)?;
+    let input = serde_json::to_vec(&request.input)
+        .map_err(|e| Error::Internal(format!("cannot encode the input: {e}")))?;
+    let execution =
+        app.cluster_tools.execute(tool_name, &input, request.node_id.as_deref()).await?;
+    let status = if execution.success { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR };
+    Ok((status, Json(answer(execution))).into_response())
+}
+
+/// The seed's response: `output` parsed as JSON when it parses, else a string.
+fn answer(execution: Execution) -> Value {
+    let output = if execution.success {
+        serde_json::from_slice(&execution.output)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&execution.output).into()))
+    } else {
+        Value::Null
+    };
+    json!({
+        "success": execution.success,
+        "output": output,
+        "error": execution.error,
+        "metadata": execution.metadata,
+    })
+}
+
+fn required(tool_name: &str) -> Result<&str, Error> {
+    if tool_name.is_empty() {
+        return Err(Error::BadRequest("tool_name must not be empty".into()));
+    }
+    Ok(tool_name)
 }

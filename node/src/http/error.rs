@@ -8,6 +8,7 @@ use gridnode_store::Error as StoreError;
 use serde_json::json;
 
 use crate::error::Error;
+use crate::resolve::ResolveError;
 
 /// The status an error answers with (contract section 3).
 pub fn status_of(error: &Error) -> StatusCode {
@@ -20,7 +21,13 @@ pub fn status_of(error: &Error) -> StatusCode {
         Error::BadRequest(_) => StatusCode::BAD_REQUEST,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::NotFound(_) | Error::Resolve(ResolveError::Unknown(_)) => StatusCode::NOT_FOUND,
+        Error::Forbidden(_) => StatusCode::FORBIDDEN,
+        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Unreachable(_) => StatusCode::BAD_GATEWAY,
+        Error::Resolve(ResolveError::Misconfigured(_) | ResolveError::Unavailable(_)) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
         Error::Internal(_) | Error::Io { .. } | Error::Config(_) | Error::Federation(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }

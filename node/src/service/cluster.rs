@@ -1,9 +1,11 @@
 //! This node in its federation: what `GET /node` and `GET /peers` show, and whether the node
 //! hosting a tool is alive.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use gridnode_federation::{Federation, PeerView};
+use gridnode_federation::{Federation, Load, PeerView};
 use serde::Serialize;
 
 /// What `GET /node` shows.
@@ -34,10 +36,27 @@ pub struct Listeners {
 pub struct Cluster {
     federation: Arc<Federation>,
     info: Arc<NodeInfo>,
+    /// Nodes a call could not reach, and when.
+    unreachable: Arc<Mutex<HashMap<String, Instant>>>,
+    unreachable_for: Duration,
+}
+
+/// Whether a node hosting a tool can take a call now, and how busy it says it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Standing {
+    pub alive: bool,
+    /// The load from the node's latest heartbeat; `None` for a node outside the federation.
+    pub load: Option<Load>,
 }
 
 impl Cluster {
-    pub fn new(federation: Arc<Federation>, listeners: Listeners) -> Cluster {
+    /// `unreachable_for`: how long a node outside the federation counts as not alive after a
+    /// call to it failed.
+    pub fn new(
+        federation: Arc<Federation>,
+        listeners: Listeners,
+        unreachable_for: Duration,
+    ) -> Cluster {
         let info = NodeInfo {
             node_id: federation.node_id().to_owned(),
             peer_id: federation.peer_id().to_string(),
@@ -45,7 +64,17 @@ impl Cluster {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             listeners,
         };
-        Cluster { federation, info: Arc::new(info) }
+        Cluster { federation, info: Arc::new(info), unreachable: Arc::default(), unreachable_for }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.info.node_id
+    }
+
+    /// The gRPC endpoint this node tells others to call.
+    pub fn advertise_grpc(&self) -> &str {
+        &self.info.listeners.advertise_grpc
     }
 
     /// This node, with the p2p addresses known now (a listener on 0.0.0.0 reports each interface
@@ -63,17 +92,58 @@ impl Cluster {
     }
 
     /// Whether the node hosting a tool record is alive. A gridnode node is alive while its
-    /// heartbeats arrive. A record its node wrote itself, of a node never heard from, is not
-    /// alive. A record registered for an outside node (over REST, by someone else) counts as
-    /// alive: nothing gossips for it (contract section 6).
+    /// heartbeats arrive, and not from a failed call until its next heartbeat. A record its
+    /// node wrote itself, of a node never heard from, is not alive. A record registered for an
+    /// outside node (over REST, by someone else) counts as alive — nothing gossips for it —
+    /// unless a call to it failed in the last `unreachable_for` (contract section 6).
     pub fn is_alive(&self, node_id: &str, written_by: &str) -> bool {
-        match self.federation.liveness(node_id) {
-            Some(alive) => alive,
-            None => written_by != node_id,
+        self.standing(node_id, written_by).alive
+    }
+
+    /// Liveness and load of the node hosting a tool record (see [`Cluster::is_alive`]).
+    pub fn standing(&self, node_id: &str, written_by: &str) -> Standing {
+        let failed = self.unreachable().get(node_id).map(Instant::elapsed);
+        match self.federation.peer(node_id) {
+            Some(peer) => {
+                let heard_since_failure =
+                    failed.is_none_or(|ago| u128::from(peer.last_seen_ms) < ago.as_millis());
+                Standing {
+                    alive: peer.alive && heard_since_failure,
+                    load: Some(peer.heartbeat.load),
+                }
+            }
+            None => Standing {
+                alive: written_by != node_id
+                    && failed.is_none_or(|ago| ago >= self.unreachable_for),
+                load: None,
+            },
         }
+    }
+
+    /// A call could not reach `node_id`.
+    pub fn mark_unreachable(&self, node_id: &str) {
+        let mut unreachable = self.unreachable();
+        if unreachable.len() >= 65_536 {
+            unreachable.retain(|_, at| at.elapsed() < self.unreachable_for);
+        }
+        unreachable.insert(node_id.to_owned(), Instant::now());
+    }
+
+    /// A call reached `node_id`.
+    pub fn mark_reachable(&self, node_id: &str) {
+        self.unreachable().remove(node_id);
+    }
+
+    fn unreachable(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.unreachable.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn federation(&self) -> &Federation {
         &self.federation
+    }
+
+    /// A shared handle on the federation (for the `federation` resolver).
+    pub fn federation_handle(&self) -> Arc<Federation> {
+        self.federation.clone()
     }
 }

@@ -1,0 +1,442 @@
+//! The cluster-tools service (contract section 6, the seed's Org Tools Executor): registers the
+//! tools of nodes outside the federation, resolves a tool to a node hosting it and that node's
+//! gRPC endpoint, and executes a tool on the best live node, failing over to the next when a
+//! node cannot be reached.
+//!
+//! Candidates are the live nodes hosting the tool: this node first (run in-process, no network
+//! hop), then gridnode peers by the load in their heartbeats, then outside nodes; ties take
+//! turns. A call that cannot reach its node (no connection, not a ToolExecutor there) moves on
+//! to the next candidate, within `execute.max_attempts` and `execute.deadline_ms`; a tool that
+//! ran and failed is the answer, never retried elsewhere (it may not be idempotent).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use gridnode_proto::CallFunctionRequest;
+use gridnode_store::{ClusterLocalTool, JsonMap, Record};
+use serde_json::Value;
+
+use crate::config::{ExecuteSettings, RESERVED_NODE_IDS};
+use crate::error::{Error, Result};
+use crate::resolve::Chain;
+use crate::runtime::spec::InputValidator;
+use crate::runtime::{CallOutcome, Runtime};
+use crate::service::Registry;
+use crate::service::cluster::Cluster;
+
+pub mod candidates;
+pub mod pool;
+
+use candidates::Candidate;
+use pool::{CallError, Pool};
+
+/// Compiled input specs kept at most.
+const MAX_VALIDATORS: usize = 1024;
+/// The longest tool name echoed in a message.
+const MAX_ECHO: usize = 128;
+
+/// The service. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ClusterTools {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: Registry,
+    runtime: Arc<Runtime>,
+    cluster: Cluster,
+    chain: Chain,
+    pool: Pool,
+    settings: ExecuteSettings,
+    /// Compiled input specs, by the spec's JSON text.
+    validators: Mutex<HashMap<String, Arc<InputValidator>>>,
+    /// Turns among equally loaded candidates.
+    turn: AtomicUsize,
+    stats: Counters,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    local_calls: AtomicU64,
+    remote_calls: AtomicU64,
+    failovers: AtomicU64,
+}
+
+/// Calls made so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecuteStats {
+    /// Run in this node's runtime.
+    pub local_calls: u64,
+    /// Sent to another node over gRPC (each attempt).
+    pub remote_calls: u64,
+    /// Attempts that could not reach their node, so the next candidate was tried.
+    pub failovers: u64,
+}
+
+/// Where a tool would run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    pub endpoint: String,
+    pub node_id: String,
+}
+
+/// A finished call: the tool's answer, successful or not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Execution {
+    pub success: bool,
+    pub output: Vec<u8>,
+    pub error: String,
+    /// The tool's metadata, always with the `node_id` that ran it.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl From<CallOutcome> for Execution {
+    fn from(outcome: CallOutcome) -> Execution {
+        Execution {
+            success: outcome.success,
+            output: outcome.output,
+            error: outcome.error,
+            metadata: outcome.metadata,
+        }
+    }
+}
+
+impl ClusterTools {
+    pub fn new(
+        registry: Registry,
+        runtime: Arc<Runtime>,
+        cluster: Cluster,
+        chain: Chain,
+        settings: ExecuteSettings,
+        max_output_bytes: usize,
+    ) -> ClusterTools {
+        let pool = Pool::new(Duration::from_millis(settings.connect_timeout_ms), max_output_bytes);
+        ClusterTools {
+            inner: Arc::new(Inner {
+                registry,
+                runtime,
+                cluster,
+                chain,
+                pool,
+                settings,
+                validators: Mutex::default(),
+                turn: AtomicUsize::new(0),
+                stats: Counters::default(),
+            }),
+        }
+    }
+
+    pub fn stats(&self) -> ExecuteStats {
+        let stats = &self.inner.stats;
+        ExecuteStats {
+            local_calls: stats.local_calls.load(Ordering::Relaxed),
+            remote_calls: stats.remote_calls.load(Ordering::Relaxed),
+            failovers: stats.failovers.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The resolver chain, for callers that resolve nodes themselves (benchmarks).
+    pub fn chain(&self) -> &Chain {
+        &self.inner.chain
+    }
+
+    /// Registers a tool of a node outside the federation (`POST /cluster-tools`). The body
+    /// needs `name`, `node_id` and `description`; `input_spec` must compile.
+    pub async fn register(&self, body: Value) -> Result<()> {
+        let Value::Object(fields) = &body else {
+            return Err(Error::BadRequest(
+                "expected a json object with name, node_id, description, and optionally \
+                 input_spec and metadata"
+                    .into(),
+            ));
+        };
+        for field in ["name", "node_id", "description"] {
+            if !fields.contains_key(field) {
+                return Err(Error::BadRequest(format!("missing field '{field}'")));
+            }
+        }
+        let record: ClusterLocalTool = serde_json::from_value(body)
+            .map_err(|e| Error::BadRequest(format!("invalid tool record: {e}")))?;
+        record.validate()?;
+        if RESERVED_NODE_IDS.contains(&record.node_id.as_str()) {
+            return Err(Error::BadRequest(format!(
+                "'{}' cannot be a node id: it names a route under /cluster-tools",
+                record.node_id
+            )));
+        }
+        self.check_writable(&record.node_id, None)?;
+        check_spec(&record.input_spec)?;
+        self.inner
+            .registry
+            .blocking(move |store| {
+                store.create(&record)?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Changes an outside node's tool record (`PUT /cluster-tools/{node_id}/{name}`):
+    /// `description`, `input_spec` and `metadata`; `name` and `node_id` may be given unchanged.
+    pub async fn update(&self, node_id: String, name: String, patch: JsonMap) -> Result<()> {
+        for (field, given) in [("name", &name), ("node_id", &node_id)] {
+            if let Some(value) = patch.get(field)
+                && value.as_str() != Some(given.as_str())
+            {
+                return Err(Error::BadRequest(format!(
+                    "{field} is immutable: delete the tool and register it again under the new {field}"
+                )));
+            }
+        }
+        let hosted = self.inner.registry.cluster_tool(node_id.clone(), name.clone()).await?;
+        self.check_writable(&node_id, Some(&hosted.written_by))?;
+        if let Some(spec) = patch.get("input_spec") {
+            match spec {
+                Value::Object(spec) => check_spec(spec)?,
+                _ => return Err(Error::BadRequest("input_spec must be a json object".into())),
+            }
+        }
+        let key = ClusterLocalTool::key(&node_id, &name);
+        self.inner
+            .registry
+            .blocking(move |store| {
+                store.update::<ClusterLocalTool>(&key, |current| {
+                    let mut doc = match serde_json::to_value(current) {
+                        Ok(Value::Object(doc)) => doc,
+                        _ => {
+                            return Err(gridnode_store::Error::Corrupt(
+                                "record is not an object".into(),
+                            ));
+                        }
+                    };
+                    doc.extend(patch.clone());
+                    serde_json::from_value(Value::Object(doc)).map_err(|e| {
+                        gridnode_store::Error::Invalid(format!("invalid tool update: {e}"))
+                    })
+                })?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Removes an outside node's tool record (`DELETE /cluster-tools/{node_id}/{name}`).
+    pub async fn remove(&self, node_id: String, name: String) -> Result<()> {
+        let hosted = self.inner.registry.cluster_tool(node_id.clone(), name.clone()).await?;
+        self.check_writable(&node_id, Some(&hosted.written_by))?;
+        let key = ClusterLocalTool::key(&node_id, &name);
+        self.inner
+            .registry
+            .blocking(move |store| {
+                store.delete::<ClusterLocalTool>(&key)?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// A gridnode node's records come from its runtime and only it writes them; REST writes
+    /// are for nodes outside the federation.
+    fn check_writable(&self, node_id: &str, written_by: Option<&str>) -> Result<()> {
+        let cluster = &self.inner.cluster;
+        if node_id == cluster.node_id() {
+            return Err(Error::Forbidden(format!(
+                "node '{node_id}' is this gridnode node: its tools are the built-ins and the \
+                 process tools of its tools dir; add a folder there instead"
+            )));
+        }
+        if cluster.federation().liveness(node_id).is_some() || written_by == Some(node_id) {
+            return Err(Error::Forbidden(format!(
+                "node '{node_id}' is a gridnode node: only it announces its tools; add the tool \
+                 to that node's tools dir"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The node that would run `tool` now, and its gRPC endpoint (`POST /cluster-tools/resolve`).
+    pub async fn resolve(&self, tool: &str, pin: Option<&str>) -> Result<Resolution> {
+        let candidates = self.candidates(tool, pin, "in database").await?;
+        let mut failure = None;
+        for candidate in &candidates {
+            let node_id = candidate.node_id().to_owned();
+            if candidate.local {
+                let endpoint = self.inner.cluster.advertise_grpc().to_owned();
+                return Ok(Resolution { endpoint, node_id });
+            }
+            match self.inner.chain.resolve(&node_id).await {
+                Ok(resolved) => return Ok(Resolution { endpoint: resolved.endpoint, node_id }),
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        Err(failure.map_or_else(|| self.no_live_node(tool, pin), Error::Resolve))
+    }
+
+    /// Runs `tool` on the best live node hosting it (`POST /cluster-tools/execute`). The input
+    /// is checked against the tool's `input_spec` before any hop.
+    pub async fn execute(&self, tool: &str, input: &[u8], pin: Option<&str>) -> Result<Execution> {
+        let inner = &self.inner;
+        let deadline = Instant::now() + Duration::from_millis(inner.settings.deadline_ms);
+        let candidates = self.candidates(tool, pin, "on any node").await?;
+        let Some(first) = candidates.first() else {
+            return Err(Error::Unreachable(self.no_live_node(tool, pin).to_string()));
+        };
+        self.validator(&first.hosted.record.input_spec)?
+            .validate(input)
+            .map_err(|why| Error::BadRequest(format!("invalid input for '{tool}': {why}")))?;
+
+        let mut failures = Vec::new();
+        let mut unresolved = None;
+        let mut reached_none = false;
+        for (attempt, candidate) in candidates.iter().take(inner.settings.max_attempts).enumerate()
+        {
+            let node_id = candidate.node_id();
+            if attempt > 0 {
+                // Another node's copy of the tool may take other input.
+                let spec = &candidate.hosted.record.input_spec;
+                if let Err(why) = self.validator(spec)?.validate(input) {
+                    failures.push(format!("{node_id}: the input does not fit its spec ({why})"));
+                    continue;
+                }
+            }
+            if candidate.local {
+                inner.stats.local_calls.fetch_add(1, Ordering::Relaxed);
+                return Ok(inner.runtime.call(tool, input).await.into());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                failures.push(format!("{node_id}: not tried, the deadline passed"));
+                reached_none = true;
+                break;
+            }
+            let endpoint = match inner.chain.resolve(node_id).await {
+                Ok(resolved) => resolved.endpoint,
+                Err(error) => {
+                    failures.push(format!("{node_id}: {error}"));
+                    unresolved.get_or_insert(error);
+                    continue;
+                }
+            };
+            let timeout = Duration::from_millis(inner.settings.call_timeout_ms).min(deadline - now);
+            inner.stats.remote_calls.fetch_add(1, Ordering::Relaxed);
+            let request = CallFunctionRequest { tool_name: tool.to_owned(), input: input.to_vec() };
+            match inner.pool.call(&endpoint, request, timeout).await {
+                Ok(response) => {
+                    inner.cluster.mark_reachable(node_id);
+                    let mut metadata: BTreeMap<String, String> =
+                        response.metadata.into_iter().collect();
+                    metadata.entry("node_id".into()).or_insert_with(|| node_id.to_owned());
+                    return Ok(Execution {
+                        success: response.success,
+                        output: response.output,
+                        error: response.error,
+                        metadata,
+                    });
+                }
+                Err(CallError::Unreached(why)) => {
+                    tracing::warn!(%node_id, %endpoint, %why, "node unreachable; trying the next");
+                    inner.stats.failovers.fetch_add(1, Ordering::Relaxed);
+                    inner.cluster.mark_unreachable(node_id);
+                    inner.pool.evict(&endpoint);
+                    inner.chain.evict(node_id, &endpoint);
+                    failures.push(format!("{node_id} at {endpoint}: {why}"));
+                    reached_none = true;
+                }
+                Err(CallError::Failed(why)) => {
+                    // The request reached the node: it may have run; not retried elsewhere.
+                    return Err(Error::Unreachable(format!(
+                        "node '{node_id}' at {endpoint} did not complete the call to '{}': {why}",
+                        echo(tool)
+                    )));
+                }
+            }
+        }
+        match unresolved {
+            Some(error) if !reached_none => Err(Error::Resolve(error)),
+            _ => Err(Error::Unreachable(format!(
+                "no node hosting '{}' could be reached ({})",
+                echo(tool),
+                failures.join("; ")
+            ))),
+        }
+    }
+
+    /// The live nodes hosting `tool` (or only `pin`), best first. No record at all is a 404
+    /// saying where nothing was found.
+    async fn candidates(
+        &self,
+        tool: &str,
+        pin: Option<&str>,
+        place: &str,
+    ) -> Result<Vec<Candidate>> {
+        let hosts = self.inner.registry.hosts_of(tool.to_owned(), pin.map(str::to_owned)).await?;
+        if hosts.is_empty() {
+            return Err(Error::NotFound(match pin {
+                None => format!("Tool '{}' not found {place}", echo(tool)),
+                Some(node) => {
+                    format!("Tool '{}' not found {place} for node '{}'", echo(tool), echo(node))
+                }
+            }));
+        }
+        let cluster = &self.inner.cluster;
+        let me = cluster.node_id();
+        let live = hosts
+            .into_iter()
+            .filter_map(|hosted| {
+                let local = hosted.record.node_id == me;
+                let standing = cluster.standing(&hosted.record.node_id, &hosted.written_by);
+                (local || standing.alive).then_some(Candidate {
+                    hosted,
+                    local,
+                    load: standing.load,
+                })
+            })
+            .collect();
+        let turn = self.inner.turn.fetch_add(1, Ordering::Relaxed);
+        Ok(candidates::order(live, turn))
+    }
+
+    fn no_live_node(&self, tool: &str, pin: Option<&str>) -> Error {
+        Error::Unavailable(match pin {
+            None => format!(
+                "no live node hosts '{}': every node it is registered on is silent or unreachable (see GET /cluster-tools and GET /peers)",
+                echo(tool)
+            ),
+            Some(node) => format!(
+                "node '{}' hosts '{}' but is not alive now (see GET /peers)",
+                echo(node),
+                echo(tool)
+            ),
+        })
+    }
+
+    /// The compiled validator of a spec, compiled once.
+    fn validator(&self, spec: &JsonMap) -> Result<Arc<InputValidator>> {
+        let key = serde_json::to_string(spec).unwrap_or_default();
+        let mut validators = self.inner.validators.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(validator) = validators.get(&key) {
+            return Ok(validator.clone());
+        }
+        let validator = Arc::new(InputValidator::compile(spec).map_err(|e| {
+            Error::Internal(format!("the tool's registered input_spec does not compile: {e}"))
+        })?);
+        if validators.len() >= MAX_VALIDATORS {
+            validators.clear();
+        }
+        validators.insert(key, validator.clone());
+        Ok(validator)
+    }
+}
+
+fn check_spec(spec: &JsonMap) -> Result<()> {
+    InputValidator::compile(spec)
+        .map(drop)
+        .map_err(|e| Error::BadRequest(format!("input_spec: {e}")))
+}
+
+/// Untrusted text cut to a length fit for a message.
+fn echo(text: &str) -> String {
+    text.chars().take(MAX_ECHO).collect()
+}
