@@ -4,10 +4,11 @@
 //! gridnode-bench search [N] [--quick]   keyword queries through REST, write-to-searchable
 //! gridnode-bench grpc [--quick]         CallFunction against a bare tonic server, process tools
 //! gridnode-bench federation [--quick]   replication latency, bytes, catch-up, idle footprint
+//! gridnode-bench execute [--quick]      POST /cluster-tools/execute, local and remote, vs direct gRPC
 //! gridnode-bench corpus N               print N corpus records as JSON lines
 //! ```
 //!
-//! More scenarios (registry, execute, footprint) arrive with the benchmarks issue. Every figure is printed beside the limit or the alternative it is compared with.
+//! More scenarios (registry, footprint) arrive with the benchmarks issue. Every figure is printed beside the limit or the alternative it is compared with.
 
 use gridnode_bench::corpus;
 use gridnode_bench::scenario;
@@ -26,6 +27,7 @@ fn main() -> std::process::ExitCode {
         },
         Some("grpc") => scenario::grpc::run(quick),
         Some("federation") => scenario::federation::run(quick),
+        Some("execute") => scenario::execute::run(quick),
         Some("corpus") => match number(1, 3) {
             Some(n) => {
                 for tool in corpus::tools(n, 42) {
@@ -48,7 +50,7 @@ fn main() -> std::process::ExitCode {
 
 fn usage() -> std::process::ExitCode {
     eprintln!(
-        "usage: gridnode-bench search [N] [--quick] | grpc [--quick] | federation [--quick] | corpus N"
+        "usage: gridnode-bench search [N] [--quick] | grpc [--quick] | federation [--quick] | execute [--quick] | corpus N"
     );
     eprintln!("criterion micro-benchmarks: cargo bench -p gridnode-bench");
     std::process::ExitCode::FAILURE

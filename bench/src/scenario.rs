@@ -1,5 +1,6 @@
 //! Whole-system scenarios of the `gridnode-bench` binary.
 
+pub mod execute;
 pub mod federation;
 pub mod grpc;
 pub mod search;

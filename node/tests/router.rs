@@ -691,14 +691,7 @@ async fn cluster_tool_writes_resolve_and_execute_refuse_bad_input() {
         (with("input_spec", json!("text")), StatusCode::BAD_REQUEST, "invalid tool record"),
     ];
     for (body, status, needle) in refused {
-        let (got, response) = app.json("POST", "/cluster-tools", &body).await;
-        assert_eq!(got, status, "{needle}: {response}");
-        assert_eq!(response["success"], false);
-        assert!(
-            message_of(&response).contains(needle),
-            "'{}' lacks '{needle}'",
-            message_of(&response)
-        );
+        app.refused("POST", "/cluster-tools", &body, status, needle).await;
     }
     for (raw, status) in [
         ("{\"name\": ", StatusCode::BAD_REQUEST),
@@ -753,13 +746,7 @@ async fn cluster_tool_writes_resolve_and_execute_refuse_bad_input() {
             "not registered",
         ),
     ] {
-        let (got, response) = app.json("PUT", uri, &patch).await;
-        assert_eq!(got, status, "{needle}: {response}");
-        assert!(
-            message_of(&response).contains(needle),
-            "'{}' lacks '{needle}'",
-            message_of(&response)
-        );
+        app.refused("PUT", uri, &patch, status, needle).await;
     }
 
     // Resolve: the static table knows outside-1.
@@ -779,14 +766,7 @@ async fn cluster_tool_writes_resolve_and_execute_refuse_bad_input() {
         (json!({"tool_name": 5}), StatusCode::BAD_REQUEST, "invalid type"),
         (json!({"tool_name": "py_upper", "x": 1}), StatusCode::BAD_REQUEST, "unknown field"),
     ] {
-        let (got, response) = app.json("POST", "/cluster-tools/resolve", &request).await;
-        assert_eq!(got, status, "{needle}: {response}");
-        assert_eq!(response["success"], false);
-        assert!(
-            message_of(&response).contains(needle),
-            "'{}' lacks '{needle}'",
-            message_of(&response)
-        );
+        app.refused("POST", "/cluster-tools/resolve", &request, status, needle).await;
     }
 
     // Execute: refused before any hop, in the seed's full shape.
@@ -846,6 +826,35 @@ async fn cluster_tool_writes_resolve_and_execute_refuse_bad_input() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, all) = app.get("/cluster-tools").await;
     assert_eq!(all, json!([]));
+    // Lookups see every write at once (the hosts cache follows the store).
+    let (status, _) =
+        app.json("POST", "/cluster-tools/resolve", &json!({"tool_name": "py_upper"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let again = json!({"name": "py_upper", "node_id": "outside-2", "description": "x"});
+    assert_eq!(app.json("POST", "/cluster-tools", &again).await.0, StatusCode::CREATED);
+    let (status, body) =
+        app.json("POST", "/cluster-tools/resolve", &json!({"tool_name": "py_upper"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "outside-2 has no endpoint anywhere: {body}");
+    assert!(message_of(&body).contains("no resolver knows node 'outside-2'"), "{body}");
+}
+
+impl App {
+    /// Sends `body`; asserts the status and a cluster-tools error envelope naming `needle`.
+    async fn refused(
+        &self,
+        method: &str,
+        uri: &str,
+        body: &Value,
+        status: StatusCode,
+        needle: &str,
+    ) -> Value {
+        let (got, response) = self.json(method, uri, body).await;
+        assert_eq!(got, status, "{needle}: {response}");
+        assert_eq!(response["success"], false);
+        let message = message_of(&response);
+        assert!(message.contains(needle), "'{message}' lacks '{needle}'");
+        response
+    }
 }
 
 /// The error of a cluster-tools envelope (some keep the seed's capitalised messages).

@@ -181,6 +181,28 @@ pub async fn eventually_ids(api: &Api, path: &str, field: &str, expected: &[&str
     }
 }
 
+/// Polls `path` until `check` holds of its body (at most [`EVENTUALLY`]) and returns the body.
+pub async fn eventually(
+    api: &Api,
+    path: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + EVENTUALLY;
+    loop {
+        let (_, body) = api.get(path).await;
+        if check(&body) {
+            return body;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path} never matched; last: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// The TCP one of a node's p2p listen addresses (to bootstrap another node from).
+pub fn tcp_addr(p2p_addrs: &[String]) -> String {
+    p2p_addrs.iter().find(|a| a.contains("/tcp/")).expect("a tcp p2p listener").clone()
+}
+
 /// How long a test waits for something the node does in the background.
 pub const EVENTUALLY: std::time::Duration = std::time::Duration::from_secs(10);
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use gridnode::{Node, NodeConfig};
 use gridnode_tests::api::Api;
 use gridnode_tests::tool_dir::write_tool;
-use gridnode_tests::walk::EVENTUALLY;
+use gridnode_tests::walk::{EVENTUALLY, eventually, tcp_addr};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -39,20 +39,7 @@ async fn start(
 }
 
 fn tcp(node: &Node) -> String {
-    node.p2p_addrs().iter().find(|a| a.contains("/tcp/")).unwrap().clone()
-}
-
-/// Polls `path` until `check` holds.
-async fn eventually(api: &Api, path: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + EVENTUALLY;
-    loop {
-        let (_, body) = api.get(path).await;
-        if check(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "{path} never matched; last: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tcp_addr(&node.p2p_addrs())
 }
 
 fn peer<'a>(peers: &'a Value, node_id: &str) -> Option<&'a Value> {

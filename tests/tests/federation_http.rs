@@ -2,12 +2,10 @@
 //! is written on one is readable (by id and by keyword) on the others, and `GET /node`,
 //! `GET /peers` and `GET /cluster-tools` tell who is alive.
 
-use std::time::{Duration, Instant};
-
 use gridnode::{Node, NodeConfig};
 use gridnode_tests::api::{Api, ids};
 use gridnode_tests::bundle::zip;
-use gridnode_tests::walk::{EVENTUALLY, eventually_ids};
+use gridnode_tests::walk::{eventually, eventually_ids, tcp_addr};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -31,20 +29,7 @@ async fn start(
 }
 
 fn tcp(node: &Node) -> String {
-    node.p2p_addrs().iter().find(|a| a.contains("/tcp/")).unwrap().clone()
-}
-
-/// Polls `path` until `check` holds.
-async fn eventually(api: &Api, path: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + EVENTUALLY;
-    loop {
-        let (_, body) = api.get(path).await;
-        if check(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "{path} never matched; last: {body}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    tcp_addr(&node.p2p_addrs())
 }
 
 fn alive(body: &Value, node_id: &str) -> Option<bool> {

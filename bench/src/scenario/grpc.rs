@@ -35,13 +35,13 @@ impl ToolExecutor for Bare {
 }
 
 /// One measured configuration.
-struct Load {
-    latency: Percentiles,
-    per_second: f64,
+pub(crate) struct Load {
+    pub latency: Percentiles,
+    pub per_second: f64,
 }
 
 /// `calls` calls of `tool` with `input`, `concurrency` at a time over one channel.
-async fn load(
+pub(crate) async fn load(
     client: &ToolExecutorClient<Channel>,
     tool: &str,
     input: &[u8],
@@ -79,7 +79,7 @@ async fn load(
 }
 
 /// A `reverse_text` input of about `size` bytes.
-fn text_input(size: usize) -> Vec<u8> {
+pub(crate) fn text_input(size: usize) -> Vec<u8> {
     let text = "a".repeat(size.saturating_sub(12));
     serde_json::json!({ "text": text }).to_string().into_bytes()
 }

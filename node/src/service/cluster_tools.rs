@@ -23,8 +23,8 @@ use crate::error::{Error, Result};
 use crate::resolve::Chain;
 use crate::runtime::spec::InputValidator;
 use crate::runtime::{CallOutcome, Runtime};
-use crate::service::Registry;
 use crate::service::cluster::Cluster;
+use crate::service::{HostedTool, Registry};
 
 pub mod candidates;
 pub mod pool;
@@ -34,8 +34,13 @@ use pool::{CallError, Pool};
 
 /// Compiled input specs kept at most.
 const MAX_VALIDATORS: usize = 1024;
+/// Tool lookups cached at most (past this, stale entries are dropped).
+const MAX_CACHED_HOSTS: usize = 4096;
 /// The longest tool name echoed in a message.
 const MAX_ECHO: usize = 128;
+
+/// `(tool, pinned node)` → the store's feed sequence when read, and the records then.
+type HostsCache = HashMap<(String, Option<String>), (u64, Arc<Vec<HostedTool>>)>;
 
 /// The service. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -53,6 +58,9 @@ struct Inner {
     settings: ExecuteSettings,
     /// Compiled input specs, by the spec's JSON text.
     validators: Mutex<HashMap<String, Arc<InputValidator>>>,
+    /// Hosts of a tool (or of a tool on one node), read at a store sequence number: valid
+    /// while the store has committed nothing since. Spares the store a read per call.
+    hosts: Mutex<HostsCache>,
     /// Turns among equally loaded candidates.
     turn: AtomicUsize,
     stats: Counters,
@@ -123,6 +131,7 @@ impl ClusterTools {
                 pool,
                 settings,
                 validators: Mutex::default(),
+                hosts: Mutex::default(),
                 turn: AtomicUsize::new(0),
                 stats: Counters::default(),
             }),
@@ -371,7 +380,7 @@ impl ClusterTools {
         pin: Option<&str>,
         place: &str,
     ) -> Result<Vec<Candidate>> {
-        let hosts = self.inner.registry.hosts_of(tool.to_owned(), pin.map(str::to_owned)).await?;
+        let hosts = self.hosts(tool, pin).await?;
         if hosts.is_empty() {
             return Err(Error::NotFound(match pin {
                 None => format!("Tool '{}' not found {place}", echo(tool)),
@@ -383,7 +392,8 @@ impl ClusterTools {
         let cluster = &self.inner.cluster;
         let me = cluster.node_id();
         let live = hosts
-            .into_iter()
+            .iter()
+            .cloned()
             .filter_map(|hosted| {
                 let local = hosted.record.node_id == me;
                 let standing = cluster.standing(&hosted.record.node_id, &hosted.written_by);
@@ -396,6 +406,31 @@ impl ClusterTools {
             .collect();
         let turn = self.inner.turn.fetch_add(1, Ordering::Relaxed);
         Ok(candidates::order(live, turn))
+    }
+
+    /// The records of `tool` (on `pin` only, when given), from the cache while the store has
+    /// not changed since they were read.
+    async fn hosts(&self, tool: &str, pin: Option<&str>) -> Result<Arc<Vec<HostedTool>>> {
+        let key = (tool.to_owned(), pin.map(str::to_owned));
+        let store = self.inner.registry.store();
+        // Read the sequence first: a write committed after it makes the entry stale at once.
+        let seq = store.last_seq();
+        if let Some((at, hosts)) = self.hosts_cache().get(&key)
+            && *at == seq
+        {
+            return Ok(hosts.clone());
+        }
+        let hosts = Arc::new(self.inner.registry.hosts_of(key.0.clone(), key.1.clone()).await?);
+        let mut cache = self.hosts_cache();
+        if cache.len() >= MAX_CACHED_HOSTS {
+            cache.retain(|_, (at, _)| *at == seq);
+        }
+        cache.insert(key, (seq, hosts.clone()));
+        Ok(hosts)
+    }
+
+    fn hosts_cache(&self) -> std::sync::MutexGuard<'_, HostsCache> {
+        self.inner.hosts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn no_live_node(&self, tool: &str, pin: Option<&str>) -> Error {

@@ -114,7 +114,66 @@ fn classify(status: &tonic::Status) -> CallError {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
+    use crate::runtime::grpc::Executor;
+    use crate::runtime::{Runtime, builtin};
+
+    /// A node's ToolExecutor behind a forwarder that counts the TCP connections made to it.
+    async fn counted_runtime() -> (String, Arc<AtomicUsize>) {
+        let mut runtime = Runtime::new("pooled");
+        for tool in builtin::all("pooled") {
+            runtime.register(tool).unwrap();
+        }
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = server.local_addr().unwrap();
+        let incoming = tonic::transport::server::TcpIncoming::from(server);
+        let service = Executor::new(Arc::new(runtime)).into_service();
+        tokio::spawn(
+            tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming),
+        );
+        let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = front.local_addr().unwrap().to_string();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = front.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut upstream = tokio::net::TcpStream::connect(target).await.unwrap();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                });
+            }
+        });
+        (endpoint, connections)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_share_one_connection_per_endpoint() {
+        let (endpoint, connections) = counted_runtime().await;
+        let pool = Arc::new(Pool::new(Duration::from_secs(2), 1024 * 1024));
+        let call = |pool: Arc<Pool>, endpoint: String, i: usize| async move {
+            let request = CallFunctionRequest { tool_name: "echo".into(), input: vec![i as u8] };
+            pool.call(&endpoint, request, Duration::from_secs(5)).await
+        };
+        for i in 0..10 {
+            let response = call(pool.clone(), endpoint.clone(), i).await.unwrap();
+            assert_eq!(response.output, vec![i as u8]);
+        }
+        let concurrent: Vec<_> =
+            (0..32).map(|i| tokio::spawn(call(pool.clone(), endpoint.clone(), i))).collect();
+        for (i, call) in concurrent.into_iter().enumerate() {
+            assert_eq!(call.await.unwrap().unwrap().output, vec![i as u8]);
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 1, "42 calls, one connection");
+        assert_eq!(pool.len(), 1);
+        // After an eviction the next call connects afresh.
+        pool.evict(&endpoint);
+        call(pool.clone(), endpoint.clone(), 0).await.unwrap();
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
 
     #[tokio::test]
     async fn a_closed_port_is_unreached_and_the_channel_is_reused_until_evicted() {
