@@ -94,6 +94,9 @@ impl Node {
         } else {
             config.advertise_grpc.clone()
         };
+        if crate::resolve::federation::is_unspecified(&advertise_grpc) {
+            tracing::warn!(%advertise_grpc, "the gRPC endpoint told to peers is a wildcard: they cannot call this node's tools; set --advertise-grpc HOST:PORT");
+        }
         let cluster = start_federation(
             &config,
             store.clone(),

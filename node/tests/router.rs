@@ -765,6 +765,13 @@ async fn cluster_tool_writes_resolve_and_execute_refuse_bad_input() {
         (json!({"tool_name": ""}), StatusCode::BAD_REQUEST, "tool_name"),
         (json!({"tool_name": 5}), StatusCode::BAD_REQUEST, "invalid type"),
         (json!({"tool_name": "py_upper", "x": 1}), StatusCode::BAD_REQUEST, "unknown field"),
+        (json!({"tool_name": "../../etc"}), StatusCode::BAD_REQUEST, "invalid tool_name"),
+        (json!({"tool_name": "x".repeat(1 << 15)}), StatusCode::BAD_REQUEST, "invalid tool_name"),
+        (
+            json!({"tool_name": "py_upper", "node_id": "a b"}),
+            StatusCode::BAD_REQUEST,
+            "invalid node_id",
+        ),
     ] {
         app.refused("POST", "/cluster-tools/resolve", &request, status, needle).await;
     }
@@ -791,6 +798,11 @@ async fn cluster_tool_writes_resolve_and_execute_refuse_bad_input() {
         ),
         (json!({"tool_name": "py_upper"}), StatusCode::BAD_REQUEST, "input"),
         (json!({"tool_name": ["x"], "input": {}}), StatusCode::BAD_REQUEST, "invalid type"),
+        (
+            json!({"tool_name": "ünïcödé", "input": {}}),
+            StatusCode::BAD_REQUEST,
+            "invalid tool_name",
+        ),
     ] {
         let (got, response) = app.json("POST", "/cluster-tools/execute", &request).await;
         assert_eq!(got, status, "{needle}: {response}");

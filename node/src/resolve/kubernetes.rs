@@ -3,8 +3,8 @@
 //!
 //! Answers from the API server are cached for `cache_ttl`, and concurrent lookups of one node
 //! share one request, so the API server is asked at most once per node per TTL. A failure to
-//! reach the API server is not cached (the next call asks again). A failed call to a cached
-//! endpoint evicts it.
+//! reach the API server is remembered for one second only. A failed call to a cached endpoint
+//! evicts it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -24,6 +24,11 @@ use crate::config::KubernetesSettings;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one API request may take once connected.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an unreachable API server is remembered (not the full TTL: it may come back).
+const UNAVAILABLE_FOR: Duration = Duration::from_secs(1);
+/// Nodes cached before expired answers are swept out.
+const MAX_CACHED: usize = 4096;
 
 type Answer = Result<String, ResolveError>;
 
@@ -87,12 +92,20 @@ impl KubernetesResolver {
         })
     }
 
-    /// The cached answer for `node_id`, if it is younger than the TTL.
+    /// The cached answer for `node_id`, if it is younger than the TTL (an unreachable API
+    /// server is remembered for at most [`UNAVAILABLE_FOR`], so waiting callers do not queue
+    /// one slow request each behind it).
     fn cached(&self, node_id: &str) -> Option<Answer> {
         let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
         cache
             .get(node_id)
-            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .filter(|(answer, at)| {
+                let kept = match answer {
+                    Err(ResolveError::Unavailable(_)) => self.ttl.min(UNAVAILABLE_FOR),
+                    _ => self.ttl,
+                };
+                at.elapsed() < kept
+            })
             .map(|(answer, _)| answer.clone())
     }
 
@@ -111,10 +124,11 @@ impl KubernetesResolver {
                 Some(answer) => answer,
                 None => {
                     let answer = self.ask(node_id).await;
-                    if !matches!(answer, Err(ResolveError::Unavailable(_))) {
-                        let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
-                        cache.insert(node_id.to_owned(), (answer.clone(), Instant::now()));
+                    let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+                    if cache.len() >= MAX_CACHED {
+                        cache.retain(|_, (_, at)| at.elapsed() < self.ttl);
                     }
+                    cache.insert(node_id.to_owned(), (answer.clone(), Instant::now()));
                     answer
                 }
             }

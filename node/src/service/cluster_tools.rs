@@ -10,6 +10,7 @@
 //! ran and failed is the answer, never retried elsewhere (it may not be idempotent).
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -36,6 +37,9 @@ use pool::{CallError, Pool};
 const MAX_VALIDATORS: usize = 1024;
 /// Tool lookups cached at most (past this, stale entries are dropped).
 const MAX_CACHED_HOSTS: usize = 4096;
+/// What names and node ids look like.
+const NAME_RULE: &str =
+    "names start with a letter or digit, then up to 127 of letters, digits and . _ : @ -";
 /// The longest tool name echoed in a message.
 const MAX_ECHO: usize = 128;
 
@@ -56,8 +60,9 @@ struct Inner {
     chain: Chain,
     pool: Pool,
     settings: ExecuteSettings,
-    /// Compiled input specs, by the spec's JSON text.
-    validators: Mutex<HashMap<String, Arc<InputValidator>>>,
+    /// Compiled input specs, by a keyed hash of the spec's JSON text.
+    validators: Mutex<HashMap<u64, Arc<InputValidator>>>,
+    spec_keys: RandomState,
     /// Hosts of a tool (or of a tool on one node), read at a store sequence number: valid
     /// while the store has committed nothing since. Spares the store a read per call.
     hosts: Mutex<HostsCache>,
@@ -131,6 +136,7 @@ impl ClusterTools {
                 pool,
                 settings,
                 validators: Mutex::default(),
+                spec_keys: RandomState::new(),
                 hosts: Mutex::default(),
                 turn: AtomicUsize::new(0),
                 stats: Counters::default(),
@@ -204,6 +210,7 @@ impl ClusterTools {
         if let Some(spec) = patch.get("input_spec") {
             match spec {
                 Value::Object(spec) => check_spec(spec)?,
+                Value::Null => {}
                 _ => return Err(Error::BadRequest("input_spec must be a json object".into())),
             }
         }
@@ -299,13 +306,20 @@ impl ClusterTools {
         let mut failures = Vec::new();
         let mut unresolved = None;
         let mut reached_none = false;
-        for (attempt, candidate) in candidates.iter().take(inner.settings.max_attempts).enumerate()
-        {
+        let mut attempts = 0;
+        for (index, candidate) in candidates.iter().enumerate() {
             let node_id = candidate.node_id();
-            if attempt > 0 {
+            if attempts == inner.settings.max_attempts {
+                failures.push(format!("{node_id}: not tried, execute.max_attempts reached"));
+                break;
+            }
+            if index > 0 {
                 // Another node's copy of the tool may take other input.
-                let spec = &candidate.hosted.record.input_spec;
-                if let Err(why) = self.validator(spec)?.validate(input) {
+                let fits = self
+                    .validator(&candidate.hosted.record.input_spec)
+                    .map_err(|e| e.to_string())
+                    .and_then(|validator| validator.validate(input));
+                if let Err(why) = fits {
                     failures.push(format!("{node_id}: the input does not fit its spec ({why})"));
                     continue;
                 }
@@ -314,35 +328,35 @@ impl ClusterTools {
                 inner.stats.local_calls.fetch_add(1, Ordering::Relaxed);
                 return Ok(inner.runtime.call(tool, input).await.into());
             }
-            let now = Instant::now();
-            if now >= deadline {
-                failures.push(format!("{node_id}: not tried, the deadline passed"));
-                reached_none = true;
-                break;
-            }
-            let endpoint = match inner.chain.resolve(node_id).await {
-                Ok(resolved) => resolved.endpoint,
-                Err(error) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let endpoint = match tokio::time::timeout(left, inner.chain.resolve(node_id)).await {
+                Ok(Ok(resolved)) => resolved.endpoint,
+                Ok(Err(error)) => {
                     failures.push(format!("{node_id}: {error}"));
                     unresolved.get_or_insert(error);
                     continue;
                 }
+                Err(_) => {
+                    failures.push(format!("{node_id}: not resolved before the deadline"));
+                    reached_none = true;
+                    break;
+                }
             };
-            let timeout = Duration::from_millis(inner.settings.call_timeout_ms).min(deadline - now);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                failures.push(format!("{node_id}: not tried, the deadline passed"));
+                reached_none = true;
+                break;
+            }
+            attempts += 1;
+            let timeout = Duration::from_millis(inner.settings.call_timeout_ms).min(left);
             inner.stats.remote_calls.fetch_add(1, Ordering::Relaxed);
             let request = CallFunctionRequest { tool_name: tool.to_owned(), input: input.to_vec() };
+            let started = Instant::now();
             match inner.pool.call(&endpoint, request, timeout).await {
                 Ok(response) => {
                     inner.cluster.mark_reachable(node_id);
-                    let mut metadata: BTreeMap<String, String> =
-                        response.metadata.into_iter().collect();
-                    metadata.entry("node_id".into()).or_insert_with(|| node_id.to_owned());
-                    return Ok(Execution {
-                        success: response.success,
-                        output: response.output,
-                        error: response.error,
-                        metadata,
-                    });
+                    return Ok(answered(node_id, &endpoint, response, started.elapsed()));
                 }
                 Err(CallError::Unreached(why)) => {
                     tracing::warn!(%node_id, %endpoint, %why, "node unreachable; trying the next");
@@ -354,7 +368,9 @@ impl ClusterTools {
                     reached_none = true;
                 }
                 Err(CallError::Failed(why)) => {
-                    // The request reached the node: it may have run; not retried elsewhere.
+                    // The request reached the node: it may have run; not retried elsewhere. Its
+                    // connection may be the problem (half-open): the next call connects afresh.
+                    inner.pool.evict(&endpoint);
                     return Err(Error::Unreachable(format!(
                         "node '{node_id}' at {endpoint} did not complete the call to '{}': {why}",
                         echo(tool)
@@ -380,6 +396,15 @@ impl ClusterTools {
         pin: Option<&str>,
         place: &str,
     ) -> Result<Vec<Candidate>> {
+        // A name no record can have is refused before any lookup (and never cached).
+        gridnode_store::validate_id("tool", tool).map_err(|_| {
+            Error::BadRequest(format!("invalid tool_name '{}': {NAME_RULE}", echo(tool)))
+        })?;
+        if let Some(node) = pin {
+            gridnode_store::validate_id("node", node).map_err(|_| {
+                Error::BadRequest(format!("invalid node_id '{}': {NAME_RULE}", echo(node)))
+            })?;
+        }
         let hosts = self.hosts(tool, pin).await?;
         if hosts.is_empty() {
             return Err(Error::NotFound(match pin {
@@ -421,9 +446,15 @@ impl ClusterTools {
             return Ok(hosts.clone());
         }
         let hosts = Arc::new(self.inner.registry.hosts_of(key.0.clone(), key.1.clone()).await?);
+        if hosts.is_empty() {
+            return Ok(hosts);
+        }
         let mut cache = self.hosts_cache();
         if cache.len() >= MAX_CACHED_HOSTS {
             cache.retain(|_, (at, _)| *at == seq);
+            if cache.len() >= MAX_CACHED_HOSTS {
+                cache.clear();
+            }
         }
         cache.insert(key, (seq, hosts.clone()));
         Ok(hosts)
@@ -447,21 +478,52 @@ impl ClusterTools {
         })
     }
 
-    /// The compiled validator of a spec, compiled once.
+    /// The compiled validator of a spec, compiled once (keyed by a keyed hash of its JSON).
     fn validator(&self, spec: &JsonMap) -> Result<Arc<InputValidator>> {
-        let key = serde_json::to_string(spec).unwrap_or_default();
-        let mut validators = self.inner.validators.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(validator) = validators.get(&key) {
-            return Ok(validator.clone());
+        let key = self.inner.spec_keys.hash_one(serde_json::to_string(spec).unwrap_or_default());
+        let cached = self.validators().get(&key).cloned();
+        if let Some(validator) = cached {
+            return Ok(validator);
         }
         let validator = Arc::new(InputValidator::compile(spec).map_err(|e| {
             Error::Internal(format!("the tool's registered input_spec does not compile: {e}"))
         })?);
+        let mut validators = self.validators();
         if validators.len() >= MAX_VALIDATORS {
             validators.clear();
         }
         validators.insert(key, validator.clone());
         Ok(validator)
+    }
+
+    fn validators(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<InputValidator>>> {
+        self.inner.validators.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A remote node's answer, its metadata completed with who ran it and how long the call took.
+fn answered(
+    node_id: &str,
+    endpoint: &str,
+    response: gridnode_proto::CallFunctionResponse,
+    took: Duration,
+) -> Execution {
+    let mut metadata: BTreeMap<String, String> = response.metadata.into_iter().collect();
+    match metadata.get("node_id") {
+        None => {
+            metadata.insert("node_id".into(), node_id.to_owned());
+        }
+        Some(answering) if answering != node_id => {
+            tracing::warn!(%node_id, %endpoint, %answering, "another node answered: check the endpoint its resolver gives");
+        }
+        Some(_) => {}
+    }
+    metadata.entry("duration_ms".into()).or_insert_with(|| took.as_millis().to_string());
+    Execution {
+        success: response.success,
+        output: response.output,
+        error: response.error,
+        metadata,
     }
 }
 

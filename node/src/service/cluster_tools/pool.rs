@@ -11,6 +11,9 @@ use gridnode_proto::{CallFunctionRequest, CallFunctionResponse, ToolExecutorClie
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
+/// How often an idle-but-busy connection is pinged, and how long the pong may take.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Channels kept at most (one per node called; past this the pool starts over).
 const MAX_CHANNELS: usize = 4096;
 
@@ -85,6 +88,10 @@ impl Pool {
                 CallError::Unreached(format!("'{endpoint}' is not a usable endpoint: {e}"))
             })?
             .connect_timeout(self.connect_timeout)
+            // A connection whose peer vanished (half-open) fails within seconds, not a call
+            // timeout later.
+            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
             .tcp_nodelay(true)
             .connect_lazy();
         let mut channels = self.channels.write().unwrap_or_else(PoisonError::into_inner);
