@@ -136,25 +136,7 @@ impl Registry {
             )));
         }
         self.blocking(move |store| {
-            Ok(store.update::<R>(&id, |current| {
-                let mut doc = match serde_json::to_value(current) {
-                    Ok(Value::Object(doc)) => doc,
-                    _ => {
-                        return Err(gridnode_store::Error::Corrupt(
-                            "record is not an object".into(),
-                        ));
-                    }
-                };
-                for (field, value) in &patch {
-                    doc.insert(field.clone(), value.clone());
-                }
-                serde_json::from_value(Value::Object(doc)).map_err(|e| {
-                    gridnode_store::Error::Invalid(format!(
-                        "invalid {} update: {e}",
-                        R::COLLECTION.kind()
-                    ))
-                })
-            })?)
+            Ok(store.update::<R>(&id, |current| patched(current, &patch, R::COLLECTION.kind()))?)
         })
         .await
     }
@@ -328,6 +310,20 @@ impl HostedTool {
         let written_by = header.map(|h| h.hlc.node).unwrap_or_default();
         Ok(HostedTool { record, written_by })
     }
+}
+
+/// `current` with the fields of `patch` replaced; the result must still be a valid `kind`.
+pub(crate) fn patched<R: serde::Serialize + serde::de::DeserializeOwned>(
+    current: R,
+    patch: &JsonMap,
+    kind: &str,
+) -> gridnode_store::Result<R> {
+    let Ok(Value::Object(mut doc)) = serde_json::to_value(current) else {
+        return Err(gridnode_store::Error::Corrupt("record is not an object".into()));
+    };
+    doc.extend(patch.iter().map(|(field, value)| (field.clone(), value.clone())));
+    serde_json::from_value(Value::Object(doc))
+        .map_err(|e| gridnode_store::Error::Invalid(format!("invalid {kind} update: {e}")))
 }
 
 /// A record from JSON: it must be an object (serde would also read a struct from an array).

@@ -15,8 +15,8 @@ use super::AppState;
 use super::error::status_of;
 use super::extract::{JsonBody, Params};
 use crate::error::Error;
+use crate::runtime::CallOutcome;
 use crate::service::HostedTool;
-use crate::service::cluster_tools::Execution;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -30,8 +30,11 @@ pub fn routes() -> Router<AppState> {
         .route("/cluster-tools/{node_id}/{name}", get(one).put(update).delete(remove))
 }
 
-/// An error in the seed's cluster-tools envelope.
+/// An error in the seed's cluster-tools envelope: `{"success": false, "error": …}`.
 struct Envelope(Error);
+
+/// An execute error: the seed's full response shape, with `output` and `metadata` too.
+struct ExecuteEnvelope(Error);
 
 impl From<Error> for Envelope {
     fn from(error: Error) -> Self {
@@ -39,38 +42,33 @@ impl From<Error> for Envelope {
     }
 }
 
-impl IntoResponse for Envelope {
-    fn into_response(self) -> Response {
-        let status = status_of(&self.0);
-        log_server_error(status, &self.0);
-        (status, Json(json!({ "success": false, "error": self.0.to_string() }))).into_response()
-    }
-}
-
-/// An execute error: the seed's full response shape with `success: false`.
-struct ExecuteEnvelope(Error);
-
 impl From<Error> for ExecuteEnvelope {
     fn from(error: Error) -> Self {
         ExecuteEnvelope(error)
     }
 }
 
-impl IntoResponse for ExecuteEnvelope {
+impl IntoResponse for Envelope {
     fn into_response(self) -> Response {
-        let status = status_of(&self.0);
-        log_server_error(status, &self.0);
-        let body = json!({
-            "success": false, "output": null, "error": self.0.to_string(), "metadata": {}
-        });
-        (status, Json(body)).into_response()
+        failure(&self.0, json!({}))
     }
 }
 
-fn log_server_error(status: StatusCode, error: &Error) {
+impl IntoResponse for ExecuteEnvelope {
+    fn into_response(self) -> Response {
+        failure(&self.0, json!({ "output": null, "metadata": {} }))
+    }
+}
+
+/// `{"success": false, "error": …}` plus `fields`, with the error's status.
+fn failure(error: &Error, mut fields: Value) -> Response {
+    let status = status_of(error);
     if status.is_server_error() {
         tracing::warn!(%error, %status, "cluster-tools request failed");
     }
+    fields["success"] = Value::Bool(false);
+    fields["error"] = Value::String(error.to_string());
+    (status, Json(fields)).into_response()
 }
 
 type Result<T, E = Envelope> = std::result::Result<T, E>;
@@ -188,7 +186,7 @@ async fn execute(
 }
 
 /// The seed's response: `output` parsed as JSON when it parses, else a string.
-fn answer(execution: Execution) -> Value {
+fn answer(execution: CallOutcome) -> Value {
     let output = if execution.success {
         serde_json::from_slice(&execution.output)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&execution.output).into()))

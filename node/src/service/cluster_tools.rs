@@ -96,27 +96,6 @@ pub struct Resolution {
     pub node_id: String,
 }
 
-/// A finished call: the tool's answer, successful or not.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Execution {
-    pub success: bool,
-    pub output: Vec<u8>,
-    pub error: String,
-    /// The tool's metadata, always with the `node_id` that ran it.
-    pub metadata: BTreeMap<String, String>,
-}
-
-impl From<CallOutcome> for Execution {
-    fn from(outcome: CallOutcome) -> Execution {
-        Execution {
-            success: outcome.success,
-            output: outcome.output,
-            error: outcome.error,
-            metadata: outcome.metadata,
-        }
-    }
-}
-
 impl ClusterTools {
     pub fn new(
         registry: Registry,
@@ -219,18 +198,7 @@ impl ClusterTools {
             .registry
             .blocking(move |store| {
                 store.update::<ClusterLocalTool>(&key, |current| {
-                    let mut doc = match serde_json::to_value(current) {
-                        Ok(Value::Object(doc)) => doc,
-                        _ => {
-                            return Err(gridnode_store::Error::Corrupt(
-                                "record is not an object".into(),
-                            ));
-                        }
-                    };
-                    doc.extend(patch.clone());
-                    serde_json::from_value(Value::Object(doc)).map_err(|e| {
-                        gridnode_store::Error::Invalid(format!("invalid tool update: {e}"))
-                    })
+                    super::patched(current, &patch, "tool")
                 })?;
                 Ok(())
             })
@@ -292,7 +260,12 @@ impl ClusterTools {
 
     /// Runs `tool` on the best live node hosting it (`POST /cluster-tools/execute`). The input
     /// is checked against the tool's `input_spec` before any hop.
-    pub async fn execute(&self, tool: &str, input: &[u8], pin: Option<&str>) -> Result<Execution> {
+    pub async fn execute(
+        &self,
+        tool: &str,
+        input: &[u8],
+        pin: Option<&str>,
+    ) -> Result<CallOutcome> {
         let inner = &self.inner;
         let deadline = Instant::now() + Duration::from_millis(inner.settings.deadline_ms);
         let candidates = self.candidates(tool, pin, "on any node").await?;
@@ -326,7 +299,7 @@ impl ClusterTools {
             }
             if candidate.local {
                 inner.stats.local_calls.fetch_add(1, Ordering::Relaxed);
-                return Ok(inner.runtime.call(tool, input).await.into());
+                return Ok(inner.runtime.call(tool, input).await);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             let endpoint = match tokio::time::timeout(left, inner.chain.resolve(node_id)).await {
@@ -507,7 +480,7 @@ fn answered(
     endpoint: &str,
     response: gridnode_proto::CallFunctionResponse,
     took: Duration,
-) -> Execution {
+) -> CallOutcome {
     let mut metadata: BTreeMap<String, String> = response.metadata.into_iter().collect();
     match metadata.get("node_id") {
         None => {
@@ -519,7 +492,7 @@ fn answered(
         Some(_) => {}
     }
     metadata.entry("duration_ms".into()).or_insert_with(|| took.as_millis().to_string());
-    Execution {
+    CallOutcome {
         success: response.success,
         output: response.output,
         error: response.error,
