@@ -52,6 +52,8 @@ pub struct NodeConfig {
     pub runtime: RuntimeSettings,
     pub resolver: ResolverSettings,
     pub execute: ExecuteSettings,
+    pub bundles: BundleSettings,
+    pub audit: AuditSettings,
 }
 
 /// Where a node's gRPC endpoint comes from (contract sections 6 and 8).
@@ -153,6 +155,36 @@ impl Default for ExecuteSettings {
     }
 }
 
+/// `[bundles]`: the cache of unpacked bundle tools (contract section 11).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BundleSettings {
+    /// Unpacked bundles kept at most, in bytes; the least recently used go first past it.
+    pub cache_max_bytes: u64,
+    /// How long fetching a bundle from a peer may take, in milliseconds.
+    pub fetch_timeout_ms: u64,
+}
+
+impl Default for BundleSettings {
+    fn default() -> Self {
+        BundleSettings { cache_max_bytes: 1024 * MIB, fetch_timeout_ms: 30_000 }
+    }
+}
+
+/// `[audit]`: the execution audit log (contract section 11).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Entries kept; the oldest are removed past it.
+    pub max_entries: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings { max_entries: 100_000 }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeSettings {
@@ -234,6 +266,8 @@ impl Default for NodeConfig {
             runtime: RuntimeSettings::default(),
             resolver: ResolverSettings::default(),
             execute: ExecuteSettings::default(),
+            bundles: BundleSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -353,6 +387,19 @@ impl NodeConfig {
         }
         self.resolver.validate()?;
         self.execute.validate()?;
+        if self.bundles.cache_max_bytes < MIB {
+            return Err(Error::Config(
+                "bundles.cache_max_bytes: must be at least 1048576 (1 MiB)".into(),
+            ));
+        }
+        if !(1..=24 * 3600 * 1000).contains(&self.bundles.fetch_timeout_ms) {
+            return Err(Error::Config(
+                "bundles.fetch_timeout_ms: must be from 1 to 86400000".into(),
+            ));
+        }
+        if !(1..=100_000_000).contains(&self.audit.max_entries) {
+            return Err(Error::Config("audit.max_entries: must be from 1 to 100000000".into()));
+        }
         if !self.advertise_http.is_empty() {
             let url = self.advertise_http.trim_end_matches('/').to_owned();
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -373,6 +420,11 @@ impl NodeConfig {
     /// Where process tools are loaded from.
     pub fn tools_dir(&self) -> PathBuf {
         self.tools_dir.clone().unwrap_or_else(|| self.data_dir.join("tools"))
+    }
+
+    /// Where bundle tools are unpacked.
+    pub fn bundle_dir(&self) -> PathBuf {
+        self.data_dir.join("bundles")
     }
 
     /// Where process tools get their working directories.

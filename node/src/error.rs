@@ -2,6 +2,8 @@
 
 use gridnode_store::Error as StoreError;
 
+use crate::resolve::ResolveError;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +55,36 @@ pub enum Error {
 }
 
 impl Error {
+    /// The HTTP status this error answers with (contract section 3). The service records it in
+    /// the audit log; the REST layer answers with it.
+    pub fn status(&self) -> u16 {
+        use gridnode_search::Error as SearchError;
+        match self {
+            Error::Store(store) | Error::Search(SearchError::Store(store)) => store_status(store),
+            Error::Search(SearchError::Query(_)) => 400,
+            Error::Search(SearchError::Index(_) | SearchError::Io { .. }) => 500,
+            Error::BadRequest(_) => 400,
+            Error::TooLarge(_) => 413,
+            Error::UnsupportedMediaType(_) => 415,
+            Error::NotFound(_) | Error::Resolve(ResolveError::Unknown(_)) => 404,
+            Error::Forbidden(_) => 403,
+            Error::Unavailable(_) => 503,
+            Error::Unreachable(_) => 502,
+            Error::Resolve(ResolveError::Misconfigured(_) | ResolveError::Unavailable(_)) => 500,
+            Error::Internal(_) | Error::Io { .. } | Error::Config(_) | Error::Federation(_) => 500,
+        }
+    }
+
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
         Error::Io { context: context.into(), source }
+    }
+}
+
+fn store_status(error: &StoreError) -> u16 {
+    match error {
+        StoreError::NotFound { .. } => 404,
+        StoreError::Conflict { .. } => 409,
+        StoreError::Invalid(_) | StoreError::Query(_) => 400,
+        StoreError::Corrupt(_) | StoreError::Schema { .. } | StoreError::Storage(_) => 500,
     }
 }

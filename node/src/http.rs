@@ -15,11 +15,14 @@ use crate::error::{Error, Result};
 use crate::graphql::GraphSchema;
 use crate::http::extract::{JsonBody, Params};
 use crate::service::Registry;
+use crate::service::actions::Actions;
 use crate::service::cluster::Cluster;
 use crate::service::cluster_tools::ClusterTools;
+use crate::service::execution::Execution;
 
 pub mod cluster_tools;
 pub mod error;
+pub mod execution;
 pub mod extract;
 pub mod registry;
 
@@ -29,6 +32,8 @@ pub struct AppState {
     pub registry: Registry,
     pub cluster: Cluster,
     pub cluster_tools: ClusterTools,
+    pub execution: Execution,
+    pub actions: Actions,
     pub graphql: GraphSchema,
     /// True once the store is open and every listener is bound.
     pub ready: Arc<AtomicBool>,
@@ -39,6 +44,7 @@ impl AppState {
         registry: Registry,
         cluster: Cluster,
         cluster_tools: ClusterTools,
+        actions: Actions,
         ready: Arc<AtomicBool>,
     ) -> AppState {
         AppState {
@@ -46,6 +52,8 @@ impl AppState {
             registry,
             cluster,
             cluster_tools,
+            execution: actions.execution().clone(),
+            actions,
             ready,
         }
     }
@@ -66,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .merge(registry::routes::<ToolEntry>(max_upload))
         .merge(registry::routes::<FunctionEntry>(max_upload))
         .merge(cluster_tools::routes())
+        .merge(execution::routes())
         .route("/node", get(node))
         .route("/peers", get(peers))
         .route("/blobs/{sha256}", get(blob))
@@ -80,11 +89,18 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `GET /blobs/{sha256}`: from this node, else fetched from a peer (and kept). `?local=true`
+/// answers from this node only (what peers ask each other, so no request goes round).
 async fn blob(
     State(app): State<AppState>,
     Path(sha256): Path<String>,
+    params: Params,
 ) -> Result<impl IntoResponse> {
-    let bytes = app.registry.blob(sha256).await?;
+    let bytes = match params.0.get("local").map(String::as_str) {
+        Some("true") => app.registry.blob(sha256).await?,
+        None | Some("false") => app.execution.blobs().fetch(&sha256, None).await?,
+        Some(_) => return Err(Error::BadRequest("local must be true or false".into())),
+    };
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes))
 }
 

@@ -2,6 +2,7 @@
 //! gRPC listeners, serves, and shuts down gracefully.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -25,8 +26,16 @@ use crate::resolve::{Chain, Resolver};
 use crate::runtime::grpc::Executor;
 use crate::runtime::process::{self, ProcessSettings};
 use crate::runtime::{Runtime, builtin};
+use crate::service::actions::Actions;
+use crate::service::audit::Audit;
+use crate::service::blobs::Blobs;
+use crate::service::bundle_cache::BundleCache;
 use crate::service::cluster::{Cluster, Listeners};
 use crate::service::cluster_tools::ClusterTools;
+use crate::service::execution::{Execution, Parts};
+use crate::service::orgs::Orgs;
+use crate::service::remote::Remote;
+use crate::service::selection::Selection;
 use crate::service::{Registry, Settings};
 
 /// How long shutdown waits for in-flight requests.
@@ -48,6 +57,7 @@ pub struct Node {
     follower: Follower,
     cluster: Cluster,
     cluster_tools: ClusterTools,
+    actions: Actions,
 }
 
 impl Node {
@@ -131,6 +141,14 @@ impl Node {
             config.runtime.max_output_bytes as usize,
         );
 
+        let actions = match services(&config, &registry, &cluster, &cluster_tools) {
+            Ok(actions) => actions,
+            Err(error) => {
+                cluster.federation().shutdown().await;
+                return Err(error);
+            }
+        };
+
         // gRPC: TCP_NODELAY on every accepted connection (tonic does not set it on sockets it is
         // handed, and payloads over ~512 bytes would then wait for Nagle).
         let incoming =
@@ -151,6 +169,7 @@ impl Node {
             registry.clone(),
             cluster.clone(),
             cluster_tools.clone(),
+            actions.clone(),
             ready.clone(),
         ));
         let (stop, stopped) = oneshot::channel::<()>();
@@ -184,6 +203,7 @@ impl Node {
             follower,
             cluster,
             cluster_tools,
+            actions,
         })
     }
 
@@ -227,6 +247,16 @@ impl Node {
     }
 
     /// The libp2p listen addresses, each ending in `/p2p/<peer id>`.
+    /// Execute by id, allow-lists, the audit log and the bundle cache.
+    pub fn execution(&self) -> &Execution {
+        self.actions.execution()
+    }
+
+    /// Actions and selection.
+    pub fn actions(&self) -> &Actions {
+        &self.actions
+    }
+
     pub fn p2p_addrs(&self) -> Vec<String> {
         self.cluster.node().listeners.p2p
     }
@@ -342,6 +372,54 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<(tokio::net::TcpListener, 
     Ok((listener, bound))
 }
 
+/// The services of contract section 11 (execute by id, selection, actions, allow-lists, audit),
+/// over the registry, cluster and cluster tools of a node (public for in-process tests).
+pub fn services(
+    config: &NodeConfig,
+    registry: &Registry,
+    cluster: &Cluster,
+    cluster_tools: &ClusterTools,
+) -> Result<Actions> {
+    let remote = Remote::new(
+        Duration::from_millis(config.execute.call_timeout_ms),
+        Duration::from_millis(config.execute.connect_timeout_ms),
+        config.runtime.max_output_bytes as usize,
+    )?;
+    let blobs = Blobs::new(
+        registry.clone(),
+        cluster.clone(),
+        remote.clone(),
+        Duration::from_millis(config.bundles.fetch_timeout_ms),
+    );
+    let orgs = Orgs::new(registry.clone());
+    let execution = Execution::new(Parts {
+        registry: registry.clone(),
+        cluster_tools: cluster_tools.clone(),
+        orgs: orgs.clone(),
+        audit: Audit::new(registry.clone(), config.audit.max_entries),
+        blobs,
+        bundles: BundleCache::new(
+            config.bundle_dir(),
+            config.bundles.cache_max_bytes,
+            config.limits.max_unpacked_bytes,
+        ),
+        remote,
+        process: process_settings(config, config.work_dir().join("bundles")),
+        node_id: config.node_id.clone(),
+    });
+    let selection = Selection::new(registry.clone(), cluster_tools.clone(), cluster.clone(), orgs);
+    Ok(Actions::new(registry.clone(), selection, execution))
+}
+
+fn process_settings(config: &NodeConfig, work_root: PathBuf) -> ProcessSettings {
+    ProcessSettings {
+        default_timeout: Duration::from_millis(config.runtime.default_timeout_ms),
+        max_output_bytes: config.runtime.max_output_bytes as usize,
+        max_concurrent: config.runtime.max_concurrent_per_tool,
+        work_root,
+    }
+}
+
 /// The built-in tools and the process tools of the tools dir. A tool folder that cannot be used
 /// is logged and skipped: the node still starts.
 fn host_tools(config: &NodeConfig) -> Runtime {
@@ -351,12 +429,7 @@ fn host_tools(config: &NodeConfig) -> Runtime {
             tracing::error!(%problem, "built-in tool not hosted");
         }
     }
-    let settings = ProcessSettings {
-        default_timeout: Duration::from_millis(config.runtime.default_timeout_ms),
-        max_output_bytes: config.runtime.max_output_bytes as usize,
-        max_concurrent: config.runtime.max_concurrent_per_tool,
-        work_root: config.work_dir(),
-    };
+    let settings = process_settings(config, config.work_dir());
     let (tools, problems) = process::load_dir(&config.tools_dir(), &settings);
     for problem in problems {
         tracing::warn!(%problem, "process tool skipped");

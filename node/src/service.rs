@@ -15,9 +15,18 @@ use serde_json::Value;
 use crate::config::Limits;
 use crate::error::{Error, Result};
 
+pub mod actions;
+pub mod audit;
+pub mod blobs;
 pub mod bundle;
+pub mod bundle_cache;
+pub mod catalog;
 pub mod cluster;
 pub mod cluster_tools;
+pub mod execution;
+pub mod orgs;
+pub mod remote;
+pub mod selection;
 
 /// The default page size of every array result.
 pub const DEFAULT_LIMIT: usize = 100;

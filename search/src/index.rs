@@ -1,6 +1,6 @@
 //! The search index: open or rebuild, follow the feed, search.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -9,7 +9,9 @@ use gridnode_store::{Change, Collection, FunctionEntry, Page, RegistryEntry, Sto
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::index::IndexSettings;
-use tantivy::query::{BooleanQuery, FuzzyTermQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::query::{
+    BooleanQuery, FuzzyTermQuery, Occur, Query, QueryParser, TermQuery, TermSetQuery,
+};
 use tantivy::schema::{Field, IndexRecordOption, Term, Value as _};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::store::Compressor;
@@ -176,13 +178,15 @@ impl SearchIndex {
             if !seen.insert((change.collection, &change.id)) {
                 continue;
             }
-            // Only the two registries are searchable; cluster-local tool records are not.
+            // Only the two registries are searchable: node-local tools, actions and allow-lists
+            // are not.
             let (collection, doc) = match Collection::from_u8(change.collection) {
                 Some(c @ Collection::Tools) => (c, self.document_of::<ToolEntry>(&change.id)?),
                 Some(c @ Collection::Functions) => {
                     (c, self.document_of::<FunctionEntry>(&change.id)?)
                 }
-                Some(Collection::ClusterTools) | None => continue,
+                Some(Collection::ClusterTools | Collection::Actions | Collection::AllowLists)
+                | None => continue,
             };
             writer.delete_term(key_term(&self.fields, collection, &change.id));
             if let Some(doc) = doc {
@@ -232,6 +236,40 @@ impl SearchIndex {
         let Some(fuzzy) = self.fuzzy(text) else { return Ok(Vec::new()) };
         let hits = self.run(&searcher, self.within_kind(fuzzy, request.kind).as_ref(), request)?;
         self.hits(&searcher, parsed.as_ref(), hits, request.snippets)
+    }
+
+    /// The relevance of each of `ids` (records of `kind`) to `text`, scored as a search scores
+    /// them; ids that do not match are absent. Selection ranks candidates with it.
+    pub fn relevance(
+        &self,
+        text: &str,
+        kind: Collection,
+        ids: &[&str],
+    ) -> Result<HashMap<String, f32>> {
+        let text = text.trim();
+        check_text(text)?;
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let parsed = self.parser.parse_query(text).map_err(|e| query_error(text, &e))?;
+        let within = TermSetQuery::new(ids.iter().map(|id| key_term(&self.fields, kind, id)));
+        let query = BooleanQuery::new(vec![
+            (Occur::Must, parsed),
+            (Occur::Must, Box::new(within) as Box<dyn Query>),
+        ]);
+        let searcher = self.reader.searcher();
+        let found = searcher
+            .search(&query, &TopDocs::with_limit(ids.len()).order_by_score())
+            .map_err(search_error)?;
+        let mut scores = HashMap::with_capacity(found.len());
+        for (score, address) in found {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            let key = doc.get_first(self.fields.key).and_then(|v| v.as_str()).unwrap_or("");
+            if let Some((_, id)) = parse_key(key) {
+                scores.insert(id.to_owned(), score);
+            }
+        }
+        Ok(scores)
     }
 
     fn run(

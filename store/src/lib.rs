@@ -1,7 +1,7 @@
 //! gridnode's embedded store: the single source of truth of a node.
 //!
 //! It keeps the Tools and Functions registries (and, as later parts land, cluster-local tool
-//! records, actions and the audit log) in sled, each record in an [`Envelope`] that carries a
+//! records, actions, org allow-lists and the audit log) in sled, each record in an [`Envelope`] that carries a
 //! hybrid-logical-clock version and a tombstone flag, so replicas merge without a migration.
 //! Secondary indexes are written in the same transaction as their record; every write appends to
 //! a sequence-numbered change feed that the search index and the federation follow; blobs are
@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod codec;
 mod durability;
 mod envelope;
@@ -23,13 +24,15 @@ pub mod query;
 mod record;
 mod store;
 
+pub use audit::{AuditEntry, AuditKind, AuditQuery};
 pub use envelope::{Envelope, Header, decode_header};
 pub use error::{Error, Result};
 pub use feed::Change;
 pub use hlc::{Clock, Hlc, now_ms};
 pub use record::{
-    ClusterLocalTool, Collection, FunctionEntry, ID_MAX_LEN, JsonMap, MAX_INDEX_ENTRIES,
-    MAX_INDEXED_VALUE_LEN, Record, RegistryEntry, ToolEntry, validate_id,
+    Action, AllowList, ClusterLocalTool, Collection, FunctionEntry, ID_MAX_LEN, JsonMap,
+    MAX_ACTION_TOOLS, MAX_ALLOWED_TOOLS, MAX_INDEX_ENTRIES, MAX_INDEXED_VALUE_LEN, Record,
+    RegistryEntry, ToolEntry, validate_id,
 };
 pub use store::{
     DEFAULT_CACHE_CAPACITY, MAX_RESULTS, Merged, Page, SCHEMA_VERSION, Store, StoreConfig, Written,

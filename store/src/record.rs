@@ -12,12 +12,16 @@ use serde::de::DeserializeOwned;
 
 use crate::Error;
 
+mod action;
+mod allow_list;
 mod cluster_tool;
 mod function;
 mod id;
 mod serde_helpers;
 mod tool;
 
+pub use action::{Action, MAX_ACTION_TOOLS};
+pub use allow_list::{AllowList, MAX_ALLOWED_TOOLS};
 pub use cluster_tool::ClusterLocalTool;
 pub use function::FunctionEntry;
 pub(crate) use id::truncate;
@@ -40,12 +44,19 @@ pub enum Collection {
     Tools = 1,
     Functions = 2,
     ClusterTools = 3,
+    Actions = 4,
+    AllowLists = 5,
 }
 
 impl Collection {
     /// Every collection, in discriminant order.
-    pub const ALL: [Collection; 3] =
-        [Collection::Tools, Collection::Functions, Collection::ClusterTools];
+    pub const ALL: [Collection; 5] = [
+        Collection::Tools,
+        Collection::Functions,
+        Collection::ClusterTools,
+        Collection::Actions,
+        Collection::AllowLists,
+    ];
 
     /// The sled tree that holds this collection's envelopes.
     pub fn tree_name(self) -> &'static str {
@@ -53,6 +64,8 @@ impl Collection {
             Collection::Tools => "tools",
             Collection::Functions => "functions",
             Collection::ClusterTools => "cluster_tools",
+            Collection::Actions => "actions",
+            Collection::AllowLists => "allow_lists",
         }
     }
 
@@ -62,6 +75,8 @@ impl Collection {
             Collection::Tools => "tool",
             Collection::Functions => "function",
             Collection::ClusterTools => "cluster tool",
+            Collection::Actions => "action",
+            Collection::AllowLists => "allow-list",
         }
     }
 

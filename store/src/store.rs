@@ -23,7 +23,9 @@ use crate::envelope::{Envelope, Header, decode_header};
 use crate::feed::Change;
 use crate::hlc::{Clock, Hlc, now_ms};
 use crate::query::Filter;
-use crate::record::{ClusterLocalTool, Collection, FunctionEntry, Record, ToolEntry};
+use crate::record::{
+    Action, AllowList, ClusterLocalTool, Collection, FunctionEntry, Record, ToolEntry,
+};
 use crate::{Error, Result, index};
 
 /// The store schema this build writes and reads. Bump it with a migration in [`Store::open`].
@@ -96,10 +98,15 @@ struct Inner {
     tools: sled::Tree,
     functions: sled::Tree,
     cluster_tools: sled::Tree,
+    actions: sled::Tree,
+    allow_lists: sled::Tree,
     index: sled::Tree,
     feed: sled::Tree,
     meta: sled::Tree,
     blobs: sled::Tree,
+    audit: sled::Tree,
+    /// The next audit sequence number, once known (appends take it under this lock).
+    audit_next: Mutex<Option<u64>>,
     clock: Mutex<Clock>,
     commit: GroupCommit,
     feed_tx: watch::Sender<u64>,
@@ -155,9 +162,13 @@ impl Store {
             tools: db.open_tree(Collection::Tools.tree_name())?,
             functions: db.open_tree(Collection::Functions.tree_name())?,
             cluster_tools: db.open_tree(Collection::ClusterTools.tree_name())?,
+            actions: db.open_tree(Collection::Actions.tree_name())?,
+            allow_lists: db.open_tree(Collection::AllowLists.tree_name())?,
             index: db.open_tree("index")?,
             feed,
             blobs: db.open_tree("blobs")?,
+            audit: db.open_tree("audit")?,
+            audit_next: Mutex::new(None),
             meta,
             db,
             clock: Mutex::new(clock),
@@ -464,6 +475,10 @@ impl Store {
             Collection::ClusterTools => {
                 self.merge_unsynced::<ClusterLocalTool>(id, Envelope::decode(bytes)?)
             }
+            Collection::Actions => self.merge_unsynced::<Action>(id, Envelope::decode(bytes)?),
+            Collection::AllowLists => {
+                self.merge_unsynced::<AllowList>(id, Envelope::decode(bytes)?)
+            }
         }
     }
 
@@ -635,6 +650,16 @@ impl Store {
         Ok(self.inner.blobs.get(sha256.as_bytes())?.map(Bytes::from_owner))
     }
 
+    // ---- audit log (see crate::audit) ---------------------------------------------------
+
+    pub(crate) fn audit_tree(&self) -> &sled::Tree {
+        &self.inner.audit
+    }
+
+    pub(crate) fn audit_next(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
+        self.inner.audit_next.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     // ---- lifecycle ---------------------------------------------------------------------
 
     fn tree(&self, collection: Collection) -> &sled::Tree {
@@ -642,6 +667,8 @@ impl Store {
             Collection::Tools => &self.inner.tools,
             Collection::Functions => &self.inner.functions,
             Collection::ClusterTools => &self.inner.cluster_tools,
+            Collection::Actions => &self.inner.actions,
+            Collection::AllowLists => &self.inner.allow_lists,
         }
     }
 }

@@ -9,8 +9,21 @@ use gridnode_store::{
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
+/// Opens the store in `dir`. Right after a drop, sled's flusher thread may still hold the
+/// previous handle's file lock for a moment (seen under a loaded 2-core run): retry briefly.
 fn open(dir: &tempfile::TempDir) -> Store {
-    Store::open(&StoreConfig::new(dir.path().join("db"), "node-a")).unwrap()
+    let config = StoreConfig::new(dir.path().join("db"), "node-a");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Store::open(&config) {
+            Ok(store) => return store,
+            Err(error) if std::time::Instant::now() < deadline => {
+                let _ = error;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(error) => panic!("cannot reopen the store: {error}"),
+        }
+    }
 }
 
 fn tool(id: &str, tool_type: &str, tags: &[&str]) -> ToolEntry {
@@ -446,4 +459,74 @@ fn oversized_indexed_values_are_refused() {
     let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
     assert!(matches!(store.create(&tool("b", "x", &tags)), Err(Error::Invalid(_))));
     assert_eq!(store.last_seq(), 0);
+}
+
+#[test]
+fn the_audit_log_appends_in_order_filters_and_keeps_a_bounded_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig::new(dir.path().join("s"), "n1")).unwrap();
+    let entry = |org: &str, tool: &str| gridnode_store::AuditEntry {
+        seq: 0,
+        time_ms: 1,
+        org: org.into(),
+        kind: gridnode_store::AuditKind::Tool,
+        tool: tool.into(),
+        action: String::new(),
+        node: "n1".into(),
+        success: true,
+        status: 200,
+        duration_ms: 3,
+        input_bytes: 10,
+    };
+    for i in 0..500u64 {
+        let org = if i % 2 == 0 { "even" } else { "odd" };
+        let seq = store.append_audit(&entry(org, &format!("t{}", i % 5)), 100).unwrap();
+        assert_eq!(seq, i + 1);
+    }
+    // At most `keep` plus the trimming slack (keep / 16) are held, the newest ones.
+    let held = store.audit_len().unwrap();
+    assert!((100..=106).contains(&held), "{held}");
+    let query = |org: Option<&str>, tool: Option<&str>, limit| gridnode_store::AuditQuery {
+        org: org.map(Into::into),
+        tool: tool.map(Into::into),
+        limit,
+    };
+    let newest = store.audit(&query(None, None, 3)).unwrap();
+    assert_eq!(newest.iter().map(|e| e.seq).collect::<Vec<_>>(), [500, 499, 498]);
+    let odd = store.audit(&query(Some("odd"), Some("t4"), 1000)).unwrap();
+    assert!(!odd.is_empty() && odd.iter().all(|e| e.org == "odd" && e.tool == "t4"));
+    drop(store);
+    // Sequence numbers continue after a restart.
+    let store = Store::open(&StoreConfig::new(dir.path().join("s"), "n1")).unwrap();
+    assert_eq!(store.append_audit(&entry("x", "y"), 100).unwrap(), 501);
+}
+
+#[test]
+fn actions_and_allow_lists_are_records_with_checked_keys() {
+    let store = Store::open(&StoreConfig::temporary("n1")).unwrap();
+    let action = gridnode_store::Action {
+        action_type: "pick".into(),
+        mapping_org_id: "acme".into(),
+        tool_ids: vec!["t1".into()],
+        ..Default::default()
+    };
+    store.create(&action).unwrap();
+    assert!(matches!(store.create(&action), Err(gridnode_store::Error::Conflict { .. })));
+    let got: gridnode_store::Action = store.get("acme/pick").unwrap();
+    assert_eq!(got, action);
+    for bad in [
+        gridnode_store::Action { tool_ids: vec![], ..action.clone() },
+        gridnode_store::Action { tool_ids: vec!["a b".into()], ..action.clone() },
+        gridnode_store::Action { mapping_org_id: "".into(), ..action.clone() },
+        gridnode_store::Action { action_type: "x/y".into(), ..action.clone() },
+    ] {
+        assert!(store.create(&bad).is_err(), "{bad:?}");
+    }
+    let list =
+        gridnode_store::AllowList { org_id: "acme".into(), allowed_tools: vec!["t1".into()] };
+    store.put(&list).unwrap();
+    assert!(store.get::<gridnode_store::AllowList>("acme").unwrap().allows("t1"));
+    let bad =
+        gridnode_store::AllowList { org_id: "acme".into(), allowed_tools: vec!["../x".into()] };
+    assert!(store.put(&bad).is_err());
 }

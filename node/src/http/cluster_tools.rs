@@ -13,10 +13,11 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::status_of;
-use super::extract::{JsonBody, Params};
+use super::extract::{JsonBody, OrgHeader, Params};
 use crate::error::Error;
 use crate::runtime::CallOutcome;
 use crate::service::HostedTool;
+use crate::service::execution::Caller;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -31,10 +32,10 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// An error in the seed's cluster-tools envelope: `{"success": false, "error": …}`.
-struct Envelope(Error);
+pub(super) struct Envelope(pub(super) Error);
 
 /// An execute error: the seed's full response shape, with `output` and `metadata` too.
-struct ExecuteEnvelope(Error);
+pub(super) struct ExecuteEnvelope(pub(super) Error);
 
 impl From<Error> for Envelope {
     fn from(error: Error) -> Self {
@@ -168,25 +169,44 @@ struct ExecuteRequest {
     input: Value,
     #[serde(default)]
     node_id: Option<String>,
+    #[serde(default)]
+    org_id: Option<String>,
 }
 
 /// `POST /cluster-tools/execute`: runs the tool on the best live node hosting it.
 async fn execute(
     State(app): State<AppState>,
+    org: std::result::Result<OrgHeader, Error>,
     body: Body<ExecuteRequest>,
 ) -> Result<Response, ExecuteEnvelope> {
     let request = body?.0;
+    let org = org?.with_body(request.org_id)?;
     let tool_name = required(&request.tool_name)?;
-    let input = serde_json::to_vec(&request.input)
-        .map_err(|e| Error::Internal(format!("cannot encode the input: {e}")))?;
+    let input = input_bytes(&request.input)?;
+    let caller = Caller { org: org.as_deref(), action: None };
     let execution =
-        app.cluster_tools.execute(tool_name, &input, request.node_id.as_deref()).await?;
+        app.execution.cluster_tool(caller, tool_name, &input, request.node_id.as_deref()).await?;
+    Ok(respond(execution, None))
+}
+
+/// A tool's input as the JSON bytes it is sent as.
+pub(super) fn input_bytes(input: &Value) -> std::result::Result<Vec<u8>, Error> {
+    serde_json::to_vec(input).map_err(|e| Error::Internal(format!("cannot encode the input: {e}")))
+}
+
+/// The seed's execute answer: 200 when the tool succeeded, else 500; with the chosen tool's id
+/// when a selection chose it.
+pub(super) fn respond(execution: CallOutcome, tool_id: Option<String>) -> Response {
     let status = if execution.success { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR };
-    Ok((status, Json(answer(execution))).into_response())
+    let mut body = answer(execution);
+    if let Some(id) = tool_id {
+        body["tool_id"] = Value::String(id);
+    }
+    (status, Json(body)).into_response()
 }
 
 /// The seed's response: `output` parsed as JSON when it parses, else a string.
-fn answer(execution: CallOutcome) -> Value {
+pub(super) fn answer(execution: CallOutcome) -> Value {
     let output = if execution.success {
         serde_json::from_slice(&execution.output)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&execution.output).into()))

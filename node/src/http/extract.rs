@@ -95,3 +95,41 @@ impl Params {
         crate::service::page(number("limit")?, number("offset")?)
     }
 }
+
+/// The org a request names in its `X-Org-Id` header, if any (checked against the id pattern).
+#[derive(Debug, Default, Clone)]
+pub struct OrgHeader(pub Option<String>);
+
+/// The header naming a request's org.
+pub const ORG_HEADER: &str = "x-org-id";
+
+impl<S: Send + Sync> FromRequestParts<S> for OrgHeader {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
+        let Some(value) = parts.headers.get(ORG_HEADER) else { return Ok(OrgHeader(None)) };
+        let org = value.to_str().map_err(|_| {
+            Error::BadRequest("the X-Org-Id header is not plain text: send an org id".into())
+        })?;
+        crate::service::orgs::check_org(org)?;
+        Ok(OrgHeader(Some(org.to_owned())))
+    }
+}
+
+impl OrgHeader {
+    /// The request's org: the header's, or `org_id` of the body; both given must agree.
+    pub fn with_body(self, body: Option<String>) -> Result<Option<String>, Error> {
+        match (self.0, body) {
+            (Some(header), Some(body)) if header != body => Err(Error::BadRequest(format!(
+                "the X-Org-Id header names org '{header}' but the body's org_id is '{}': send one",
+                body.chars().take(64).collect::<String>()
+            ))),
+            (Some(org), _) => Ok(Some(org)),
+            (None, Some(org)) => {
+                crate::service::orgs::check_org(&org)?;
+                Ok(Some(org))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+}

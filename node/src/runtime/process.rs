@@ -69,6 +69,8 @@ pub struct ProcessTool {
     max_output: usize,
     slots: Arc<Semaphore>,
     max_concurrent: usize,
+    /// Variables set beside the fixed ones (a bundle tool's `GRIDNODE_CREDENTIALS`).
+    env: Vec<(String, String)>,
 }
 
 /// Loads every tool folder under `dir`. A folder that cannot be used is reported (in the
@@ -125,7 +127,48 @@ fn load_one(folder: &Path, settings: &ProcessSettings) -> Result<ProcessTool, St
         max_output: settings.max_output_bytes,
         slots: Arc::new(Semaphore::new(settings.max_concurrent)),
         max_concurrent: settings.max_concurrent,
+        env: Vec::new(),
     })
+}
+
+/// A process tool that is not a folder of the tools dir: a bundle tool unpacked by the node
+/// (contract section 11). `run` is its executable; `env` adds to the fixed environment.
+#[derive(Debug)]
+pub struct Prepared {
+    pub name: String,
+    pub run: PathBuf,
+    pub timeout: Duration,
+    pub env: Vec<(String, String)>,
+}
+
+impl ProcessTool {
+    /// A tool from an unpacked bundle, run under the same sandbox and limits as the tools dir's.
+    pub fn prepare(tool: Prepared, settings: &ProcessSettings) -> Result<ProcessTool, String> {
+        if !tool.run.is_file() {
+            return Err("the bundle has no executable 'run' file at its root or in code/".into());
+        }
+        make_executable(&tool.run).map_err(|e| format!("cannot make 'run' executable: {e}"))?;
+        let workdir = settings.work_root.join(&tool.name);
+        std::fs::create_dir_all(&workdir)
+            .map_err(|e| format!("cannot create working directory {}: {e}", workdir.display()))?;
+        let run =
+            std::fs::canonicalize(&tool.run).map_err(|e| format!("cannot resolve 'run': {e}"))?;
+        let workdir = std::fs::canonicalize(&workdir)
+            .map_err(|e| format!("cannot resolve the working directory: {e}"))?;
+        Ok(ProcessTool {
+            name: tool.name,
+            description: String::new(),
+            input_spec: JsonMap::new(),
+            metadata: JsonMap::new(),
+            run,
+            workdir,
+            timeout: tool.timeout,
+            max_output: settings.max_output_bytes,
+            slots: Arc::new(Semaphore::new(settings.max_concurrent)),
+            max_concurrent: settings.max_concurrent,
+            env: tool.env,
+        })
+    }
 }
 
 /// Zip files often lose file modes: the node sets the executable bits itself.
@@ -178,6 +221,7 @@ impl ProcessTool {
             .env("HOME", &self.workdir)
             .env("LANG", "C.UTF-8")
             .env("GRIDNODE_TOOL", &self.name)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

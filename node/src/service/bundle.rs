@@ -81,7 +81,7 @@ pub fn read(bytes: &[u8], code_name: &str, doc_name: &str, max_unpacked: u64) ->
 }
 
 /// Refuses names that could escape a directory if anyone ever unpacked this archive.
-fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     let escapes = name.starts_with('/')
         || name.starts_with('\\')
         || name.as_bytes().get(1) == Some(&b':')

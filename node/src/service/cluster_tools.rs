@@ -361,6 +361,16 @@ impl ClusterTools {
         }
     }
 
+    /// The least-loaded live node hosting `tool` and its load (nodes outside the federation
+    /// report none); `None` when no live node with a load hosts it. Selection ranks by it.
+    pub async fn least_loaded(&self, tool: &str) -> Option<(String, gridnode_federation::Load)> {
+        let candidates = self.candidates(tool, None, "").await.ok()?;
+        candidates
+            .into_iter()
+            .filter_map(|c| c.load.clone().map(|load| (c.node_id().to_owned(), load)))
+            .min_by_key(|(node, load)| (candidates::load_rank(load), node.clone()))
+    }
+
     /// The live nodes hosting `tool` (or only `pin`), best first. No record at all is a 404
     /// saying where nothing was found.
     async fn candidates(

@@ -29,11 +29,17 @@ impl Candidate {
         match (&self.local, &self.load) {
             (true, _) => (0, 0, 0),
             (false, Some(load)) => {
-                (1, load.in_flight_calls, (load.cpu_percent.max(0.0) / CPU_STEP) as u32)
+                let (in_flight, cpu) = load_rank(load);
+                (1, in_flight, cpu)
             }
             (false, None) => (2, 0, 0),
         }
     }
+}
+
+/// How loaded a node is, as candidates are compared: calls in flight, then CPU in 10 % steps.
+pub fn load_rank(load: &Load) -> (u32, u32) {
+    (load.in_flight_calls, (load.cpu_percent.max(0.0) / CPU_STEP) as u32)
 }
 
 /// The candidates, best first; `turn` rotates each group of equals.

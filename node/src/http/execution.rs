@@ -1,0 +1,247 @@
+//! Execute by id, selection, actions, org allow-lists and the audit log (contract section 11).
+//! Execute routes answer in the cluster-tools envelope; selection errors in the seed's
+//! `{"success": false, "error"}`; the rest in the usual `{"error"}`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use gridnode_store::{Action, AllowList, AuditEntry, AuditQuery, JsonMap};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::cluster_tools::{Envelope, ExecuteEnvelope, input_bytes, respond};
+use super::extract::{JsonBody, OrgHeader, Params};
+use crate::error::{Error, Result};
+use crate::service::execution::Caller;
+use crate::service::selection::{Choice, Scope};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/tools/{id}/execute", post(execute_tool))
+        .route("/functions/{id}/execute", post(execute_function))
+        .route("/tools/select", post(select_tool))
+        .route("/actions", get(list_actions).post(create_action))
+        .route("/actions/{org}/{action_type}", get(get_action).delete(delete_action))
+        .route("/actions/{org}/{action_type}/select", post(select_in_action))
+        .route("/actions/{org}/{action_type}/execute", post(execute_action))
+        .route(
+            "/orgs/{org}/allowed-tools",
+            get(get_allowed).put(put_allowed).delete(delete_allowed),
+        )
+        .route("/audit", get(audit))
+}
+
+type Body<T> = std::result::Result<JsonBody<T>, Error>;
+type Org = std::result::Result<OrgHeader, Error>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecuteRequest {
+    input: Value,
+    #[serde(default)]
+    org_id: Option<String>,
+}
+
+/// `POST /tools/{id}/execute`: loads the tool on demand, checks the input, runs it.
+async fn execute_tool(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    org: Org,
+    body: Body<ExecuteRequest>,
+) -> std::result::Result<Response, ExecuteEnvelope> {
+    let request = body?.0;
+    let org = org?.with_body(request.org_id)?;
+    let input = input_bytes(&request.input)?;
+    let caller = Caller { org: org.as_deref(), action: None };
+    Ok(respond(app.execution.tool(caller, &id, &input).await?, None))
+}
+
+/// `POST /functions/{id}/execute`: the same for a function.
+async fn execute_function(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    org: Org,
+    body: Body<ExecuteRequest>,
+) -> std::result::Result<Response, ExecuteEnvelope> {
+    let request = body?.0;
+    let org = org?.with_body(request.org_id)?;
+    let input = input_bytes(&request.input)?;
+    let caller = Caller { org: org.as_deref(), action: None };
+    Ok(respond(app.execution.function(caller, &id, &input).await?, None))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelectRequest {
+    #[serde(default)]
+    search_parameters: JsonMap,
+    selector: Value,
+    #[serde(default)]
+    org_id: Option<String>,
+}
+
+/// `POST /tools/select`: the best registry tool for a selector.
+async fn select_tool(
+    State(app): State<AppState>,
+    org: Org,
+    body: Body<SelectRequest>,
+) -> std::result::Result<Json<Value>, Envelope> {
+    let request = body?.0;
+    let org = org?.with_body(request.org_id)?;
+    let choice = app
+        .actions
+        .selection()
+        .select(Scope::All, &request.selector, &request.search_parameters, org.as_deref())
+        .await?;
+    Ok(Json(chosen(choice)))
+}
+
+fn chosen(choice: Choice) -> Value {
+    json!({
+        "tool_id": choice.tool_ids[0],
+        "tool_ids": choice.tool_ids,
+        "explanation": choice.explanation,
+    })
+}
+
+/// `POST /actions`.
+async fn create_action(
+    State(app): State<AppState>,
+    org: Org,
+    body: Body<Value>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let action = app.actions.create(body?.0, org?.0.as_deref()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "message": "Action created successfully",
+            "action_type": action.action_type,
+            "mapping_org_id": action.mapping_org_id,
+        })),
+    ))
+}
+
+/// `GET /actions?org=&limit=&offset=`: every action, or one org's (the `X-Org-Id` header's
+/// when it is given).
+async fn list_actions(
+    State(app): State<AppState>,
+    org: Org,
+    params: std::result::Result<Params, Error>,
+) -> Result<Json<Vec<Action>>> {
+    let params = params?;
+    let org = org?.with_body(params.0.get("org").cloned())?;
+    Ok(Json(app.actions.list(org, params.page()?).await?))
+}
+
+async fn get_action(
+    State(app): State<AppState>,
+    Path((org, action_type)): Path<(String, String)>,
+    caller: Org,
+) -> Result<Json<Action>> {
+    Ok(Json(app.actions.get(&org, &action_type, caller?.0.as_deref()).await?))
+}
+
+async fn delete_action(
+    State(app): State<AppState>,
+    Path((org, action_type)): Path<(String, String)>,
+    caller: Org,
+) -> Result<Json<Value>> {
+    app.actions.delete(&org, &action_type, caller?.0.as_deref()).await?;
+    Ok(Json(json!({ "message": "Action deleted successfully" })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionSelectRequest {
+    #[serde(default)]
+    search_parameters: JsonMap,
+}
+
+/// `POST /actions/{org}/{action_type}/select`.
+async fn select_in_action(
+    State(app): State<AppState>,
+    Path((org, action_type)): Path<(String, String)>,
+    caller: Org,
+    body: Body<ActionSelectRequest>,
+) -> std::result::Result<Json<Value>, Envelope> {
+    let request = body?.0;
+    let choice = app
+        .actions
+        .select(&org, &action_type, &request.search_parameters, caller?.0.as_deref())
+        .await?;
+    Ok(Json(chosen(choice)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionExecuteRequest {
+    input: Value,
+    #[serde(default)]
+    search_parameters: JsonMap,
+}
+
+/// `POST /actions/{org}/{action_type}/execute`: select, then run; the answer names the tool.
+async fn execute_action(
+    State(app): State<AppState>,
+    Path((org, action_type)): Path<(String, String)>,
+    caller: Org,
+    body: Body<ActionExecuteRequest>,
+) -> std::result::Result<Response, ExecuteEnvelope> {
+    let request = body?.0;
+    let input = input_bytes(&request.input)?;
+    let (tool_id, outcome) = app
+        .actions
+        .execute(&org, &action_type, &input, &request.search_parameters, caller?.0.as_deref())
+        .await?;
+    Ok(respond(outcome, Some(tool_id)))
+}
+
+/// `GET /orgs/{org}/allowed-tools`.
+async fn get_allowed(
+    State(app): State<AppState>,
+    Path(org): Path<String>,
+) -> Result<Json<Vec<String>>> {
+    let list: AllowList = app.execution.orgs().get(org).await?;
+    Ok(Json(list.allowed_tools))
+}
+
+/// `PUT /orgs/{org}/allowed-tools` with `["tool id or cluster tool name", …]`.
+async fn put_allowed(
+    State(app): State<AppState>,
+    Path(org): Path<String>,
+    body: Body<Vec<String>>,
+) -> Result<Json<Value>> {
+    let tools = body?.0;
+    let count = tools.len();
+    app.execution.orgs().put(org.clone(), tools).await?;
+    Ok(Json(json!({ "message": "Allow-list updated", "org_id": org, "count": count })))
+}
+
+/// `DELETE /orgs/{org}/allowed-tools`: the org may use every tool again.
+async fn delete_allowed(
+    State(app): State<AppState>,
+    Path(org): Path<String>,
+) -> Result<Json<Value>> {
+    app.execution.orgs().delete(org).await?;
+    Ok(Json(json!({ "message": "Allow-list deleted" })))
+}
+
+/// `GET /audit?limit=&org=&tool=`: this node's executions, newest first.
+async fn audit(
+    State(app): State<AppState>,
+    params: std::result::Result<Params, Error>,
+) -> Result<Json<Vec<AuditEntry>>> {
+    let params = params?;
+    if params.0.contains_key("offset") {
+        return Err(Error::BadRequest(
+            "the audit log pages by limit only (newest first); narrow it with org= and tool="
+                .into(),
+        ));
+    }
+    let text = |name: &str| params.0.get(name).filter(|v| !v.is_empty()).cloned();
+    let query = AuditQuery { org: text("org"), tool: text("tool"), limit: params.page()?.limit };
+    Ok(Json(app.execution.audit().entries(query).await?))
+}

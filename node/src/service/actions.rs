@@ -1,0 +1,187 @@
+//! Actions (contract section 11, the seed's `create_action` and DSL search): named groups of
+//! registry tools of one org, each with a selector (`action_dsl`) that picks the best of its
+//! tools for a request, and the select-then-execute flow over them.
+
+use gridnode_store::{Action, AuditKind, JsonMap, Page, ToolEntry};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::runtime::CallOutcome;
+use crate::service::Registry;
+use crate::service::audit::Asked;
+use crate::service::execution::{Caller, Execution};
+use crate::service::orgs::{check_org, refused};
+use crate::service::selection::{Choice, Scope, Selection, Selector};
+
+/// The service. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Actions {
+    registry: Registry,
+    selection: Selection,
+    execution: Execution,
+}
+
+impl Actions {
+    pub fn new(registry: Registry, selection: Selection, execution: Execution) -> Actions {
+        Actions { registry, selection, execution }
+    }
+
+    pub fn selection(&self) -> &Selection {
+        &self.selection
+    }
+
+    pub fn execution(&self) -> &Execution {
+        &self.execution
+    }
+
+    /// Creates an action (`POST /actions`). Every tool id must exist and be allowed for the
+    /// action's org; the selector must parse; `(mapping_org_id, action_type)` must be new.
+    pub async fn create(&self, body: Value, caller_org: Option<&str>) -> Result<Action> {
+        let Value::Object(fields) = &body else {
+            return Err(Error::BadRequest(
+                "expected a json object with action_type, mapping_org_id and tool_ids".into(),
+            ));
+        };
+        for field in ["action_type", "mapping_org_id", "tool_ids"] {
+            if !fields.contains_key(field) {
+                return Err(Error::BadRequest(format!("missing field '{field}'")));
+            }
+        }
+        let action: Action = serde_json::from_value(body)
+            .map_err(|e| Error::BadRequest(format!("invalid action: {e}")))?;
+        gridnode_store::Record::validate(&action).map_err(|e| Error::BadRequest(e.to_string()))?;
+        same_org(caller_org, &action.mapping_org_id)?;
+        if !action.action_dsl.is_empty() {
+            Selector::check(&Value::Object(action.action_dsl.clone()))
+                .map_err(|e| Error::BadRequest(format!("action_dsl: {e}")))?;
+        }
+        if let Some(list) = self.execution.orgs().allow_list(&action.mapping_org_id).await?
+            && let Some(outside) = action.tool_ids.iter().find(|id| !list.allows(id))
+        {
+            return Err(refused(outside, &action.mapping_org_id));
+        }
+        let created = action.clone();
+        self.registry
+            .blocking(move |store| {
+                if let Some(missing) =
+                    action.tool_ids.iter().find(|id| store.try_get::<ToolEntry>(id).ok().flatten().is_none())
+                {
+                    return Err(Error::BadRequest(format!(
+                        "tool_ids names tool '{missing}', which is not in the registry: register it first"
+                    )));
+                }
+                store.create(&action)?;
+                Ok(())
+            })
+            .await?;
+        Ok(created)
+    }
+
+    /// Every action, or one org's (`GET /actions?org=`).
+    pub async fn list(&self, org: Option<String>, page: Page) -> Result<Vec<Action>> {
+        if let Some(org) = &org {
+            check_org(org)?;
+        }
+        self.registry
+            .blocking(move |store| match org {
+                Some(org) => Ok(store.find::<Action>("mapping_org_id", &Value::from(org), page)?),
+                None => Ok(store.list::<Action>(page)?),
+            })
+            .await
+    }
+
+    /// One action (`GET /actions/{org}/{action_type}`).
+    pub async fn get(
+        &self,
+        org: &str,
+        action_type: &str,
+        caller_org: Option<&str>,
+    ) -> Result<Action> {
+        check_org(org)?;
+        same_org(caller_org, org)?;
+        let (org, action_type) = (org.to_owned(), action_type.to_owned());
+        self.registry
+            .blocking(move |store| {
+                store.try_get::<Action>(&Action::key(&org, &action_type))?.ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "action '{}' not found for org '{org}'",
+                        action_type.chars().take(128).collect::<String>()
+                    ))
+                })
+            })
+            .await
+    }
+
+    /// Deletes an action (`DELETE /actions/{org}/{action_type}`).
+    pub async fn delete(
+        &self,
+        org: &str,
+        action_type: &str,
+        caller_org: Option<&str>,
+    ) -> Result<()> {
+        self.get(org, action_type, caller_org).await?;
+        let key = Action::key(org, action_type);
+        self.registry
+            .blocking(move |store| {
+                store.delete::<Action>(&key)?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Picks among the action's tools with its `action_dsl` (`POST /actions/{org}/{type}/select`).
+    pub async fn select(
+        &self,
+        org: &str,
+        action_type: &str,
+        params: &JsonMap,
+        caller_org: Option<&str>,
+    ) -> Result<Choice> {
+        let action = self.get(org, action_type, caller_org).await?;
+        self.selection
+            .select(
+                Scope::Ids(action.tool_ids),
+                &Value::Object(action.action_dsl),
+                params,
+                Some(org),
+            )
+            .await
+    }
+
+    /// Selects, then runs the chosen tool (`POST /actions/{org}/{type}/execute`). A selection
+    /// that fails is audited too (it asked for an execution).
+    pub async fn execute(
+        &self,
+        org: &str,
+        action_type: &str,
+        input: &[u8],
+        params: &JsonMap,
+        caller_org: Option<&str>,
+    ) -> Result<(String, CallOutcome)> {
+        let choice = match self.select(org, action_type, params, caller_org).await {
+            Ok(choice) => choice,
+            Err(error) => {
+                let asked = Asked {
+                    action: Some(action_type),
+                    ..Asked::now(AuditKind::Tool, "", Some(org), input.len())
+                };
+                self.execution.audit().record(&asked, Err(&error));
+                return Err(error);
+            }
+        };
+        let tool_id = choice.tool_ids[0].clone();
+        let caller = Caller { org: Some(org), action: Some(action_type) };
+        let outcome = self.execution.tool(caller, &tool_id, input).await?;
+        Ok((tool_id, outcome))
+    }
+}
+
+/// A request that names its org may only use that org's actions.
+fn same_org(caller: Option<&str>, org: &str) -> Result<()> {
+    match caller {
+        Some(caller) if caller != org => {
+            Err(Error::Forbidden(format!("org '{caller}' may not use the actions of org '{org}'")))
+        }
+        _ => Ok(()),
+    }
+}

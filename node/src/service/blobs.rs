@@ -1,0 +1,85 @@
+//! Blobs (bundle code archives) by sha256: from this node's store, else from a peer that has
+//! it. Blobs are not replicated eagerly — most nodes never run most bundles — so a node fetches
+//! one the first time it needs it, checks it against its sha256, and keeps it.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use gridnode_store::sha256_hex;
+
+use crate::error::{Error, Result};
+use crate::service::Registry;
+use crate::service::cluster::Cluster;
+use crate::service::remote::Remote;
+
+/// The service. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Blobs {
+    registry: Registry,
+    cluster: Cluster,
+    remote: Remote,
+    timeout: Duration,
+}
+
+impl Blobs {
+    pub fn new(registry: Registry, cluster: Cluster, remote: Remote, timeout: Duration) -> Blobs {
+        Blobs { registry, cluster, remote, timeout }
+    }
+
+    /// The blob if this node stores it.
+    pub async fn local(&self, sha256: String) -> Result<Option<Bytes>> {
+        self.registry.blocking(move |store| Ok(store.get_blob(&sha256)?)).await
+    }
+
+    /// The blob from this node's store, else from `origin` (the base URL of the node that
+    /// handed out its link) and then every live peer; a fetched blob is checked against its
+    /// sha256 and stored here. 404 when no one has it; the message lists what was tried.
+    pub async fn fetch(&self, sha256: &str, origin: Option<&str>) -> Result<Bytes> {
+        if let Some(bytes) = self.local(sha256.to_owned()).await? {
+            return Ok(bytes);
+        }
+        let mut tried = Vec::new();
+        for base in self.sources(origin) {
+            let url = format!("{base}/blobs/{sha256}?local=true");
+            let max = self.registry.settings().limits.max_upload_bytes as usize;
+            match self.remote.get(&url, self.timeout, max).await {
+                Ok(bytes) if sha256_hex(&bytes) == sha256 => {
+                    let bytes = Bytes::from(bytes);
+                    let keep = bytes.clone();
+                    self.registry.blocking(move |store| Ok(store.put_blob(&keep)?)).await?;
+                    tracing::info!(%sha256, %base, "blob fetched from a peer");
+                    return Ok(bytes);
+                }
+                Ok(bytes) => {
+                    tracing::warn!(%sha256, %base, "a peer sent a blob that does not match its sha256");
+                    tried.push(format!(
+                        "{base} sent {} bytes whose sha256 is {}, refused",
+                        bytes.len(),
+                        sha256_hex(&bytes)
+                    ));
+                }
+                Err(why) => tried.push(format!("{base}: {why}")),
+            }
+        }
+        Err(Error::NotFound(if tried.is_empty() {
+            format!("blob '{sha256}' not found: it is not stored here and no peer is alive to ask")
+        } else {
+            format!("blob '{sha256}' not found here or on any peer ({})", tried.join("; "))
+        }))
+    }
+
+    /// Where to ask: the origin first, then the live peers; never this node.
+    fn sources(&self, origin: Option<&str>) -> Vec<String> {
+        let me = self.registry.settings().advertise_http.clone();
+        let mut sources: Vec<String> = origin.map(str::to_owned).into_iter().collect();
+        let me_id = self.cluster.node_id().to_owned();
+        for peer in self.cluster.peers() {
+            if peer.alive && peer.heartbeat.node_id != me_id && !peer.heartbeat.http.is_empty() {
+                sources.push(peer.heartbeat.http.trim_end_matches('/').to_owned());
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        sources.retain(|base| *base != me && seen.insert(base.clone()));
+        sources
+    }
+}

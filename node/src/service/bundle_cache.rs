@@ -1,0 +1,382 @@
+//! Unpacked bundle tools (contract section 11): each `tool.zip` is unpacked once, under its
+//! sha256, into the node's bundle directory and reused by every later call. Concurrent first
+//! calls of one bundle unpack it once. Past `cache_max_bytes`, the least recently used bundles
+//! that are not running are removed (and unpacked again when next called).
+//!
+//! A bundle is unpacked into a temporary directory and renamed into place, so a directory under
+//! its sha256 is always complete; one found at start (from an earlier run) is reused.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::body::Bytes;
+use gridnode_store::sha256_hex;
+
+use crate::error::{Error, Result};
+use crate::service::bundle::check_name;
+
+/// The cache. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct BundleCache {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    max_bytes: u64,
+    max_unpacked: u64,
+    entries: Mutex<HashMap<String, Entry>>,
+    /// One lock per bundle being unpacked, so concurrent first calls unpack once.
+    unpacking: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    tick: AtomicU64,
+    unpacks: AtomicU64,
+    evictions: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    bytes: u64,
+    last_used: u64,
+    running: u32,
+}
+
+/// An unpacked bundle, held while a call runs it (it is not evicted meanwhile).
+#[derive(Debug)]
+pub struct Lease {
+    inner: Arc<Inner>,
+    sha256: String,
+    dir: PathBuf,
+}
+
+impl Lease {
+    /// The bundle's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(entry) = self.inner.entries().get_mut(&self.sha256) {
+            entry.running = entry.running.saturating_sub(1);
+        }
+    }
+}
+
+/// What the cache has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BundleStats {
+    pub unpacks: u64,
+    pub evictions: u64,
+    pub cached: usize,
+    pub cached_bytes: u64,
+}
+
+impl BundleCache {
+    /// A cache in `dir` holding at most `max_bytes` unpacked; one archive may unpack to at most
+    /// `max_unpacked` bytes.
+    pub fn new(dir: PathBuf, max_bytes: u64, max_unpacked: u64) -> BundleCache {
+        BundleCache {
+            inner: Arc::new(Inner {
+                dir,
+                max_bytes,
+                max_unpacked,
+                entries: Mutex::default(),
+                unpacking: Mutex::default(),
+                tick: AtomicU64::new(0),
+                unpacks: AtomicU64::new(0),
+                evictions: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn stats(&self) -> BundleStats {
+        let entries = self.inner.entries();
+        BundleStats {
+            unpacks: self.inner.unpacks.load(Ordering::Relaxed),
+            evictions: self.inner.evictions.load(Ordering::Relaxed),
+            cached: entries.len(),
+            cached_bytes: entries.values().map(|e| e.bytes).sum(),
+        }
+    }
+
+    /// The unpacked bundle `sha256`, unpacking it first if needed from the bytes `fetch` gives
+    /// (checked against the sha256 here, whatever their source).
+    pub async fn acquire<F>(&self, sha256: &str, fetch: F) -> Result<Lease>
+    where
+        F: Future<Output = Result<Bytes>>,
+    {
+        if let Some(lease) = self.lease(sha256) {
+            return Ok(lease);
+        }
+        let lock = self
+            .inner
+            .unpacking
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(sha256.to_owned())
+            .or_default()
+            .clone();
+        let _unpacking = lock.lock().await;
+        if let Some(lease) = self.lease(sha256) {
+            return Ok(lease);
+        }
+        let dir = self.inner.dir.join(sha256);
+        let bytes = if dir.is_dir() {
+            // Unpacked by an earlier run (directories appear complete, by rename).
+            let found = dir.clone();
+            blocking(move || Ok(size_of(&found))).await?
+        } else {
+            let zip = fetch.await?;
+            let found = sha256_hex(&zip);
+            if found != sha256 {
+                return Err(Error::Unreachable(format!(
+                    "the bundle's bytes do not match its sha256 (expected {sha256}, got {found}): refused"
+                )));
+            }
+            let (root, target, limit) =
+                (self.inner.dir.clone(), dir.clone(), self.inner.max_unpacked);
+            let size = blocking(move || unpack(&zip, &root, &target, limit)).await?;
+            self.inner.unpacks.fetch_add(1, Ordering::Relaxed);
+            size
+        };
+        let tick = self.inner.tick.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .entries()
+            .insert(sha256.to_owned(), Entry { bytes, last_used: tick, running: 0 });
+        self.inner.unpacking.lock().unwrap_or_else(PoisonError::into_inner).remove(sha256);
+        let lease = self
+            .lease(sha256)
+            .ok_or_else(|| Error::Internal("an unpacked bundle left the cache at once".into()))?;
+        self.evict().await;
+        Ok(lease)
+    }
+
+    fn lease(&self, sha256: &str) -> Option<Lease> {
+        let mut entries = self.inner.entries();
+        let entry = entries.get_mut(sha256)?;
+        entry.running += 1;
+        entry.last_used = self.inner.tick.fetch_add(1, Ordering::Relaxed);
+        Some(Lease {
+            inner: self.inner.clone(),
+            sha256: sha256.to_owned(),
+            dir: self.inner.dir.join(sha256),
+        })
+    }
+
+    /// Removes the least recently used bundles not running until the total fits. Each is
+    /// renamed away under the lock (so no call finds a half-removed directory), then deleted.
+    async fn evict(&self) {
+        let trash: Vec<PathBuf> = {
+            let mut entries = self.inner.entries();
+            let mut total: u64 = entries.values().map(|e| e.bytes).sum();
+            let mut idle: Vec<(u64, String, u64)> = entries
+                .iter()
+                .filter(|(_, e)| e.running == 0)
+                .map(|(sha, e)| (e.last_used, sha.clone(), e.bytes))
+                .collect();
+            idle.sort();
+            let mut trash = Vec::new();
+            for (_, sha, bytes) in idle {
+                if total <= self.inner.max_bytes {
+                    break;
+                }
+                let moved = self.inner.dir.join(format!(".evicted-{sha}"));
+                let _ = std::fs::remove_dir_all(&moved);
+                if std::fs::rename(self.inner.dir.join(&sha), &moved).is_ok() {
+                    trash.push(moved);
+                }
+                entries.remove(&sha);
+                total -= bytes;
+                self.inner.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+            trash
+        };
+        if !trash.is_empty() {
+            let _ = blocking(move || {
+                for dir in trash {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                Ok(())
+            })
+            .await;
+        }
+    }
+}
+
+impl Inner {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(format!("bundle task failed: {e}")))?
+}
+
+/// Unpacks `zip` into `target` (via a temporary directory beside it) and returns its size.
+/// Entry names that could escape, symbolic links and more than `limit` bytes are refused.
+fn unpack(zip: &[u8], root: &Path, target: &Path, limit: u64) -> Result<u64> {
+    std::fs::create_dir_all(root)
+        .map_err(|e| Error::io(format!("cannot create bundle dir {}", root.display()), e))?;
+    let temp = tempdir_in(root)?;
+    let result = extract(zip, &temp, limit);
+    match result.and_then(|size| {
+        std::fs::rename(&temp, target)
+            .map_err(|e| Error::io(format!("cannot move a bundle into {}", target.display()), e))?;
+        Ok(size)
+    }) {
+        Ok(size) => Ok(size),
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&temp);
+            Err(error)
+        }
+    }
+}
+
+fn tempdir_in(root: &Path) -> Result<PathBuf> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let temp = root.join(format!(".unpacking-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&temp);
+    std::fs::create_dir(&temp)
+        .map_err(|e| Error::io(format!("cannot create {}", temp.display()), e))?;
+    Ok(temp)
+}
+
+fn extract(zip: &[u8], into: &Path, limit: u64) -> Result<u64> {
+    let bad =
+        |why: String| Error::BadRequest(format!("the tool's bundle cannot be unpacked: {why}"));
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip))
+        .map_err(|e| bad(format!("tool.zip is not a readable zip archive ({e})")))?;
+    if archive.len() > crate::service::bundle::MAX_ENTRIES {
+        return Err(bad(format!("tool.zip holds {} entries, too many", archive.len())));
+    }
+    let mut budget = limit;
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(|e| bad(format!("unreadable entry: {e}")))?;
+        let name = entry
+            .name()
+            .map_err(|e| bad(format!("entry {i} has an unreadable name: {e}")))?
+            .into_owned();
+        check_name(&name)?;
+        if entry.is_symlink() {
+            return Err(bad(format!("entry '{}' is a symbolic link", name.escape_default())));
+        }
+        let path = into.join(&name);
+        if entry.is_dir() {
+            std::fs::create_dir_all(&path).map_err(|e| Error::io("cannot unpack a bundle", e))?;
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("cannot unpack a bundle", e))?;
+        }
+        let mut file =
+            std::fs::File::create(&path).map_err(|e| Error::io("cannot unpack a bundle", e))?;
+        let written = std::io::copy(&mut (&mut entry).take(budget.saturating_add(1)), &mut file)
+            .map_err(|e| bad(format!("corrupt entry '{}': {e}", name.escape_default())))?;
+        if written > budget {
+            return Err(Error::TooLarge(format!(
+                "the tool's bundle unpacks to more than {limit} bytes, the limit"
+            )));
+        }
+        budget -= written;
+    }
+    Ok(limit - budget)
+}
+
+/// The bytes of the files under `dir`.
+fn size_of(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| match e.file_type() {
+            Ok(kind) if kind.is_dir() => size_of(&e.path()),
+            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, bytes) in files {
+            writer.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+            writer.write_all(bytes).unwrap();
+        }
+        writer.finish().unwrap().into_inner()
+    }
+
+    async fn get(cache: &BundleCache, zip: &[u8]) -> Result<Lease> {
+        let bytes = Bytes::copy_from_slice(zip);
+        cache.acquire(&sha256_hex(zip), async move { Ok(bytes) }).await
+    }
+
+    #[tokio::test]
+    async fn unpacks_once_evicts_the_least_recently_used_idle_bundle_and_reuses_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BundleCache::new(dir.path().join("b"), 2500, 1 << 20);
+        let [one, two, three] =
+            [b'1', b'2', b'3'].map(|c| zip_of(&[("run", &[c; 1000][..]), ("code/x", b"x")]));
+        let first = get(&cache, &one).await.unwrap();
+        assert!(first.dir().join("run").is_file() && first.dir().join("code/x").is_file());
+        // Concurrent first calls of one bundle unpack it once.
+        let (a, b) = tokio::join!(get(&cache, &two), get(&cache, &two));
+        drop((a.unwrap(), b.unwrap()));
+        assert_eq!(cache.stats().unpacks, 2);
+        // `one` is running: the least recently used idle bundle (`two`) goes instead.
+        let third = get(&cache, &three).await.unwrap();
+        let stats = cache.stats();
+        assert_eq!((stats.evictions, stats.cached), (1, 2), "{stats:?}");
+        assert!(first.dir().is_dir() && third.dir().is_dir());
+        assert!(!dir.path().join("b").join(sha256_hex(&two)).exists());
+        drop((first, third));
+        // A new cache (a restart) reuses what is on disk without unpacking.
+        let again = BundleCache::new(dir.path().join("b"), 2500, 1 << 20);
+        get(&again, &one).await.unwrap();
+        assert_eq!(again.stats().unpacks, 0);
+    }
+
+    #[tokio::test]
+    async fn bad_archives_leave_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("b");
+        let cache = BundleCache::new(root.clone(), 1 << 30, 4096);
+        let wrong = Bytes::from_static(b"other bytes");
+        let refused = cache.acquire(&sha256_hex(b"expected"), async move { Ok(wrong) }).await;
+        assert_eq!(refused.unwrap_err().status(), 502);
+        for (zip, status) in [
+            (zip_of(&[("../escape", b"x")]), 400),
+            (zip_of(&[("/abs", b"x")]), 400),
+            (zip_of(&[("big", &[0u8; 5000][..])]), 413),
+            (b"not a zip".to_vec(), 400),
+        ] {
+            let error = get(&cache, &zip).await.unwrap_err();
+            assert_eq!(error.status(), status, "{error}");
+        }
+        let mut symlink = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        symlink
+            .add_symlink("run", "/etc/passwd", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        let symlink = symlink.finish().unwrap().into_inner();
+        assert_eq!(get(&cache, &symlink).await.unwrap_err().status(), 400);
+        let left: Vec<_> = std::fs::read_dir(&root).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert!(!dir.path().join("escape").exists());
+    }
+}

@@ -1,0 +1,128 @@
+//! The audit log: one entry per execution (contract section 11), appended in order, never
+//! changed, trimmed from the oldest end past a configured size. Entries say who ran what where
+//! and how it went — never the input or any credential. The log is this node's own: it is not
+//! replicated (each node audits the executions it was asked for).
+//!
+//! Appends are not flushed one by one: sled writes them out within its flush interval (half a
+//! second), so a crash may lose the last moments of the log, never a registration.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{decode, encode};
+use crate::{Error, Result, Store};
+
+/// What kind of thing an execution ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKind {
+    /// A Tools Registry tool, by id.
+    Tool,
+    /// A Functions Registry function, by id.
+    Function,
+    /// A node-local tool, by name (`POST /cluster-tools/execute`).
+    ClusterTool,
+}
+
+/// One execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in this node's log, assigned on append (0 before).
+    pub seq: u64,
+    /// When the execution was asked for, in milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// The org the request named (empty when none).
+    pub org: String,
+    pub kind: AuditKind,
+    /// The tool id, function id or cluster tool name.
+    pub tool: String,
+    /// The action it was selected through (empty when run directly).
+    pub action: String,
+    /// The node that ran it (empty when it never ran).
+    pub node: String,
+    pub success: bool,
+    /// The HTTP status answered (403 refused by the allow-list, 400 invalid input, …).
+    pub status: u16,
+    pub duration_ms: u64,
+    /// The size of the input, in bytes.
+    pub input_bytes: u64,
+}
+
+/// Which entries to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub org: Option<String>,
+    pub tool: Option<String>,
+    /// At most this many, newest first.
+    pub limit: usize,
+}
+
+/// Entries removed at once when the log is over its size: trimming is batched so that an
+/// append does not pay for a removal every time.
+fn trim_slack(keep: u64) -> u64 {
+    (keep / 16).max(1)
+}
+
+impl Store {
+    /// Appends an entry (its `seq` is assigned) and, when the log holds more than `keep`
+    /// entries plus a small slack, removes the oldest down to `keep`. Returns the entry's seq.
+    pub fn append_audit(&self, entry: &AuditEntry, keep: u64) -> Result<u64> {
+        let tree = self.audit_tree();
+        let mut next = self.audit_next();
+        let seq = match *next {
+            Some(seq) => seq,
+            None => match tree.last()? {
+                Some((key, _)) => seq_of(&key)? + 1,
+                None => 1,
+            },
+        };
+        let mut entry = entry.clone();
+        entry.seq = seq;
+        tree.insert(seq.to_be_bytes(), encode(&entry)?)?;
+        *next = Some(seq + 1);
+        drop(next);
+        if let Some((first, _)) = tree.first()? {
+            let first = seq_of(&first)?;
+            let held = seq + 1 - first;
+            if keep > 0 && held > keep + trim_slack(keep) {
+                let end = seq + 1 - keep;
+                for key in tree.range(first.to_be_bytes()..end.to_be_bytes()).keys() {
+                    tree.remove(key?)?;
+                }
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Entries matching `query`, newest first.
+    pub fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        let mut out = Vec::new();
+        for item in self.audit_tree().iter().rev() {
+            if out.len() >= query.limit {
+                break;
+            }
+            let (_, bytes) = item?;
+            let entry: AuditEntry = decode(&bytes)?;
+            let wanted = query.org.as_ref().is_none_or(|org| *org == entry.org)
+                && query.tool.as_ref().is_none_or(|tool| *tool == entry.tool);
+            if wanted {
+                out.push(entry);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many entries the log holds now.
+    pub fn audit_len(&self) -> Result<u64> {
+        let tree = self.audit_tree();
+        match (tree.first()?, tree.last()?) {
+            (Some((first, _)), Some((last, _))) => Ok(seq_of(&last)? + 1 - seq_of(&first)?),
+            _ => Ok(0),
+        }
+    }
+}
+
+fn seq_of(key: &[u8]) -> Result<u64> {
+    let bytes: [u8; 8] =
+        key.try_into().map_err(|_| Error::Corrupt("audit key is not 8 bytes".into()))?;
+    Ok(u64::from_be_bytes(bytes))
+}
