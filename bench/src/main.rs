@@ -5,6 +5,7 @@
 //! gridnode-bench grpc [--quick]         CallFunction against a bare tonic server, process tools
 //! gridnode-bench federation [--quick]   replication latency, bytes, catch-up, idle footprint
 //! gridnode-bench execute [--quick]      POST /cluster-tools/execute, local and remote, vs direct gRPC
+//! gridnode-bench tools [--quick]        bundle first vs warm call, selection over 10k tools, audit cost
 //! gridnode-bench corpus N               print N corpus records as JSON lines
 //! ```
 //!
@@ -28,6 +29,7 @@ fn main() -> std::process::ExitCode {
         Some("grpc") => scenario::grpc::run(quick),
         Some("federation") => scenario::federation::run(quick),
         Some("execute") => scenario::execute::run(quick),
+        Some("tools") => scenario::tools::run(quick),
         Some("corpus") => match number(1, 3) {
             Some(n) => {
                 for tool in corpus::tools(n, 42) {
@@ -50,7 +52,7 @@ fn main() -> std::process::ExitCode {
 
 fn usage() -> std::process::ExitCode {
     eprintln!(
-        "usage: gridnode-bench search [N] [--quick] | grpc [--quick] | federation [--quick] | execute [--quick] | corpus N"
+        "usage: gridnode-bench search [N] [--quick] | grpc [--quick] | federation [--quick] | execute [--quick] | tools [--quick] | corpus N"
     );
     eprintln!("criterion micro-benchmarks: cargo bench -p gridnode-bench");
     std::process::ExitCode::FAILURE

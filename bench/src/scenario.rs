@@ -4,3 +4,4 @@ pub mod execute;
 pub mod federation;
 pub mod grpc;
 pub mod search;
+pub mod tools;

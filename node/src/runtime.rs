@@ -105,6 +105,12 @@ impl Runtime {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// Counts a call made outside the runtime (a bundle tool's run) among the calls in flight
+    /// that this node's heartbeat reports, until the guard is dropped.
+    pub fn track(&self) -> InFlight<'_> {
+        InFlight::enter(&self.in_flight)
+    }
+
     /// This node's `ClusterLocalTools` records.
     pub fn records(&self) -> Vec<ClusterLocalTool> {
         self.tools
@@ -156,7 +162,8 @@ impl Runtime {
 }
 
 /// Counts a call as running until dropped (also when the caller goes away mid-call).
-struct InFlight<'a>(&'a AtomicU32);
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a AtomicU32);
 
 impl<'a> InFlight<'a> {
     fn enter(counter: &'a AtomicU32) -> InFlight<'a> {

@@ -252,20 +252,37 @@ impl SearchIndex {
             return Ok(HashMap::new());
         }
         let parsed = self.parser.parse_query(text).map_err(|e| query_error(text, &e))?;
-        let within = TermSetQuery::new(ids.iter().map(|id| key_term(&self.fields, kind, id)));
-        let query = BooleanQuery::new(vec![
-            (Occur::Must, parsed),
-            (Occur::Must, Box::new(within) as Box<dyn Query>),
-        ]);
         let searcher = self.reader.searcher();
-        let found = searcher
-            .search(&query, &TopDocs::with_limit(ids.len()).order_by_score())
-            .map_err(search_error)?;
+        // Most texts match far fewer records than a selection has candidates: then searching
+        // the whole index and keeping the candidates' hits is cheaper than restricting the
+        // query to a set of thousands of keys.
+        let total = searcher.search(parsed.as_ref(), &Count).map_err(search_error)?;
+        let wanted: Option<HashSet<&str>> = (total <= ids.len().max(64) && total <= MAX_WINDOW)
+            .then(|| ids.iter().copied().collect());
+        let found = match &wanted {
+            Some(_) => searcher
+                .search(parsed.as_ref(), &TopDocs::with_limit(total.max(1)).order_by_score())
+                .map_err(search_error)?,
+            None => {
+                let within =
+                    TermSetQuery::new(ids.iter().map(|id| key_term(&self.fields, kind, id)));
+                let query = BooleanQuery::new(vec![
+                    (Occur::Must, parsed),
+                    (Occur::Must, Box::new(within) as Box<dyn Query>),
+                ]);
+                searcher
+                    .search(&query, &TopDocs::with_limit(ids.len()).order_by_score())
+                    .map_err(search_error)?
+            }
+        };
         let mut scores = HashMap::with_capacity(found.len());
         for (score, address) in found {
             let doc: TantivyDocument = searcher.doc(address)?;
             let key = doc.get_first(self.fields.key).and_then(|v| v.as_str()).unwrap_or("");
-            if let Some((_, id)) = parse_key(key) {
+            if let Some((found_kind, id)) = parse_key(key)
+                && found_kind == kind
+                && wanted.as_ref().is_none_or(|wanted| wanted.contains(id))
+            {
                 scores.insert(id.to_owned(), score);
             }
         }

@@ -346,6 +346,18 @@ impl Store {
         matched.by_ref().skip(page.offset).take(page.limit).collect()
     }
 
+    /// The ids of the live records whose indexed `field` holds `value` (a string or a bool),
+    /// without reading the records: an index prefix scan.
+    pub fn ids_where<R: Record>(&self, field: &str, value: &Value) -> Result<Vec<String>> {
+        if !R::INDEXED_FIELDS.contains(&field) || !indexable(value) {
+            return Err(Error::Invalid(format!(
+                "'{field}' is not an indexed field of a {}",
+                R::COLLECTION.kind()
+            )));
+        }
+        self.index_ids::<R>(field, value).collect()
+    }
+
     fn index_ids<R: Record>(
         &self,
         field: &str,

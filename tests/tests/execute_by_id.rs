@@ -80,7 +80,7 @@ async fn bundles_travel_selection_weighs_load_and_allow_lists_replicate() {
     let (a, api_a) = start(dir.path(), "a", &cluster, vec![], None).await;
     let (b, api_b) =
         start(dir.path(), "b", &cluster, vec![tcp_addr(&a.p2p_addrs())], Some(tools_b)).await;
-    let (c, _api_c) =
+    let (c, api_c) =
         start(dir.path(), "c", &cluster, vec![tcp_addr(&a.p2p_addrs())], Some(tools_c)).await;
 
     // A bundle uploaded on a runs by id on b: fetched from a, checked, unpacked once, run.
@@ -111,6 +111,16 @@ async fn bundles_travel_selection_weighs_load_and_allow_lists_replicate() {
     assert_eq!(b.execution().bundles().stats().unpacks, 1, "warm calls reuse the unpacked bundle");
     let (status, _) = api_b.get(&format!("/blobs/{sha}?local=true")).await;
     assert_eq!(status, StatusCode::OK, "the fetched blob is kept");
+    // GET /blobs on a node without the blob fetches it from a peer, checks it, and keeps it.
+    eventually(&api_c, "/peers", |peers| {
+        peers.as_array().is_some_and(|p| p.iter().filter(|n| n["alive"] == true).count() == 3)
+    })
+    .await;
+    let (status, bytes) = api_c.bytes(&api_c.url(&format!("/blobs/{sha}"))).await;
+    assert_eq!((status, sha256_hex(&bytes)), (StatusCode::OK, sha.clone()));
+    assert_eq!(api_c.get(&format!("/blobs/{sha}?local=true")).await.0, StatusCode::OK);
+    let (status, _) = api_c.get(&format!("/blobs/{}", "0".repeat(64))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a blob no one has");
     // Invalid input is refused before anything runs.
     let (status, body) = exec_tool(&api_b, "printer", json!({"text": 5})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");

@@ -132,6 +132,11 @@ impl ClusterTools {
         }
     }
 
+    /// This node's runtime.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.inner.runtime
+    }
+
     /// The resolver chain, for callers that resolve nodes themselves (benchmarks).
     pub fn chain(&self) -> &Chain {
         &self.inner.chain

@@ -324,8 +324,9 @@ impl Execution {
             }
         };
         let started = Instant::now();
+        let running = inner.cluster_tools.runtime().track();
         let result = tool.call(input).await;
-        drop(lease);
+        drop((running, lease));
         let mut metadata = BTreeMap::new();
         metadata.insert("node_id".to_owned(), inner.node_id.clone());
         metadata.insert("runtime".to_owned(), "bundle".to_owned());

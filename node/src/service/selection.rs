@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use gridnode_federation::Load;
 use gridnode_store::query::Filter;
-use gridnode_store::{Collection, JsonMap, ToolEntry};
+use gridnode_store::{Collection, JsonMap, Record, ToolEntry};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
@@ -361,22 +361,34 @@ impl Selection {
                             .collect::<Vec<_>>(),
                     ))
                 } else {
+                    // An equality on an indexed field narrows the candidates through the
+                    // store's index; the catalog then answers for those ids only.
+                    let narrowed = picked
+                        .filter
+                        .equality_hints()
+                        .into_iter()
+                        .find(|(path, value)| {
+                            ToolEntry::INDEXED_FIELDS.contains(path)
+                                && (value.is_string() || value.is_boolean())
+                        })
+                        .map(|(path, value)| store.ids_where::<ToolEntry>(path, value))
+                        .transpose()?;
                     catalog.read(|state| {
                         let keep = |(id, doc): (&String, &Arc<Value>)| {
                             picked.filter.matches(doc).then(|| (id.clone(), doc.clone()))
                         };
-                        match &scope {
-                            Scope::All => (
+                        let pick = |ids: &[String]| -> (usize, Vec<_>) {
+                            let present: Vec<_> =
+                                ids.iter().filter_map(|id| state.tools.get_key_value(id)).collect();
+                            (present.len(), present.into_iter().filter_map(keep).collect())
+                        };
+                        match (&scope, narrowed) {
+                            (Scope::All, None) => (
                                 state.tools.len(),
                                 state.tools.iter().filter_map(keep).collect::<Vec<_>>(),
                             ),
-                            Scope::Ids(ids) => {
-                                let present: Vec<_> = ids
-                                    .iter()
-                                    .filter_map(|id| state.tools.get_key_value(id))
-                                    .collect();
-                                (present.len(), present.into_iter().filter_map(keep).collect())
-                            }
+                            (Scope::All, Some(ids)) => (state.tools.len(), pick(&ids).1),
+                            (Scope::Ids(ids), _) => pick(ids),
                         }
                     })
                 }
