@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use gridnode::{Node, NodeConfig};
+use gridnode::Node;
+
+mod support;
 use gridnode_tests::api::Api;
 use gridnode_tests::tool_dir::write_tool;
 use gridnode_tests::walk::{EVENTUALLY, eventually, tcp_addr};
@@ -24,18 +26,7 @@ async fn start(
     bootstrap: Vec<String>,
     tools: Option<PathBuf>,
 ) -> (Node, Api) {
-    let mut config = NodeConfig {
-        node_id: name.into(),
-        cluster: cluster.into(),
-        bootstrap,
-        tools_dir: Some(tools.unwrap_or_else(|| dir.join(name).join("no-tools"))),
-        ..NodeConfig::loopback(dir.join(name))
-    };
-    config.federation.heartbeat_ms = HEARTBEAT_MS;
-    config.federation.anti_entropy_ms = 500;
-    let node = Node::start(config).await.unwrap();
-    let api = Api::new(format!("http://{}", node.http_addr()));
-    (node, api)
+    support::start(dir, name, cluster, bootstrap, tools, HEARTBEAT_MS).await
 }
 
 fn tcp(node: &Node) -> String {

@@ -9,6 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use axum::Router;
 use axum::routing::{get, post};
 use gridnode::{Node, NodeConfig};
+
+mod support;
+
+/// Heartbeats every half second: peers and load show up quickly.
+const HEARTBEAT_MS: u64 = 500;
 use gridnode_store::sha256_hex;
 use gridnode_tests::api::Api;
 use gridnode_tests::bundle::zip;
@@ -24,18 +29,7 @@ async fn start(
     bootstrap: Vec<String>,
     tools: Option<PathBuf>,
 ) -> (Node, Api) {
-    let mut config = NodeConfig {
-        node_id: name.into(),
-        cluster: cluster.into(),
-        bootstrap,
-        tools_dir: Some(tools.unwrap_or_else(|| dir.join(name).join("no-tools"))),
-        ..NodeConfig::loopback(dir.join(name))
-    };
-    config.federation.heartbeat_ms = 500;
-    config.federation.anti_entropy_ms = 500;
-    let node = Node::start(config).await.unwrap();
-    let api = Api::new(format!("http://{}", node.http_addr()));
-    (node, api)
+    support::start(dir, name, cluster, bootstrap, tools, HEARTBEAT_MS).await
 }
 
 /// A bundle whose `run` prints its input, its argument count and the credentials it was given.

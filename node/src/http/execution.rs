@@ -15,13 +15,19 @@ use super::AppState;
 use super::cluster_tools::{Envelope, ExecuteEnvelope, input_bytes, respond};
 use super::extract::{JsonBody, OrgHeader, Params};
 use crate::error::{Error, Result};
-use crate::service::execution::Caller;
+use crate::service::execution::{Caller, Registered};
 use crate::service::selection::{Choice, Scope};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/tools/{id}/execute", post(execute_tool))
-        .route("/functions/{id}/execute", post(execute_function))
+        .route(
+            "/tools/{id}/execute",
+            post(|state, id, org, body| execute_by_id(Registered::Tool, state, id, org, body)),
+        )
+        .route(
+            "/functions/{id}/execute",
+            post(|state, id, org, body| execute_by_id(Registered::Function, state, id, org, body)),
+        )
         .route("/tools/select", post(select_tool))
         .route("/actions", get(list_actions).post(create_action))
         .route("/actions/{org}/{action_type}", get(get_action).delete(delete_action))
@@ -45,8 +51,10 @@ struct ExecuteRequest {
     org_id: Option<String>,
 }
 
-/// `POST /tools/{id}/execute`: loads the tool on demand, checks the input, runs it.
-async fn execute_tool(
+/// `POST /tools/{id}/execute` and `POST /functions/{id}/execute`: loads the tool on demand,
+/// checks the input, runs it.
+async fn execute_by_id(
+    kind: Registered,
     State(app): State<AppState>,
     Path(id): Path<String>,
     org: Org,
@@ -56,21 +64,7 @@ async fn execute_tool(
     let org = org?.with_body(request.org_id)?;
     let input = input_bytes(&request.input)?;
     let caller = Caller { org: org.as_deref(), action: None };
-    Ok(respond(app.execution.tool(caller, &id, &input).await?, None))
-}
-
-/// `POST /functions/{id}/execute`: the same for a function.
-async fn execute_function(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    org: Org,
-    body: Body<ExecuteRequest>,
-) -> std::result::Result<Response, ExecuteEnvelope> {
-    let request = body?.0;
-    let org = org?.with_body(request.org_id)?;
-    let input = input_bytes(&request.input)?;
-    let caller = Caller { org: org.as_deref(), action: None };
-    Ok(respond(app.execution.function(caller, &id, &input).await?, None))
+    Ok(respond(app.execution.by_id(kind, caller, &id, &input).await?, None))
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::runtime::CallOutcome;
 use crate::service::Registry;
 use crate::service::audit::Asked;
-use crate::service::execution::{Caller, Execution};
+use crate::service::execution::{Caller, Execution, Registered};
 use crate::service::orgs::{check_org, refused};
 use crate::service::selection::{Choice, Scope, Selection, Selector};
 
@@ -171,7 +171,7 @@ impl Actions {
         };
         let tool_id = choice.tool_ids[0].clone();
         let caller = Caller { org: Some(org), action: Some(action_type) };
-        let outcome = self.execution.tool(caller, &tool_id, input).await?;
+        let outcome = self.execution.by_id(Registered::Tool, caller, &tool_id, input).await?;
         Ok((tool_id, outcome))
     }
 }

@@ -32,6 +32,13 @@ use crate::service::remote::Remote;
 /// Loaded tools kept at most (past this the cache starts over).
 const MAX_LOADED: usize = 4096;
 
+/// Which registry an id is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    Tool,
+    Function,
+}
+
 /// Who asks, for the allow-list and the audit log.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Caller<'a> {
@@ -214,26 +221,25 @@ impl Execution {
         &self.inner.blobs
     }
 
-    /// Runs registry tool `id` (`POST /tools/{id}/execute`).
-    pub async fn tool(&self, caller: Caller<'_>, id: &str, input: &[u8]) -> Result<CallOutcome> {
-        let asked = Asked {
-            action: caller.action,
-            ..Asked::now(AuditKind::Tool, id, caller.org, input.len())
-        };
-        let result = self.run::<ToolEntry>(caller, id, input).await;
-        self.inner.audit.record(&asked, result.as_ref());
-        result
-    }
-
-    /// Runs function `id` (`POST /functions/{id}/execute`).
-    pub async fn function(
+    /// Runs registry tool or function `id` (`POST /tools/{id}/execute`,
+    /// `POST /functions/{id}/execute`).
+    pub async fn by_id(
         &self,
+        kind: Registered,
         caller: Caller<'_>,
         id: &str,
         input: &[u8],
     ) -> Result<CallOutcome> {
-        let asked = Asked::now(AuditKind::Function, id, caller.org, input.len());
-        let result = self.run::<FunctionEntry>(caller, id, input).await;
+        let audit_kind = match kind {
+            Registered::Tool => AuditKind::Tool,
+            Registered::Function => AuditKind::Function,
+        };
+        let asked =
+            Asked { action: caller.action, ..Asked::now(audit_kind, id, caller.org, input.len()) };
+        let result = match kind {
+            Registered::Tool => self.run::<ToolEntry>(caller, id, input).await,
+            Registered::Function => self.run::<FunctionEntry>(caller, id, input).await,
+        };
         self.inner.audit.record(&asked, result.as_ref());
         result
     }
