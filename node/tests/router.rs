@@ -964,6 +964,16 @@ async fn execute_select_action_org_and_audit_routes_refuse_bad_input() {
             r#"{"tool_name": "echo", "input": 1, "org_id": ""}"#,
             StatusCode::BAD_REQUEST,
         ),
+        (
+            "/cluster-tools/execute",
+            &format!(r#"{{"tool_name": "{}", "input": 1}}"#, "n".repeat(9000)),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &format!("/tools/{}/execute", "t".repeat(9000)),
+            r#"{"input": 1}"#,
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let (status, reply) = app.raw_json("POST", uri, body).await;
         assert_eq!(status, expected, "{uri} {}: {reply}", &body[..body.len().min(80)]);
@@ -1005,6 +1015,14 @@ async fn execute_select_action_org_and_audit_routes_refuse_bad_input() {
     let entries = audit.as_array().unwrap();
     assert!(entries.iter().any(|e| e["tool"] == "rev" && e["success"] == true));
     assert!(entries.iter().all(|e| e.get("input").is_none()));
+    // Hostile names are cut before they reach the log.
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["status"] == 400 && e["tool"].as_str().unwrap().starts_with("nnn")),
+        "{audit}"
+    );
+    assert!(entries.iter().all(|e| e["tool"].as_str().unwrap().len() <= 128), "{audit}");
     let (status, _) =
         app.json("POST", "/tools/rev/execute", &json!({"input": {"text": "ok"}})).await;
     assert_eq!(status, StatusCode::OK);

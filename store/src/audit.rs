@@ -56,16 +56,17 @@ pub struct AuditQuery {
     pub limit: usize,
 }
 
-/// Entries removed at once when the log is over its size: trimming is batched so that an
-/// append does not pay for a removal every time.
-fn trim_slack(keep: u64) -> u64 {
+/// Entries past `keep` tolerated before a trim: trimming is batched, so that appends do not pay
+/// for a removal every time.
+pub fn trim_slack(keep: u64) -> u64 {
     (keep / 16).max(1)
 }
 
 impl Store {
-    /// Appends an entry (its `seq` is assigned) and, when the log holds more than `keep`
-    /// entries plus a small slack, removes the oldest down to `keep`. Returns the entry's seq.
-    pub fn append_audit(&self, entry: &AuditEntry, keep: u64) -> Result<u64> {
+    /// Appends an entry (its `seq` is assigned) and returns its seq and whether the log now
+    /// holds more than `keep` entries plus the slack (then call [`Store::trim_audit`], off the
+    /// request path: it removes a batch).
+    pub fn append_audit(&self, entry: &AuditEntry, keep: u64) -> Result<(u64, bool)> {
         let tree = self.audit_tree();
         let mut next = self.audit_next();
         let seq = match *next {
@@ -80,17 +81,29 @@ impl Store {
         tree.insert(seq.to_be_bytes(), encode(&entry)?)?;
         *next = Some(seq + 1);
         drop(next);
-        if let Some((first, _)) = tree.first()? {
-            let first = seq_of(&first)?;
-            let held = seq + 1 - first;
-            if keep > 0 && held > keep + trim_slack(keep) {
-                let end = seq + 1 - keep;
-                for key in tree.range(first.to_be_bytes()..end.to_be_bytes()).keys() {
-                    tree.remove(key?)?;
-                }
+        let over = match tree.first()? {
+            Some((first, _)) => (seq + 1).saturating_sub(seq_of(&first)?) > keep + trim_slack(keep),
+            None => false,
+        };
+        Ok((seq, over))
+    }
+
+    /// Removes the oldest entries until at most `keep` are left; returns how many went.
+    pub fn trim_audit(&self, keep: u64) -> Result<u64> {
+        let tree = self.audit_tree();
+        let (Some((first, _)), Some((last, _))) = (tree.first()?, tree.last()?) else {
+            return Ok(0);
+        };
+        let (first, last) = (seq_of(&first)?, seq_of(&last)?);
+        let end = (last + 1).saturating_sub(keep);
+        let mut removed = 0;
+        if end > first {
+            for key in tree.range(first.to_be_bytes()..end.to_be_bytes()).keys() {
+                tree.remove(key?)?;
+                removed += 1;
             }
         }
-        Ok(seq)
+        Ok(removed)
     }
 
     /// Entries matching `query`, newest first.

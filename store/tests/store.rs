@@ -480,12 +480,18 @@ fn the_audit_log_appends_in_order_filters_and_keeps_a_bounded_tail() {
     };
     for i in 0..500u64 {
         let org = if i % 2 == 0 { "even" } else { "odd" };
-        let seq = store.append_audit(&entry(org, &format!("t{}", i % 5)), 100).unwrap();
+        let (seq, over) = store.append_audit(&entry(org, &format!("t{}", i % 5)), 100).unwrap();
         assert_eq!(seq, i + 1);
+        // Past `keep` plus the slack (keep / 16), the caller trims.
+        assert_eq!(over, store.audit_len().unwrap() > 106, "{seq}");
+        if over {
+            store.trim_audit(100).unwrap();
+        }
     }
-    // At most `keep` plus the trimming slack (keep / 16) are held, the newest ones.
     let held = store.audit_len().unwrap();
     assert!((100..=106).contains(&held), "{held}");
+    assert_eq!(store.trim_audit(100).unwrap(), held - 100);
+    assert_eq!(store.audit_len().unwrap(), 100);
     let query = |org: Option<&str>, tool: Option<&str>, limit| gridnode_store::AuditQuery {
         org: org.map(Into::into),
         tool: tool.map(Into::into),
@@ -498,7 +504,7 @@ fn the_audit_log_appends_in_order_filters_and_keeps_a_bounded_tail() {
     drop(store);
     // Sequence numbers continue after a restart.
     let store = Store::open(&StoreConfig::new(dir.path().join("s"), "n1")).unwrap();
-    assert_eq!(store.append_audit(&entry("x", "y"), 100).unwrap(), 501);
+    assert_eq!(store.append_audit(&entry("x", "y"), 100).unwrap().0, 501);
 }
 
 #[test]

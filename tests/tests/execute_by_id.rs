@@ -264,6 +264,13 @@ async fn remote_server(hits: Arc<AtomicUsize>) -> String {
         .route("/fail", post(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }))
         .route("/big", post(|| async { "x".repeat(4096) }))
         .route(
+            "/slow",
+            post(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                "late"
+            }),
+        )
+        .route(
             "/api/sum",
             post(|body: axum::Json<Value>| async move {
                 axum::Json(json!({"sum": body["a"].as_i64().unwrap_or(0) + body["b"].as_i64().unwrap_or(0)}))
@@ -284,6 +291,7 @@ async fn every_path_runs_checks_input_and_is_refused_outside_the_allow_list() {
     let mut config =
         NodeConfig { node_id: "solo".into(), mdns: false, ..NodeConfig::loopback(dir.path()) };
     config.runtime.max_output_bytes = 1024;
+    config.execute.call_timeout_ms = 500;
     let node = Node::start(config).await.unwrap();
     let api = Api::new(format!("http://{}", node.http_addr()));
 
@@ -292,6 +300,7 @@ async fn every_path_runs_checks_input_and_is_refused_outside_the_allow_list() {
         json!({"tool_id": "remote-fail", "tool_service_url": format!("{server}/fail")}),
         json!({"tool_id": "remote-big", "tool_service_url": format!("{server}/big")}),
         json!({"tool_id": "remote-gone", "tool_service_url": "http://127.0.0.1:9/nothing"}),
+        json!({"tool_id": "remote-slow", "tool_service_url": format!("{server}/slow")}),
         json!({"tool_id": "sys-reverse", "tool_system_function_rpc_id": "reverse_text", "tool_api_spec": {"text": "string"}, "tool_metadata": {"cost": 1}, "tool_search_description": "reverse a text"}),
         json!({"tool_id": "tampered", "tool_source_code_link": format!("{server}/blobs/{}", sha256_hex(b"the real bundle"))}),
         json!({"tool_id": "no-way", "tool_type": "x"}),
@@ -320,6 +329,24 @@ async fn every_path_runs_checks_input_and_is_refused_outside_the_allow_list() {
     let (status, body) = exec_tool(&api, "remote-big", json!({})).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert!(body["error"].as_str().unwrap().contains("limit"), "{body}");
+    let (status, body) = exec_tool(&api, "remote-slow", json!({})).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("within 500 ms"), "{body}");
+    // A caller that goes away mid-call still leaves an audit entry (499, cancelled).
+    let impatient =
+        reqwest::Client::builder().timeout(std::time::Duration::from_millis(100)).build().unwrap();
+    let gave_up = impatient
+        .post(api.url("/tools/remote-slow/execute"))
+        .json(&json!({"input": {}}))
+        .send()
+        .await;
+    assert!(gave_up.is_err());
+    eventually(&api, "/audit?tool=remote-slow", |entries| {
+        entries
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["status"] == 499 && e["success"] == false))
+    })
+    .await;
     let (status, body) = exec_tool(&api, "remote-gone", json!({})).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!((body["success"].clone(), body["output"].clone()), (json!(false), Value::Null));

@@ -8,7 +8,6 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::runtime::CallOutcome;
 use crate::service::Registry;
-use crate::service::audit::Asked;
 use crate::service::execution::{Caller, Execution, Registered};
 use crate::service::orgs::{check_org, refused};
 use crate::service::selection::{Choice, Scope, Selection, Selector};
@@ -55,6 +54,20 @@ impl Actions {
             Selector::check(&Value::Object(action.action_dsl.clone()))
                 .map_err(|e| Error::BadRequest(format!("action_dsl: {e}")))?;
         }
+        // Existence first (400 naming the missing id), then the org's allow-list (403).
+        let ids = action.tool_ids.clone();
+        self.registry
+            .blocking(move |store| {
+                for id in &ids {
+                    if store.try_get::<ToolEntry>(id)?.is_none() {
+                        return Err(Error::BadRequest(format!(
+                            "tool_ids names tool '{id}', which is not in the registry: register it first"
+                        )));
+                    }
+                }
+                Ok(())
+            })
+            .await?;
         if let Some(list) = self.execution.orgs().allow_list(&action.mapping_org_id).await?
             && let Some(outside) = action.tool_ids.iter().find(|id| !list.allows(id))
         {
@@ -63,13 +76,6 @@ impl Actions {
         let created = action.clone();
         self.registry
             .blocking(move |store| {
-                if let Some(missing) =
-                    action.tool_ids.iter().find(|id| store.try_get::<ToolEntry>(id).ok().flatten().is_none())
-                {
-                    return Err(Error::BadRequest(format!(
-                        "tool_ids names tool '{missing}', which is not in the registry: register it first"
-                    )));
-                }
                 store.create(&action)?;
                 Ok(())
             })
@@ -158,17 +164,22 @@ impl Actions {
         params: &JsonMap,
         caller_org: Option<&str>,
     ) -> Result<(String, CallOutcome)> {
+        let pending = self.execution.audit().start(
+            AuditKind::Tool,
+            "",
+            Some(org),
+            Some(action_type),
+            input.len(),
+        );
         let choice = match self.select(org, action_type, params, caller_org).await {
             Ok(choice) => choice,
             Err(error) => {
-                let asked = Asked {
-                    action: Some(action_type),
-                    ..Asked::now(AuditKind::Tool, "", Some(org), input.len())
-                };
-                self.execution.audit().record(&asked, Err(&error));
+                pending.finish(Err(&error));
                 return Err(error);
             }
         };
+        // The execution writes its own entry, naming the tool chosen.
+        pending.handed_over();
         let tool_id = choice.tool_ids[0].clone();
         let caller = Caller { org: Some(org), action: Some(action_type) };
         let outcome = self.execution.by_id(Registered::Tool, caller, &tool_id, input).await?;

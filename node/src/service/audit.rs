@@ -1,86 +1,132 @@
 //! The audit trail (contract section 11): one entry per execution asked of this node, whatever
-//! its outcome — refused by an allow-list, invalid input, failed, or run — with the org, the
-//! tool, the node that ran it, the status and the input's size; never the input or credentials.
+//! its outcome — refused by an allow-list, invalid input, failed, run, or abandoned by a caller
+//! that went away mid-call — with the org, the tool, the node that ran it, the status and the
+//! input's size; never the input, the output, an error text or a credential.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use gridnode_store::{AuditEntry, AuditKind, AuditQuery, now_ms};
+use gridnode_store::{AuditEntry, AuditKind, AuditQuery, ID_MAX_LEN, now_ms};
 
 use crate::error::{Error, Result};
 use crate::runtime::CallOutcome;
 use crate::service::Registry;
+
+/// The status recorded for an execution whose caller went away before it finished (nginx's
+/// "client closed request").
+pub const CANCELLED: u16 = 499;
 
 /// The service. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Audit {
     registry: Registry,
     keep: u64,
+    /// A trim is running on the blocking pool.
+    trimming: Arc<AtomicBool>,
 }
 
-/// What an execution was, as the audit log needs it.
-#[derive(Debug, Clone, Copy)]
-pub struct Asked<'a> {
-    pub kind: AuditKind,
-    pub tool: &'a str,
-    pub org: Option<&'a str>,
-    pub action: Option<&'a str>,
-    pub input_bytes: usize,
-    pub time_ms: u64,
-    pub started: Instant,
-}
-
-impl<'a> Asked<'a> {
-    pub fn now(kind: AuditKind, tool: &'a str, org: Option<&'a str>, input_bytes: usize) -> Self {
-        Asked {
-            kind,
-            tool,
-            org,
-            action: None,
-            input_bytes,
-            time_ms: now_ms(),
-            started: Instant::now(),
-        }
-    }
+/// An execution under way: finish it with its result; dropped unfinished (the caller went
+/// away and the request was cancelled), it is recorded as cancelled.
+#[derive(Debug)]
+pub struct Pending {
+    audit: Audit,
+    entry: Option<AuditEntry>,
+    started: Instant,
 }
 
 impl Audit {
     /// A log of at most `keep` entries.
     pub fn new(registry: Registry, keep: u64) -> Audit {
-        Audit { registry, keep }
+        Audit { registry, keep, trimming: Arc::default() }
     }
 
-    /// Appends the entry of one execution. The append is a sled insert without a flush (see
-    /// `gridnode_store::audit`), cheap enough to run on the request's task; a failure to append
-    /// is logged, never the caller's error.
-    pub fn record(&self, asked: &Asked<'_>, result: Result<&CallOutcome, &Error>) {
-        let (success, status, node) = match result {
-            Ok(outcome) => (
-                outcome.success,
-                if outcome.success { 200 } else { 500 },
-                outcome.metadata.get("node_id").cloned().unwrap_or_default(),
-            ),
-            Err(error) => (false, error.status(), String::new()),
-        };
-        let entry = AuditEntry {
-            seq: 0,
-            time_ms: asked.time_ms,
-            org: asked.org.unwrap_or_default().to_owned(),
-            kind: asked.kind,
-            tool: asked.tool.to_owned(),
-            action: asked.action.unwrap_or_default().to_owned(),
-            node,
-            success,
-            status,
-            duration_ms: asked.started.elapsed().as_millis() as u64,
-            input_bytes: asked.input_bytes as u64,
-        };
-        if let Err(error) = self.registry.store().append_audit(&entry, self.keep) {
-            tracing::error!(%error, tool = %entry.tool, "audit entry not written");
+    /// Starts the entry of one execution. Names are cut to the id length, so a hostile name
+    /// cannot make entries large.
+    pub fn start(
+        &self,
+        kind: AuditKind,
+        tool: &str,
+        org: Option<&str>,
+        action: Option<&str>,
+        input_bytes: usize,
+    ) -> Pending {
+        let cut = |text: &str| text.chars().take(ID_MAX_LEN).collect::<String>();
+        Pending {
+            audit: self.clone(),
+            entry: Some(AuditEntry {
+                seq: 0,
+                time_ms: now_ms(),
+                org: cut(org.unwrap_or_default()),
+                kind,
+                tool: cut(tool),
+                action: cut(action.unwrap_or_default()),
+                node: String::new(),
+                success: false,
+                status: CANCELLED,
+                duration_ms: 0,
+                input_bytes: input_bytes as u64,
+            }),
+            started: Instant::now(),
+        }
+    }
+
+    /// Appends an entry: a sled insert without a flush (see `gridnode_store::audit`), cheap
+    /// enough for the request's task. Removing the oldest entries, a batch at a time, runs on
+    /// the blocking pool. A failure to append is logged, never the caller's error.
+    fn append(&self, entry: &AuditEntry) {
+        match self.registry.store().append_audit(entry, self.keep) {
+            Ok((_, over)) if over && !self.trimming.swap(true, Ordering::AcqRel) => {
+                let (store, keep, trimming) =
+                    (self.registry.store().clone(), self.keep, self.trimming.clone());
+                tokio::task::spawn_blocking(move || {
+                    if let Err(error) = store.trim_audit(keep) {
+                        tracing::error!(%error, "audit log not trimmed");
+                    }
+                    trimming.store(false, Ordering::Release);
+                });
+            }
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, tool = %entry.tool, "audit entry not written"),
         }
     }
 
     /// Entries, newest first (`GET /audit?limit=&org=&tool=`).
     pub async fn entries(&self, query: AuditQuery) -> Result<Vec<AuditEntry>> {
         self.registry.blocking(move |store| store.audit(&query).map_err(Error::from)).await
+    }
+}
+
+impl Pending {
+    /// Records the execution's outcome.
+    pub fn finish(mut self, result: Result<&CallOutcome, &Error>) {
+        if let Some(mut entry) = self.entry.take() {
+            match result {
+                Ok(outcome) => {
+                    entry.success = outcome.success;
+                    entry.status = if outcome.success { 200 } else { 500 };
+                    entry.node = outcome.metadata.get("node_id").cloned().unwrap_or_default();
+                }
+                Err(error) => entry.status = error.status(),
+            }
+            entry.duration_ms = self.started.elapsed().as_millis() as u64;
+            self.audit.append(&entry);
+        }
+    }
+}
+
+impl Pending {
+    /// Drops the entry unwritten: another entry will stand for this execution.
+    pub fn handed_over(mut self) {
+        self.entry = None;
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(mut entry) = self.entry.take() {
+            entry.duration_ms = self.started.elapsed().as_millis() as u64;
+            self.audit.append(&entry);
+        }
     }
 }

@@ -42,24 +42,34 @@ impl Blobs {
         for base in self.sources(origin) {
             let url = format!("{base}/blobs/{sha256}?local=true");
             let max = self.registry.settings().limits.max_upload_bytes as usize;
-            match self.remote.get(&url, self.timeout, max).await {
-                Ok(bytes) if sha256_hex(&bytes) == sha256 => {
-                    let bytes = Bytes::from(bytes);
-                    let keep = bytes.clone();
-                    self.registry.blocking(move |store| Ok(store.put_blob(&keep)?)).await?;
-                    tracing::info!(%sha256, %base, "blob fetched from a peer");
-                    return Ok(bytes);
+            let bytes = match self.remote.get(&url, self.timeout, max).await {
+                Ok(bytes) => Bytes::from(bytes),
+                Err(why) => {
+                    tried.push(format!("{base}: {why}"));
+                    continue;
                 }
-                Ok(bytes) => {
-                    tracing::warn!(%sha256, %base, "a peer sent a blob that does not match its sha256");
-                    tried.push(format!(
-                        "{base} sent {} bytes whose sha256 is {}, refused",
-                        bytes.len(),
-                        sha256_hex(&bytes)
-                    ));
-                }
-                Err(why) => tried.push(format!("{base}: {why}")),
+            };
+            // Hashing megabytes is blocking work: it runs beside the store write.
+            let (keep, expected) = (bytes.clone(), sha256.to_owned());
+            let found = self
+                .registry
+                .blocking(move |store| {
+                    let found = sha256_hex(&keep);
+                    if found == expected {
+                        store.put_blob(&keep)?;
+                    }
+                    Ok(found)
+                })
+                .await?;
+            if found == sha256 {
+                tracing::info!(%sha256, %base, "blob fetched from a peer");
+                return Ok(bytes);
             }
+            tracing::warn!(%sha256, %base, "a peer sent a blob that does not match its sha256");
+            tried.push(format!(
+                "{base} sent {} bytes whose sha256 is {found}, refused",
+                bytes.len()
+            ));
         }
         Err(Error::NotFound(if tried.is_empty() {
             format!("blob '{sha256}' not found: it is not stored here and no peer is alive to ask")

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -133,23 +134,30 @@ impl BundleCache {
             blocking(move || Ok(size_of(&found))).await?
         } else {
             let zip = fetch.await?;
-            let found = sha256_hex(&zip);
-            if found != sha256 {
-                return Err(Error::Unreachable(format!(
-                    "the bundle's bytes do not match its sha256 (expected {sha256}, got {found}): refused"
-                )));
-            }
             let (root, target, limit) =
                 (self.inner.dir.clone(), dir.clone(), self.inner.max_unpacked);
-            let size = blocking(move || unpack(&zip, &root, &target, limit)).await?;
+            let expected = sha256.to_owned();
+            let size = blocking(move || {
+                let found = sha256_hex(&zip);
+                if found != expected {
+                    return Err(Error::Unreachable(format!(
+                        "the bundle's bytes do not match its sha256 (expected {expected}, got {found}): refused"
+                    )));
+                }
+                unpack(&zip, &root, &target, limit)
+            })
+            .await?;
             self.inner.unpacks.fetch_add(1, Ordering::Relaxed);
             size
         };
         let tick = self.inner.tick.fetch_add(1, Ordering::Relaxed);
-        self.inner
-            .entries()
-            .insert(sha256.to_owned(), Entry { bytes, last_used: tick, running: 0 });
-        self.inner.unpacking.lock().unwrap_or_else(PoisonError::into_inner).remove(sha256);
+        // The per-bundle lock stays in its map (a few bytes per bundle ever run), so no second
+        // lock can ever let two unpacks of one bundle race.
+        self.inner.entries().entry(sha256.to_owned()).or_insert(Entry {
+            bytes,
+            last_used: tick,
+            running: 0,
+        });
         let lease = self
             .lease(sha256)
             .ok_or_else(|| Error::Internal("an unpacked bundle left the cache at once".into()))?;
@@ -186,8 +194,10 @@ impl BundleCache {
                 if total <= self.inner.max_bytes {
                     break;
                 }
-                let moved = self.inner.dir.join(format!(".evicted-{sha}"));
-                let _ = std::fs::remove_dir_all(&moved);
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                let n = NEXT.fetch_add(1, Ordering::Relaxed);
+                let moved =
+                    self.inner.dir.join(format!(".evicted-{sha}-{}-{n}", std::process::id()));
                 if std::fs::rename(self.inner.dir.join(&sha), &moved).is_ok() {
                     trash.push(moved);
                 }
@@ -280,8 +290,22 @@ fn extract(zip: &[u8], into: &Path, limit: u64) -> Result<u64> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("cannot unpack a bundle", e))?;
         }
-        let mut file =
-            std::fs::File::create(&path).map_err(|e| Error::io("cannot unpack a bundle", e))?;
+        // `run` is made executable (zips often lose modes); other files keep theirs.
+        let mode = match name.as_str() {
+            "run" | "code/run" => 0o755,
+            _ => entry.unix_mode().map_or(0o644, |mode| mode & 0o755),
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    bad(format!("entry '{}' appears twice", name.escape_default()))
+                }
+                _ => Error::io("cannot unpack a bundle", e),
+            })?;
         let written = std::io::copy(&mut (&mut entry).take(budget.saturating_add(1)), &mut file)
             .map_err(|e| bad(format!("corrupt entry '{}': {e}", name.escape_default())))?;
         if written > budget {
@@ -345,6 +369,13 @@ mod tests {
         assert_eq!((stats.evictions, stats.cached), (1, 2), "{stats:?}");
         assert!(first.dir().is_dir() && third.dir().is_dir());
         assert!(!dir.path().join("b").join(sha256_hex(&two)).exists());
+        // Unpacked again after its eviction, `run` is executable again.
+        drop(third);
+        let again = get(&cache, &two).await.unwrap();
+        let mode = std::fs::metadata(again.dir().join("run")).unwrap().permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o111, 0o111);
+        drop(again);
+        let third = get(&cache, &three).await.unwrap();
         drop((first, third));
         // A new cache (a restart) reuses what is on disk without unpacking.
         let again = BundleCache::new(dir.path().join("b"), 2500, 1 << 20);

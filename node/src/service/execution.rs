@@ -22,7 +22,7 @@ use crate::runtime::process::{Prepared, ProcessSettings, ProcessTool};
 use crate::runtime::spec::InputValidator;
 use crate::runtime::{CallOutcome, Tool};
 use crate::service::Registry;
-use crate::service::audit::{Asked, Audit};
+use crate::service::audit::Audit;
 use crate::service::blobs::Blobs;
 use crate::service::bundle_cache::BundleCache;
 use crate::service::cluster_tools::ClusterTools;
@@ -234,13 +234,13 @@ impl Execution {
             Registered::Tool => AuditKind::Tool,
             Registered::Function => AuditKind::Function,
         };
-        let asked =
-            Asked { action: caller.action, ..Asked::now(audit_kind, id, caller.org, input.len()) };
+        let pending =
+            self.inner.audit.start(audit_kind, id, caller.org, caller.action, input.len());
         let result = match kind {
             Registered::Tool => self.run::<ToolEntry>(caller, id, input).await,
             Registered::Function => self.run::<FunctionEntry>(caller, id, input).await,
         };
-        self.inner.audit.record(&asked, result.as_ref());
+        pending.finish(result.as_ref());
         result
     }
 
@@ -252,13 +252,14 @@ impl Execution {
         input: &[u8],
         pin: Option<&str>,
     ) -> Result<CallOutcome> {
-        let asked = Asked::now(AuditKind::ClusterTool, name, caller.org, input.len());
+        let pending =
+            self.inner.audit.start(AuditKind::ClusterTool, name, caller.org, None, input.len());
         let result = async {
             self.inner.orgs.check(caller.org, name).await?;
             self.inner.cluster_tools.execute(name, input, pin).await
         }
         .await;
-        self.inner.audit.record(&asked, result.as_ref());
+        pending.finish(result.as_ref());
         result
     }
 
