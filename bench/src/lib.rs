@@ -6,5 +6,6 @@
 #![forbid(unsafe_code)]
 
 pub mod corpus;
+pub mod load;
 pub mod report;
 pub mod scenario;

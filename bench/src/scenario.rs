@@ -2,6 +2,8 @@
 
 pub mod execute;
 pub mod federation;
+pub mod footprint;
 pub mod grpc;
+pub mod registry;
 pub mod search;
 pub mod tools;

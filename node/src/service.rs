@@ -125,8 +125,11 @@ impl Registry {
         .await
     }
 
+    /// One record by id. A point read (one sled lookup, from its cache or the OS page cache) is
+    /// done on the request's task: handing it to the blocking pool and back costs more than the
+    /// read (measured: `gridnode-bench registry`). Scans and writes still go to the pool.
     pub async fn get<R: RegistryEntry>(&self, id: String) -> Result<R> {
-        self.blocking(move |store| Ok(store.get::<R>(&id)?)).await
+        Ok(self.store.get::<R>(&id)?)
     }
 
     pub async fn list<R: RegistryEntry>(&self, page: Page) -> Result<Vec<R>> {

@@ -128,13 +128,13 @@ pub fn run(quick: bool) -> BenchResult {
         let text: serde_json::Value = serde_json::from_slice(&input)?;
         let scale = if quick { 10 } else { 1 };
 
-        println!("## execute scenario{}\n", if quick { " (quick)" } else { "" });
-        println!(
+        crate::out!("## execute scenario{}\n", if quick { " (quick)" } else { "" });
+        crate::out!(
             "REST `POST /cluster-tools/execute` of `reverse_text` (64 B) on node a, beside a direct \
              gRPC call to the node that runs it. Target: the REST hop adds ≤ {HOP_TARGET:?} at p50.\n"
         );
-        println!("| runs on | concurrent | call | p50 | p99 | calls/s | REST hop at p50 |");
-        println!("| --- | --- | --- | --- | --- | --- | --- |");
+        crate::out!("| runs on | concurrent | call | p50 | p99 | calls/s | REST hop at p50 |");
+        crate::out!("| --- | --- | --- | --- | --- | --- | --- |");
         for (place, pin, direct) in [("a (local)", None, &direct_a), ("b (remote)", Some("b"), &direct_b)] {
             for concurrency in [1usize, 64] {
                 let calls = if concurrency == 1 { 3_000 / scale } else { 20_000 / scale };
@@ -152,11 +152,11 @@ pub fn run(quick: bool) -> BenchResult {
                 } else {
                     "not met"
                 };
-                println!(
+                crate::out!(
                     "| {place} | {concurrency} | direct gRPC (the limit) | {:.1?} | {:.1?} | {:.0} | |",
                     limit.latency.p50, limit.latency.p99, limit.per_second
                 );
-                println!(
+                crate::out!(
                     "| {place} | {concurrency} | REST execute | {:.1?} | {:.1?} | {:.0} | {hop_us:+.1}µs {verdict} |",
                     measured.latency.p50, measured.latency.p99, measured.per_second
                 );
@@ -170,8 +170,8 @@ pub fn run(quick: bool) -> BenchResult {
         })
         .await?;
         let chain = a.cluster_tools().chain();
-        println!("\n| warm resolver lookup | samples | p50 | p99 | vs target ≤ {LOOKUP_TARGET:?} |");
-        println!("| --- | --- | --- | --- | --- |");
+        crate::out!("\n| warm resolver lookup | samples | p50 | p99 | vs target ≤ {LOOKUP_TARGET:?} |");
+        crate::out!("| --- | --- | --- | --- | --- |");
         let verdict = |p: &Percentiles| if p.p50 <= LOOKUP_TARGET { "met" } else { "not met" };
         let federation = FederationResolver::new(a.cluster().federation_handle());
         let direct = lookups(n, || async { federation.resolve("b").await.map_err(|e| e.to_string()) });

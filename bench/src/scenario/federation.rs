@@ -63,8 +63,8 @@ async fn wait_until(
 pub fn run(quick: bool) -> BenchResult {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        println!("| scenario | samples | p50 | p99 | note |");
-        println!("| --- | --- | --- | --- | --- |");
+        crate::out!("| scenario | samples | p50 | p99 | note |");
+        crate::out!("| --- | --- | --- | --- | --- |");
         let sizes: &[usize] = if quick { &[3, 10] } else { &[3, 10, 30] };
         for &n in sizes {
             visible(n, if quick { 30 } else { 200 }).await?;
@@ -131,7 +131,7 @@ async fn visible(n: usize, writes: usize) -> BenchResult {
     };
     row(&format!("write → readable on all {n} nodes"), &p, &verdict);
     let writes = writes as u64;
-    println!(
+    crate::out!(
         "| bytes per replicated write, N = {n} | {writes} | | | record {} B encoded; published {} B by the writer; received {} B summed over the other {} nodes ({:.2}× the record per receiver) |",
         record_bytes as u64 / writes,
         sent / writes,
@@ -171,7 +171,7 @@ async fn catch_up(records: usize) -> BenchResult {
     } else {
         "(quick run: fewer records than the target's 10 000)".into()
     };
-    println!(
+    crate::out!(
         "| catch-up of a new node, {records} records | 1 | {took:.1?} | | {verdict}; {:.1} MB served ({} B a record) |",
         served as f64 / 1e6,
         served / records as u64
@@ -207,7 +207,7 @@ async fn idle(seconds: u64) -> BenchResult {
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let cpu = cpu_time().saturating_sub(cpu_before).as_secs_f64() / wall.elapsed().as_secs_f64();
     let rss = rss_bytes();
-    println!(
+    crate::out!(
         "| idle, 10 full nodes in one process | {seconds} s | | | {:.1} % of one core ({:.2} % a node); {:.0} MiB resident ({:.0} MiB a node, heartbeat 1 s) |",
         cpu * 100.0,
         cpu * 10.0,

@@ -9,7 +9,7 @@ use gridnode::{Node, NodeConfig};
 use gridnode_proto::{
     CallFunctionRequest, CallFunctionResponse, ToolExecutor, ToolExecutorClient, ToolExecutorServer,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 
 use crate::report::{BenchResult, Percentiles, percentiles, row};
@@ -84,6 +84,36 @@ pub(crate) fn text_input(size: usize) -> Vec<u8> {
     serde_json::json!({ "text": text }).to_string().into_bytes()
 }
 
+/// The seed's Python ToolExecutor (`bench/python/grpc_server.py`) on loopback, when python3 has
+/// grpcio and grpcio-tools; its process (killed on drop) and port.
+async fn python_server(dir: &std::path::Path) -> Option<(tokio::process::Child, u16)> {
+    let has_grpc = std::process::Command::new("python3")
+        .args(["-c", "import grpc, grpc_tools"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_grpc {
+        return None;
+    }
+    let stubs = dir.join("python-stubs");
+    std::fs::create_dir_all(&stubs).ok()?;
+    gridnode_tests::python::generate_stubs(&stubs);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/grpc_server.py");
+    let mut child = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(&stubs)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    let stdout = child.stdout.take()?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line =
+        tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.ok()?.ok()??;
+    let port = line.strip_prefix("port ")?.trim().parse().ok()?;
+    Some((child, port))
+}
+
 pub fn run(quick: bool) -> BenchResult {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
@@ -112,17 +142,23 @@ pub fn run(quick: bool) -> BenchResult {
         let gridnode = connect(node.grpc_addr()).await?;
         let limit = connect(bare_addr).await?;
         let scale = if quick { 10 } else { 1 };
+        let python = python_server(dir.path()).await;
+        let python_client = match &python {
+            Some((_, port)) => Some(ToolExecutorClient::connect(format!("http://127.0.0.1:{port}")).await?),
+            None => None,
+        };
+        let mut versus_python = Vec::new();
 
-        println!("## grpc scenario{}\n", if quick { " (quick)" } else { "" });
-        println!("| call | payload | concurrent | p50 | p99 | calls/s | vs bare tonic (throughput, p50) |");
-        println!("| --- | --- | --- | --- | --- | --- | --- |");
+        crate::out!("## grpc scenario{}\n", if quick { " (quick)" } else { "" });
+        crate::out!("| call | payload | concurrent | p50 | p99 | calls/s | vs bare tonic (throughput, p50) |");
+        crate::out!("| --- | --- | --- | --- | --- | --- | --- |");
         for size in [64usize, 4096] {
             for concurrency in [1usize, 64] {
                 let calls = if concurrency == 1 { 5_000 / scale } else { 40_000 / scale };
                 let bytes = vec![b'x'; size];
                 let base = load(&limit, "echo", &bytes, concurrency, calls).await?;
                 let line = |name: &str, measured: &Load| {
-                    println!(
+                    crate::out!(
                         "| {name} | {size} B | {concurrency} | {:.1?} | {:.1?} | {:.0} | {:.2} ×, {:.2} × |",
                         measured.latency.p50,
                         measured.latency.p99,
@@ -136,8 +172,36 @@ pub fn run(quick: bool) -> BenchResult {
                 line("gridnode echo", &echo);
                 let reverse = load(&gridnode, "reverse_text", &text_input(size), concurrency, calls).await?;
                 line("gridnode reverse_text", &reverse);
+                if let Some(client) = &python_client {
+                    // Fewer calls: the Python server is much slower, and the figure is its rate.
+                    let calls = (calls / 10).max(concurrency * 4);
+                    let py_echo = load(client, "echo", &bytes, concurrency, calls).await?;
+                    line("Python grpcio, seed SDK, 10 workers: echo", &py_echo);
+                    let py_reverse = load(client, "reverse_text", &text_input(size), concurrency, calls).await?;
+                    line("Python grpcio, seed SDK, 10 workers: reverse_text", &py_reverse);
+                    versus_python.push((
+                        size,
+                        concurrency,
+                        echo.per_second / py_echo.per_second,
+                        reverse.per_second / py_reverse.per_second,
+                    ));
+                }
             }
         }
+
+        if versus_python.is_empty() {
+            crate::out!("\nNo python3 with grpcio here: the Python grpcio comparison was skipped.");
+        } else {
+            crate::out!(
+                "\n| gridnode ÷ Python grpcio throughput | payload | concurrent | echo | reverse_text | target ≥ 10 × |"
+            );
+            crate::out!("| --- | --- | --- | --- | --- | --- |");
+            for (size, concurrency, echo, reverse) in &versus_python {
+                let verdict = if echo.min(*reverse) >= 10.0 { "met" } else { "not met" };
+                crate::out!("| | {size} B | {concurrency} | {echo:.1} × | {reverse:.1} × | {verdict} |");
+            }
+        }
+        drop(python);
 
         // A process tool, spawn to exit, against spawning /bin/cat directly.
         let runs = if quick { 20 } else { 300 };
@@ -158,8 +222,8 @@ pub fn run(quick: bool) -> BenchResult {
             child.wait().await?;
             direct.push(t.elapsed());
         }
-        println!("\n| process tool, 64 B, one at a time | samples | p50 | p99 | note |");
-        println!("| --- | --- | --- | --- | --- |");
+        crate::out!("\n| process tool, 64 B, one at a time | samples | p50 | p99 | note |");
+        crate::out!("| --- | --- | --- | --- | --- |");
         row("/bin/cat spawned directly (the limit)", &percentiles(direct), "");
         row("gridnode process tool `cat` over gRPC", &through_node.latency, "sandbox + gRPC round trip");
 

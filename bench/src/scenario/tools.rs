@@ -66,7 +66,7 @@ pub fn run(quick: bool) -> BenchResult {
         .await?;
         let client = reqwest::Client::new();
         let (http_a, http_b) = (format!("http://{}", a.http_addr()), format!("http://{}", b.http_addr()));
-        println!("## tools scenario{}\n", if quick { " (quick)" } else { "" });
+        crate::out!("## tools scenario{}\n", if quick { " (quick)" } else { "" });
 
         // ---- bundle tools ------------------------------------------------------------------
         let bundles = if quick { 4 } else { 30 };
@@ -112,9 +112,9 @@ pub fn run(quick: bool) -> BenchResult {
             child.wait_with_output().await?;
             spawn.push(started.elapsed());
         }
-        println!("Bundle tool `run` = `cat`, `POST /tools/{{id}}/execute` one call at a time.\n");
-        println!("| call | samples | p50 | p99 | note |");
-        println!("| --- | --- | --- | --- | --- |");
+        crate::out!("Bundle tool `run` = `cat`, `POST /tools/{{id}}/execute` one call at a time.\n");
+        crate::out!("| call | samples | p50 | p99 | note |");
+        crate::out!("| --- | --- | --- | --- | --- |");
         let spawn = percentiles(spawn);
         row("spawn the unpacked `run` directly (the limit)", &spawn, "");
         let warm = percentiles(warm);
@@ -122,7 +122,7 @@ pub fn run(quick: bool) -> BenchResult {
         row("first call, blob local (unpack + run)", &percentiles(local), "");
         row("first call on a peer (fetch + sha256 + unpack + run)", &percentiles(fetched), "");
         let stats = b.execution().bundles().stats();
-        println!("\nb unpacked {} bundles ({} bytes cached).\n", stats.unpacks, stats.cached_bytes);
+        crate::out!("\nb unpacked {} bundles ({} bytes cached).\n", stats.unpacks, stats.cached_bytes);
 
         // ---- selection -----------------------------------------------------------------------
         let n = if quick { 2_000 } else { 10_000 };
@@ -145,13 +145,13 @@ pub fn run(quick: bool) -> BenchResult {
         let started = Instant::now();
         let first = selection.select(Scope::All, &json!({"filter": cases[0].1}), &JsonMap::new(), None).await?;
         let build = started.elapsed();
-        println!(
+        crate::out!(
             "Selection over {n} tools (`rank`: `tool_metadata.cost` asc, then text relevance of a two-word query). \
              Target p50 ≤ {SELECT_TARGET:?}. The first selection built the catalog in {build:.1?} (chose {}).\n",
             first.tool_ids[0]
         );
-        println!("| selection | samples | p50 | p99 | note |");
-        println!("| --- | --- | --- | --- | --- |");
+        crate::out!("| selection | samples | p50 | p99 | note |");
+        crate::out!("| --- | --- | --- | --- | --- |");
         let samples = if quick { 50 } else { 300 };
         for (name, filter) in &cases {
             let mut timings = Vec::with_capacity(samples);
@@ -227,8 +227,8 @@ pub fn run(quick: bool) -> BenchResult {
         })
         .await??;
         let execute = percentiles(execute);
-        println!("\n| audit | samples | p50 | p99 | note |");
-        println!("| --- | --- | --- | --- | --- |");
+        crate::out!("\n| audit | samples | p50 | p99 | note |");
+        crate::out!("| --- | --- | --- | --- | --- |");
         row("`POST /tools/rev/execute` (system tool, local), audit included", &execute, "");
         row(
             "one audit append",

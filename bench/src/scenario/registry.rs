@@ -1,0 +1,143 @@
+//! `gridnode-bench registry`: the registry's REST routes through a real node holding the seeded
+//! corpus — `GET /tools/{id}`, `GET /tools/query/by-tag`, `POST /tools/query/generic` and
+//! `POST /tools` from 32 concurrent writers — beside a bare axum handler that returns the same
+//! bytes as a `GET /tools/{id}` (the limit of any axum route on this machine), in the same run.
+
+use axum::Router;
+use axum::routing::get;
+use gridnode::{Node, NodeConfig};
+use gridnode_store::{Store, StoreConfig};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::corpus::{self, TYPES};
+use crate::load::{self, Measured};
+use crate::out;
+use crate::report::BenchResult;
+
+/// GET throughput the registry must reach, as a share of the bare handler's.
+const GET_TARGET: f64 = 0.7;
+
+pub fn run(quick: bool) -> BenchResult {
+    let n = if quick { 2_000 } else { 100_000 };
+    let dir = tempfile::tempdir()?;
+    let tools = corpus::tools(n, 42);
+    {
+        let store = Store::open(&StoreConfig::new(dir.path().join("store"), "bench"))?;
+        for chunk in tools.chunks(10_000) {
+            store.import(chunk)?;
+        }
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let node = Node::start(NodeConfig {
+            node_id: "bench".into(),
+            mdns: false,
+            ..NodeConfig::loopback(dir.path().to_path_buf())
+        })
+        .await?;
+        let base = format!("http://{}", node.http_addr());
+        let client = reqwest::Client::new();
+        // The limit: the same bytes from a handler that does nothing else.
+        let sample = client.get(format!("{base}/tools/{}", corpus::tool_id(7))).send().await?.bytes().await?;
+        let bare_bytes = sample.clone();
+        let bare = Router::new().route(
+            "/tools/{id}",
+            get(move || {
+                let bytes = bare_bytes.clone();
+                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], bytes) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let bare_base = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, bare).await });
+
+        let scale = if quick { 20 } else { 1 };
+        let reads = 40_000 / scale;
+        out!("## registry scenario{}\n", if quick { " (quick)" } else { "" });
+        out!(
+            "A node holding {n} corpus tools (seed 42); {} B per `GET /tools/{{id}}` answer; one pooled \
+             reqwest client in the same process (client and node share the 2 cores). Target: `GET` \
+             ≥ {GET_TARGET} × the bare handler's throughput.\n",
+            sample.len()
+        );
+        out!("| request | concurrent | calls | p50 | p99 | req/s | vs bare axum (throughput) |");
+        out!("| --- | --- | --- | --- | --- | --- | --- |");
+        let print = |name: &str, concurrency: usize, m: &Measured, ratio: String| {
+            out!(
+                "| {name} | {concurrency} | {} | {:.1?} | {:.1?} | {:.0} | {ratio} |",
+                m.latency.count, m.latency.p50, m.latency.p99, m.per_second
+            );
+        };
+        for concurrency in [1usize, 32] {
+            let url = bare_base.clone();
+            let limit = load::http(&client, concurrency, reads, move |i| {
+                (Method::GET, format!("{url}/tools/{}", corpus::tool_id(i % 1000)), None)
+            })
+            .await?;
+            let vs = |m: &Measured| m.per_second / limit.per_second;
+            print("bare axum, same bytes (the limit)", concurrency, &limit, "1.00 ×".into());
+            let url = base.clone();
+            let floor = load::http(&client, concurrency, reads, move |_| (Method::GET, format!("{url}/healthz"), None))
+                .await?;
+            print("`GET /healthz` on the node (its router, no store)", concurrency, &floor, format!("{:.2} ×", vs(&floor)));
+            let url = base.clone();
+            let get = load::http(&client, concurrency, reads, move |i| {
+                (Method::GET, format!("{url}/tools/{}", corpus::tool_id((i * 7919) % n)), None)
+            })
+            .await?;
+            let verdict = if get.per_second >= GET_TARGET * limit.per_second { "met" } else { "not met" };
+            print("`GET /tools/{id}`", concurrency, &get, format!("{:.2} × {verdict}", vs(&get)));
+            let url = base.clone();
+            let by_tag = load::http(&client, concurrency, reads / 4, move |i| {
+                (Method::GET, format!("{url}/tools/query/by-tag?tag={}", corpus::tag((i * 31) % 10_000)), None)
+            })
+            .await?;
+            print(
+                "`GET /tools/query/by-tag` (~20 hits at 100k)",
+                concurrency,
+                &by_tag,
+                format!("{:.2} ×", vs(&by_tag)),
+            );
+            let url = base.clone();
+            let generic = load::http(&client, concurrency, reads / 4, move |i| {
+                let filter = json!({
+                    "tool_tags": corpus::tag((i * 31) % 10_000),
+                    "tool_type": {"$in": TYPES},
+                    "tool_metadata.cost": {"$lt": 50},
+                });
+                (Method::POST, format!("{url}/tools/query/generic?limit=10"), Some(filter.to_string().into_bytes()))
+            })
+            .await?;
+            print(
+                "`POST /tools/query/generic` (tag, type in a list, cost < 50; top 10)",
+                concurrency,
+                &generic,
+                format!("{:.2} ×", vs(&generic)),
+            );
+        }
+        let writes = if quick { 320 } else { 6_400 };
+        let url = base.clone();
+        let fresh = corpus::tools(writes, 99);
+        let bodies: Vec<Vec<u8>> = fresh
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut tool)| {
+                tool.tool_id = format!("written-{i:06}");
+                serde_json::to_vec(&tool).unwrap_or_default()
+            })
+            .collect();
+        let bodies = std::sync::Arc::new(bodies);
+        let write = load::http(&client, 32, writes, move |i| {
+            (Method::POST, format!("{url}/tools"), Some(bodies[i].clone()))
+        })
+        .await?;
+        print("`POST /tools` (each durable before its 201)", 32, &write, "no bare equivalent".into());
+        out!(
+            "\nWrites are acknowledged only once on disk: concurrent writers share one flush (group \
+             commit), so write throughput is the flush rate times the batch size."
+        );
+        node.shutdown().await?;
+        Ok(())
+    })
+}
