@@ -1,4 +1,4 @@
-//! `gridnode-bench federation`: replication over real libp2p on loopback.
+//! `gridnode-bench replication` (also `federation`): replication over real libp2p on loopback.
 //!
 //! - write → readable on every node, N = 3, 10, 30 federations in this process (a sled store on
 //!   disk and a swarm each), beside the target p99 ≤ 200 ms at N = 10;
@@ -63,6 +63,7 @@ async fn wait_until(
 pub fn run(quick: bool) -> BenchResult {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        crate::out!("## replication scenario{}\n", if quick { " (quick)" } else { "" });
         crate::out!("| scenario | samples | p50 | p99 | note |");
         crate::out!("| --- | --- | --- | --- | --- |");
         let sizes: &[usize] = if quick { &[3, 10] } else { &[3, 10, 30] };
