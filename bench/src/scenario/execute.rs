@@ -10,7 +10,6 @@ use gridnode::config::KubernetesSettings;
 use gridnode::resolve::Resolver;
 use gridnode::resolve::federation::FederationResolver;
 use gridnode::resolve::kubernetes::KubernetesResolver;
-use gridnode::{Node, NodeConfig};
 use gridnode_proto::ToolExecutorClient;
 use gridnode_tests::kube::FakeKube;
 use serde_json::json;
@@ -94,19 +93,8 @@ pub fn run(quick: bool) -> BenchResult {
         let cluster = format!("bench-exec-{}", std::process::id());
         let kube = FakeKube::start().await;
         kube.add_node("worker-1", ("nodeID", "k8s-node-1"), &[("InternalIP", "10.42.0.12")]);
-        let mut config_a = NodeConfig {
-            node_id: "a".into(),
-            cluster: cluster.clone(),
-            ..NodeConfig::loopback(dir.path().join("a"))
-        };
-        config_a.resolver.static_table.insert("outside".into(), "10.0.0.9:50051".into());
-        let a = Node::start(config_a).await?;
-        let tcp = a.p2p_addrs().into_iter().find(|addr| addr.contains("/tcp/")).ok_or("no tcp")?;
-        let b = Node::start(NodeConfig {
-            node_id: "b".into(),
-            cluster,
-            bootstrap: vec![tcp],
-            ..NodeConfig::loopback(dir.path().join("b"))
+        let (a, b) = super::pair(dir.path(), &cluster, |config| {
+            config.resolver.static_table.insert("outside".into(), "10.0.0.9:50051".into());
         })
         .await?;
         // Wait until a can run tools on b.

@@ -13,7 +13,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use gridnode::service::selection::Scope;
-use gridnode::{Node, NodeConfig};
 use gridnode_store::query::Filter;
 use gridnode_store::{AuditEntry, AuditKind, JsonMap, Page, ToolEntry, sha256_hex};
 use gridnode_tests::bundle::zip;
@@ -50,20 +49,7 @@ pub fn run(quick: bool) -> BenchResult {
     runtime.block_on(async {
         let dir = tempfile::tempdir()?;
         let cluster = format!("bench-tools-{}", std::process::id());
-        let a = Node::start(NodeConfig {
-            node_id: "a".into(),
-            cluster: cluster.clone(),
-            ..NodeConfig::loopback(dir.path().join("a"))
-        })
-        .await?;
-        let tcp = a.p2p_addrs().into_iter().find(|addr| addr.contains("/tcp/")).ok_or("no tcp")?;
-        let b = Node::start(NodeConfig {
-            node_id: "b".into(),
-            cluster,
-            bootstrap: vec![tcp],
-            ..NodeConfig::loopback(dir.path().join("b"))
-        })
-        .await?;
+        let (a, b) = super::pair(dir.path(), &cluster, |_| {}).await?;
         let client = reqwest::Client::new();
         let (http_a, http_b) = (format!("http://{}", a.http_addr()), format!("http://{}", b.http_addr()));
         crate::out!("## tools scenario{}\n", if quick { " (quick)" } else { "" });
