@@ -136,6 +136,7 @@ pub struct Stats {
     merged_versions: AtomicU64,
     rejected: AtomicU64,
     sync_served_bytes: AtomicU64,
+    followed_seq: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -154,9 +155,16 @@ pub struct StatsSnapshot {
     pub rejected: u64,
     /// Envelope bytes served to peers' anti-entropy fetches.
     pub sync_served_bytes: u64,
+    /// The store's feed sequence number the federation has read up to (changes after it are
+    /// not yet published: the replication backlog).
+    pub followed_seq: u64,
 }
 
 impl Stats {
+    pub(crate) fn followed(&self, seq: u64) {
+        self.followed_seq.store(seq, Ordering::Relaxed);
+    }
+
     fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -171,6 +179,7 @@ impl Stats {
             merged_versions: get(&self.merged_versions),
             rejected: get(&self.rejected),
             sync_served_bytes: get(&self.sync_served_bytes),
+            followed_seq: get(&self.followed_seq),
         }
     }
 }

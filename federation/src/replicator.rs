@@ -69,6 +69,7 @@ pub(crate) async fn follow_feed(shared: Arc<Shared>, client: Client) {
     }
     shared.ready.send_replace(true);
     let mut after = start;
+    shared.stats.followed(after);
     loop {
         let store = shared.store.clone();
         let changes =
@@ -83,6 +84,7 @@ pub(crate) async fn follow_feed(shared: Arc<Shared>, client: Client) {
                 Err(_) => return,
             };
         if changes.is_empty() {
+            shared.stats.followed(after);
             if wake.changed().await.is_err() {
                 return;
             }
@@ -103,6 +105,7 @@ pub(crate) async fn follow_feed(shared: Arc<Shared>, client: Client) {
         if !own.is_empty() {
             publish(&shared, &client, own).await;
         }
+        shared.stats.followed(after);
     }
 }
 

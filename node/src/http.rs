@@ -24,6 +24,7 @@ pub mod cluster_tools;
 pub mod error;
 pub mod execution;
 pub mod extract;
+pub mod observe;
 pub mod registry;
 
 /// What every handler can reach.
@@ -34,6 +35,7 @@ pub struct AppState {
     pub cluster_tools: ClusterTools,
     pub execution: Execution,
     pub actions: Actions,
+    pub metrics: crate::metrics::Metrics,
     pub graphql: GraphSchema,
     /// True once the store is open and every listener is bound.
     pub ready: Arc<AtomicBool>,
@@ -45,6 +47,7 @@ impl AppState {
         cluster: Cluster,
         cluster_tools: ClusterTools,
         actions: Actions,
+        metrics: crate::metrics::Metrics,
         ready: Arc<AtomicBool>,
     ) -> AppState {
         AppState {
@@ -54,6 +57,7 @@ impl AppState {
             cluster_tools,
             execution: actions.execution().clone(),
             actions,
+            metrics,
             ready,
         }
     }
@@ -83,9 +87,11 @@ pub fn router(state: AppState) -> Router {
         .route("/functions/graphql", get(|| graphiql("/functions/graphql")).post(graphql))
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(observe::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe))
         .with_state(state)
 }
 

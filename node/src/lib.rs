@@ -11,6 +11,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod load;
+pub mod metrics;
 pub mod node;
 pub mod resolve;
 pub mod runtime;

@@ -19,6 +19,7 @@ use crate::config::{NodeConfig, ResolverKind};
 use crate::error::{Error, Result};
 use crate::http::{self, AppState};
 use crate::load::Sampler;
+use crate::metrics::Metrics;
 use crate::resolve::federation::FederationResolver;
 use crate::resolve::kubernetes::KubernetesResolver;
 use crate::resolve::static_table::StaticResolver;
@@ -73,11 +74,12 @@ impl Node {
             Error::io(format!("cannot create data dir {}", config.data_dir.display()), e)
         })?;
         let hosting = config.clone();
-        let runtime = Arc::new(
-            tokio::task::spawn_blocking(move || host_tools(&hosting))
-                .await
-                .map_err(|e| Error::Internal(format!("tool loading task failed: {e}")))?,
-        );
+        let metrics = Metrics::new();
+        let mut runtime = tokio::task::spawn_blocking(move || host_tools(&hosting))
+            .await
+            .map_err(|e| Error::Internal(format!("tool loading task failed: {e}")))?;
+        runtime.set_metrics(metrics.clone());
+        let runtime = Arc::new(runtime);
         let index_dir = config.index_dir();
         let records = runtime.records();
         let node_id = config.node_id.clone();
@@ -141,7 +143,7 @@ impl Node {
             config.runtime.max_output_bytes as usize,
         );
 
-        let actions = match services(&config, &registry, &cluster, &cluster_tools) {
+        let actions = match services(&config, &registry, &cluster, &cluster_tools, &metrics) {
             Ok(actions) => actions,
             Err(error) => {
                 cluster.federation().shutdown().await;
@@ -170,6 +172,7 @@ impl Node {
             cluster.clone(),
             cluster_tools.clone(),
             actions.clone(),
+            metrics,
             ready.clone(),
         ));
         let (stop, stopped) = oneshot::channel::<()>();
@@ -379,6 +382,7 @@ pub fn services(
     registry: &Registry,
     cluster: &Cluster,
     cluster_tools: &ClusterTools,
+    metrics: &Metrics,
 ) -> Result<Actions> {
     let remote = Remote::new(
         Duration::from_millis(config.execute.call_timeout_ms),
@@ -396,7 +400,7 @@ pub fn services(
         registry: registry.clone(),
         cluster_tools: cluster_tools.clone(),
         orgs: orgs.clone(),
-        audit: Audit::new(registry.clone(), config.audit.max_entries),
+        audit: Audit::new(registry.clone(), config.audit.max_entries, metrics.clone()),
         blobs,
         bundles: BundleCache::new(
             config.bundle_dir(),
@@ -406,6 +410,7 @@ pub fn services(
         remote,
         process: process_settings(config, config.work_dir().join("bundles")),
         node_id: config.node_id.clone(),
+        metrics: metrics.clone(),
     });
     let selection = Selection::new(registry.clone(), cluster_tools.clone(), cluster.clone(), orgs);
     Ok(Actions::new(registry.clone(), selection, execution))

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use gridnode_store::{ClusterLocalTool, JsonMap};
 use serde_json::Value;
+use tracing::Instrument;
 
 pub mod builtin;
 pub mod grpc;
@@ -64,6 +65,8 @@ pub struct Runtime {
     tools: BTreeMap<String, Hosted>,
     /// Calls running now (the heartbeat's load).
     in_flight: AtomicU32,
+    /// Where calls are counted, once the node sets it.
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -77,7 +80,12 @@ impl std::fmt::Debug for Runtime {
 
 impl Runtime {
     pub fn new(node_id: impl Into<String>) -> Runtime {
-        Runtime { node_id: node_id.into(), tools: BTreeMap::new(), in_flight: AtomicU32::new(0) }
+        Runtime {
+            node_id: node_id.into(),
+            tools: BTreeMap::new(),
+            in_flight: AtomicU32::new(0),
+            metrics: None,
+        }
     }
 
     /// Hosts a tool, compiling its input spec once. A duplicate name or a bad spec is an error
@@ -94,6 +102,11 @@ impl Runtime {
         let metadata = tool.metadata();
         self.tools.insert(name, Hosted { tool, validator, spec, metadata });
         Ok(())
+    }
+
+    /// Counts every call in `metrics` (`gridnode_tool_calls_total`).
+    pub fn set_metrics(&mut self, metrics: crate::metrics::Metrics) {
+        self.metrics = Some(metrics);
     }
 
     pub fn node_id(&self) -> &str {
@@ -128,6 +141,12 @@ impl Runtime {
     /// Validates the input against the tool's spec, then runs it. Never panics on bad input:
     /// an unknown tool, invalid input or a failing tool is `success: false` with a clear error.
     pub async fn call(&self, name: &str, input: &[u8]) -> CallOutcome {
+        let span =
+            tracing::debug_span!("tool_call", tool = %name.chars().take(128).collect::<String>());
+        self.call_in(name, input).instrument(span).await
+    }
+
+    async fn call_in(&self, name: &str, input: &[u8]) -> CallOutcome {
         let started = Instant::now();
         let _running = InFlight::enter(&self.in_flight);
         let mut metadata = BTreeMap::new();
@@ -154,6 +173,11 @@ impl Runtime {
         };
         metadata.insert("node_id".into(), self.node_id.clone());
         metadata.insert("duration_ms".into(), started.elapsed().as_millis().to_string());
+        if let Some(metrics) = &self.metrics {
+            let label =
+                if self.tools.contains_key(name) { name } else { crate::metrics::UNKNOWN_TOOL };
+            metrics.tool_call(label, result.is_ok());
+        }
         match result {
             Ok(output) => CallOutcome { success: true, output, error: String::new(), metadata },
             Err(error) => CallOutcome { success: false, output: Vec::new(), error, metadata },

@@ -474,6 +474,16 @@ async fn every_path_runs_checks_input_and_is_refused_outside_the_allow_list() {
     let tiny = tiny.as_array().unwrap();
     assert!(tiny.iter().filter(|e| e["status"] == 403).count() >= 5, "{tiny:?}");
     assert!(tiny.iter().all(|e| e["org"] == "tiny"));
+    // Metrics count the tool calls this node ran and the executions it was asked for.
+    let metrics = api.client.get(api.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for line in [
+        r#"gridnode_tool_calls_total{tool="reverse_text",result="success"}"#,
+        r#"gridnode_tool_calls_total{tool="remote-fail",result="failure"}"#,
+        r#"gridnode_executions_total{kind="tool",status="403"}"#,
+        r#"gridnode_executions_total{kind="cluster_tool",status="403"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
     let (_, gone) = api.get("/audit?tool=remote-gone").await;
     assert_eq!(gone[0]["status"], 502);
     assert_eq!(gone[0]["success"], false);

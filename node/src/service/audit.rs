@@ -22,6 +22,7 @@ pub const CANCELLED: u16 = 499;
 pub struct Audit {
     registry: Registry,
     keep: u64,
+    metrics: crate::metrics::Metrics,
     /// A trim is running on the blocking pool.
     trimming: Arc<AtomicBool>,
 }
@@ -36,9 +37,10 @@ pub struct Pending {
 }
 
 impl Audit {
-    /// A log of at most `keep` entries.
-    pub fn new(registry: Registry, keep: u64) -> Audit {
-        Audit { registry, keep, trimming: Arc::default() }
+    /// A log of at most `keep` entries; every entry is also counted in `metrics`
+    /// (`gridnode_executions_total`).
+    pub fn new(registry: Registry, keep: u64, metrics: crate::metrics::Metrics) -> Audit {
+        Audit { registry, keep, metrics, trimming: Arc::default() }
     }
 
     /// Starts the entry of one execution. Names are cut to the id length, so a hostile name
@@ -75,6 +77,12 @@ impl Audit {
     /// enough for the request's task. Removing the oldest entries, a batch at a time, runs on
     /// the blocking pool. A failure to append is logged, never the caller's error.
     fn append(&self, entry: &AuditEntry) {
+        let kind = match entry.kind {
+            AuditKind::Tool => "tool",
+            AuditKind::Function => "function",
+            AuditKind::ClusterTool => "cluster_tool",
+        };
+        self.metrics.execution(kind, entry.status);
         match self.registry.store().append_audit(entry, self.keep) {
             Ok((_, over)) if over && !self.trimming.swap(true, Ordering::AcqRel) => {
                 let (store, keep, trimming) =

@@ -169,6 +169,7 @@ struct Inner {
     remote: Remote,
     process: ProcessSettings,
     node_id: String,
+    metrics: crate::metrics::Metrics,
     loaded: Mutex<LoadedCache>,
 }
 
@@ -185,6 +186,8 @@ pub struct Parts {
     /// Limits of bundle tools (their working directories are under `work_root`).
     pub process: ProcessSettings,
     pub node_id: String,
+    /// Where bundle and remote tool calls are counted.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Execution {
@@ -200,6 +203,7 @@ impl Execution {
                 remote: parts.remote,
                 process: parts.process,
                 node_id: parts.node_id,
+                metrics: parts.metrics,
                 loaded: Mutex::default(),
             }),
         }
@@ -286,6 +290,7 @@ impl Execution {
                     .call(&format!("{} '{id}'", R::COLLECTION.kind()), url, input)
                     .await?;
                 outcome.metadata.insert("node_id".into(), self.inner.node_id.clone());
+                self.inner.metrics.tool_call(id, outcome.success);
                 Ok(outcome)
             }
             How::Bundle(bundle) => self.run_bundle(id, bundle, input).await,
@@ -334,6 +339,7 @@ impl Execution {
         let running = inner.cluster_tools.runtime().track();
         let result = tool.call(input).await;
         drop((running, lease));
+        inner.metrics.tool_call(id, result.is_ok());
         let mut metadata = BTreeMap::new();
         metadata.insert("node_id".to_owned(), inner.node_id.clone());
         metadata.insert("runtime".to_owned(), "bundle".to_owned());
