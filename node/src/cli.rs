@@ -11,7 +11,12 @@ use crate::error::Result;
 
 /// gridnode: a self-contained registry-and-execution node for AI tools and functions.
 #[derive(Debug, Parser)]
-#[command(name = "gridnode", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "gridnode",
+    version,
+    about = "gridnode: a self-contained registry-and-execution node for AI tools and functions.\n\nWith no subcommand (or `serve`) it runs a node; the other subcommands talk to a running node\nover its REST API (--node URL, GRIDNODE_URL).",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -24,6 +29,167 @@ pub struct Cli {
 pub enum Command {
     /// Run a node (the default).
     Serve(ServeArgs),
+    /// The configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script: `gridnode completions bash > /etc/bash_completion.d/gridnode`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The Tools Registry of a node.
+    #[command(subcommand)]
+    Tools(RegistryCommand),
+    /// The Functions Registry of a node.
+    #[command(subcommand)]
+    Functions(RegistryCommand),
+    /// Run a tool: a registry tool by id, else a node-local tool by name.
+    Exec(ExecArgs),
+    /// Which node would run a node-local tool now, and its gRPC endpoint.
+    Resolve {
+        /// The node-local tool's name.
+        tool: String,
+        /// Only this node.
+        #[arg(long, value_name = "NODE_ID")]
+        on: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The nodes of the cluster, with liveness and load.
+    Peers {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The node: its ids, version and listeners.
+    Node {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The node's audit log of executions, newest first.
+    Audit {
+        /// Only this org's.
+        #[arg(long)]
+        org: Option<String>,
+        /// Only this tool's.
+        #[arg(long)]
+        tool: Option<String>,
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Tool bundles on this machine: start one, pack one for upload.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print a commented TOML file with every key and its default.
+    PrintDefault,
+}
+
+/// Where the node is and how to print.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The node's REST address.
+    #[arg(long, env = "GRIDNODE_URL", value_name = "URL", default_value = "http://127.0.0.1:8080")]
+    pub node: String,
+    /// Print the node's JSON answer instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Upload a bundle zip (spec.json, and optionally the code archive and the manual).
+    Upload {
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Register a record given as JSON (text, @file or - for stdin).
+    Create {
+        record: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// One record by id.
+    Get {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Records, in id order.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Full-text search, best match first.
+    Search {
+        text: String,
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Change fields of a record (a partial JSON object: text, @file or - for stdin).
+    Update {
+        id: String,
+        patch: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove a record.
+    Delete {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// A registry tool id, or a node-local tool name.
+    pub tool: String,
+    /// The input: JSON text, @file, or - for stdin [default: {}].
+    pub input: Option<String>,
+    /// Run the node-local tool of this name on this node only (skips the registry).
+    #[arg(long, value_name = "NODE_ID")]
+    pub on: Option<String>,
+    /// The org the call is made for (its allow-list applies).
+    #[arg(long, value_name = "ORG")]
+    pub org: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Create a runnable example tool folder to start from.
+    Init {
+        /// The tool id (and the folder's name).
+        name: String,
+        /// Where to create the folder [default: the current directory].
+        #[arg(long, value_name = "DIR")]
+        into: Option<PathBuf>,
+    },
+    /// Check DIR/spec.json, then zip spec.json, tool.md and the code (DIR/code, zipped as
+    /// tool.zip) into an upload bundle.
+    Pack {
+        dir: PathBuf,
+        /// The bundle to write [default: <DIR>.zip].
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Print what was packed as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -83,7 +249,7 @@ impl Cli {
     pub fn serve_args(&self) -> &ServeArgs {
         match &self.command {
             Some(Command::Serve(args)) => args,
-            None => &self.serve,
+            _ => &self.serve,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -19,8 +19,12 @@ const MAX_CACHE_MB: u64 = 1 << 20;
 /// Largest accepted size limit (1 TiB): far beyond any sane upload, far below overflow.
 const MAX_LIMIT_BYTES: u64 = 1 << 40;
 
+/// Every key with its default, commented (`gridnode config print-default`). A test keeps it equal
+/// to [`NodeConfig::default`].
+pub const DEFAULT_TOML: &str = include_str!("default-config.toml");
+
 /// Everything a node needs to start.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
     /// sled store, search index and tools; created if missing.
@@ -36,6 +40,7 @@ pub struct NodeConfig {
     /// The `host:port` other nodes are told to call; the bound gRPC address when empty.
     pub advertise_grpc: String,
     /// Node-local process tools; `<data_dir>/tools` when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tools_dir: Option<PathBuf>,
     /// Nodes only federate within one cluster name.
     pub cluster: String,
@@ -57,7 +62,7 @@ pub struct NodeConfig {
 }
 
 /// Where a node's gRPC endpoint comes from (contract sections 6 and 8).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ResolverSettings {
     /// Resolvers asked in order; the first that knows a node gives its endpoint.
@@ -67,6 +72,7 @@ pub struct ResolverSettings {
     pub static_table: BTreeMap<String, String>,
     /// The Kubernetes node-label resolver. Present (a `[resolver.kubernetes]` table,
     /// `--kube-resolver` or `--kubeconfig`) puts it in the chain, after the others.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesSettings>,
 }
 
@@ -92,7 +98,7 @@ impl ResolverSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ResolverKind {
     Federation,
@@ -101,7 +107,7 @@ pub enum ResolverKind {
 }
 
 /// `[resolver.kubernetes]` (contract section 8).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KubernetesSettings {
     /// The node label whose value is the node id.
@@ -113,6 +119,7 @@ pub struct KubernetesSettings {
     pub cache_ttl: Duration,
     /// A kubeconfig file; else the pod's service account, else `$KUBECONFIG` or
     /// `~/.kube/config`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kubeconfig: Option<PathBuf>,
 }
 
@@ -128,7 +135,7 @@ impl Default for KubernetesSettings {
 }
 
 /// `[execute]`: how `POST /cluster-tools/execute` reaches other nodes.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExecuteSettings {
     /// How long connecting to a node may take before the next candidate is tried.
@@ -156,7 +163,7 @@ impl Default for ExecuteSettings {
 }
 
 /// `[bundles]`: the cache of unpacked bundle tools (contract section 11).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BundleSettings {
     /// Unpacked bundles kept at most, in bytes; the least recently used go first past it.
@@ -172,7 +179,7 @@ impl Default for BundleSettings {
 }
 
 /// `[audit]`: the execution audit log (contract section 11).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditSettings {
     /// Entries kept; the oldest are removed past it.
@@ -185,7 +192,7 @@ impl Default for AuditSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeSettings {
     /// A process tool's timeout when its `tool.json` sets none, in milliseconds.
@@ -206,7 +213,7 @@ impl Default for RuntimeSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FederationSettings {
     /// How often this node gossips its heartbeat; silent for three is not alive.
@@ -228,14 +235,14 @@ impl Default for FederationSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSettings {
     /// Bound on sled's page cache, in MiB.
     pub cache_mb: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest upload accepted (`POST /tools/upload`), in bytes.
@@ -306,8 +313,19 @@ impl NodeConfig {
     pub fn from_file(path: &Path) -> Result<NodeConfig> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("cannot read config file {}", path.display()), e))?;
-        toml::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message().trim())))
+        NodeConfig::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parses TOML text (`source` names it in errors, with the key and the reason).
+    pub fn from_toml(text: &str, source: &str) -> Result<NodeConfig> {
+        toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .and_then(|span| text.get(..span.start))
+                .map(|before| format!(" (line {})", before.matches('\n').count() + 1))
+                .unwrap_or_default();
+            Error::Config(format!("{source}{at}: {}", e.message().trim()))
+        })
     }
 
     /// Fills in derived defaults and checks every value. Call before binding anything.
@@ -557,6 +575,59 @@ fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every key path of a TOML table (`federation.heartbeat_ms`).
+    fn key_paths(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+        for (key, value) in table {
+            let path = format!("{prefix}{key}");
+            match value {
+                toml::Value::Table(inner) if !inner.is_empty() => {
+                    key_paths(inner, &format!("{path}."), out)
+                }
+                _ => out.push(path),
+            }
+        }
+    }
+
+    #[test]
+    fn the_printed_default_config_is_the_default_and_names_every_key() {
+        let parsed = NodeConfig::from_toml(DEFAULT_TOML, "default-config.toml").unwrap();
+        assert_eq!(parsed, NodeConfig::default());
+        let mut expected = Vec::new();
+        key_paths(&toml::Table::try_from(NodeConfig::default()).unwrap(), "", &mut expected);
+        let mut written = Vec::new();
+        key_paths(&toml::from_str(DEFAULT_TOML).unwrap(), "", &mut written);
+        for key in &expected {
+            assert!(written.contains(key), "default-config.toml lacks '{key}'");
+        }
+        // Keys whose default is "unset" are there, commented out, with an example.
+        for key in
+            ["tools_dir", "[resolver.kubernetes]", "label", "grpc_port", "cache_ttl", "kubeconfig"]
+        {
+            assert!(DEFAULT_TOML.contains(&format!("# {key}")), "no commented '{key}'");
+        }
+        // Uncommenting the Kubernetes table parses too.
+        let enabled = DEFAULT_TOML
+            .replace("# [resolver.kubernetes]", "[resolver.kubernetes]")
+            .replace("# label =", "label =")
+            .replace("# grpc_port =", "grpc_port =")
+            .replace("# cache_ttl =", "cache_ttl =");
+        let with_kube = NodeConfig::from_toml(&enabled, "edited").unwrap();
+        assert_eq!(with_kube.resolver.kubernetes, Some(KubernetesSettings::default()));
+    }
+
+    #[test]
+    fn config_errors_name_the_key_and_the_line() {
+        let error = NodeConfig::from_toml("cluster = \"x\"\n[store]\ncache_mbs = 3\n", "c.toml")
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("c.toml (line 3)") && message.contains("cache_mbs"), "{message}");
+        let error = NodeConfig::from_toml("[audit]\nmax_entries = 0\n", "c.toml")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(error.to_string().contains("audit.max_entries"), "{error}");
+    }
 
     #[test]
     fn defaults_validate() {

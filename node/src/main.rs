@@ -1,7 +1,8 @@
-//! The `gridnode` binary: parse flags, start a node, wait for a signal, shut down.
+//! The `gridnode` binary: parse flags; then either run a client subcommand, or start a node,
+//! wait for a signal and shut down.
 
 use clap::Parser;
-use gridnode::cli::Cli;
+use gridnode::cli::{Cli, Command};
 use gridnode::{Node, Result};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -16,6 +17,15 @@ async fn main() -> std::process::ExitCode {
     // Two rustls crypto providers are in the tree (libp2p's QUIC brings ring): pick one.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
+    if let Some(command) = cli.command.as_ref().filter(|c| !matches!(c, Command::Serve(_))) {
+        return match gridnode::client::run(command).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("gridnode: {error}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     match run(&cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
