@@ -88,6 +88,9 @@ pub enum Command {
 pub enum ConfigCommand {
     /// Print a commented TOML file with every key and its default.
     PrintDefault,
+    /// Check a configuration (file, environment and flags, as `serve` would read them) without
+    /// starting anything, and print the effective one.
+    Check(Box<ServeArgs>),
 }
 
 /// Where the node is and how to print.

@@ -29,6 +29,15 @@ pub async fn run(command: &Command) -> Outcome {
             print!("{}", crate::config::DEFAULT_TOML);
             Ok(())
         }
+        Command::Config(ConfigCommand::Check(args)) => {
+            let config = args.resolve().map_err(|e| e.to_string())?;
+            let text = toml::to_string(&config)
+                .map_err(|e| format!("cannot print the configuration: {e}"))?;
+            println!(
+                "# the effective configuration (flags > environment > file > defaults)\n{text}"
+            );
+            Ok(())
+        }
         Command::Completions { shell } => {
             let mut cli = <crate::cli::Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cli, "gridnode", &mut std::io::stdout());

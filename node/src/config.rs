@@ -115,7 +115,7 @@ pub struct KubernetesSettings {
     /// The port of the gRPC runtime on every Kubernetes node.
     pub grpc_port: u16,
     /// How long an answer from the API server is kept: seconds, or "500ms", "60s", "5m".
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub cache_ttl: Duration,
     /// A kubeconfig file; else the pod's service account, else `$KUBECONFIG` or
     /// `~/.kube/config`.
@@ -541,6 +541,19 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<D
     match Given::deserialize(deserializer)? {
         Given::Seconds(secs) => Ok(Duration::from_secs(secs)),
         Given::Text(text) => parse_duration(&text).map_err(serde::de::Error::custom),
+    }
+}
+
+/// A duration as the config file writes it: `60s`, or `500ms` when not whole seconds.
+fn duration_text<S: serde::Serializer>(
+    value: &Duration,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    let ms = value.as_millis();
+    if ms.is_multiple_of(1000) {
+        s.serialize_str(&format!("{}s", ms / 1000))
+    } else {
+        s.serialize_str(&format!("{ms}ms"))
     }
 }
 
