@@ -121,6 +121,12 @@ async fn registry_subcommands_with_tables_json_and_errors() {
         assert!(fails(u, &["tools", "list", "--limit", "0"]).contains("limit"));
         assert!(fails("http://127.0.0.1:9", &["tools", "list"]).contains("cannot reach the node"));
 
+        let not_zip = std::env::temp_dir().join(format!("not-a-zip-{}.zip", std::process::id()));
+        std::fs::write(&not_zip, b"plain text").unwrap();
+        assert!(fails(u, &["tools", "upload", not_zip.to_str().unwrap()]).contains("not a readable zip"));
+        assert!(fails(u, &["tools", "upload", "/no/such.zip"]).contains("cannot read /no/such.zip"));
+        std::fs::remove_file(&not_zip).unwrap();
+
         // Functions alike.
         let function = r#"{"function_id": "sum", "function_type": "math", "function_search_description": "adds"}"#;
         assert_eq!(ok(u, &["functions", "create", function]).trim(), "created function 'sum'");
@@ -213,6 +219,18 @@ async fn bundle_round_trip_exec_resolve_peers_node_and_audit() {
         for shell in ["bash", "zsh", "fish"] {
             assert!(ok(u, &["completions", shell]).contains("gridnode"));
         }
+        // Input from a file; a bad config stops `serve` at once, naming the key and the line.
+        let input = work.join("input.json");
+        std::fs::write(&input, r#"{"text": "from a file"}"#).unwrap();
+        assert!(
+            ok(u, &["exec", "shout", &format!("@{}", input.display())]).contains("FROM A FILE")
+        );
+        let bad = work.join("bad.toml");
+        std::fs::write(&bad, "cluster = \"x\"\n[runtime]\ndefault_timeout = 5\n").unwrap();
+        let error = fails(u, &["serve", "--config", bad.to_str().unwrap()]);
+        assert!(error.contains("(line 3)") && error.contains("default_timeout"), "{error}");
+        let error = fails(u, &["config", "check", "--config", bad.to_str().unwrap()]);
+        assert!(error.contains("default_timeout"), "{error}");
         let printed = ok(u, &["config", "print-default"]);
         let config = gridnode::config::NodeConfig::from_toml(&printed, "printed").unwrap();
         assert_eq!(config, gridnode::config::NodeConfig::default());
