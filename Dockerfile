@@ -1,7 +1,8 @@
 # gridnode in a container: docker build -t gridnode . && docker run -p 8080:8080 gridnode
 # See docs/DEPLOY.md.
 
-FROM rust:1.90-bookworm AS build
+# The toolchain the lock file needs (sysinfo 0.40 asks for 1.95).
+FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release -p gridnode && install -m 0755 target/release/gridnode /gridnode

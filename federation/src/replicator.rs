@@ -55,6 +55,8 @@ impl Client {
 pub(crate) async fn follow_feed(shared: Arc<Shared>, client: Client) {
     let mut wake = shared.store.subscribe();
     let start = shared.store.last_seq();
+    // Older changes reach peers through anti-entropy: the backlog starts here.
+    shared.stats.followed(start);
     let store = shared.store.clone();
     let all = match tokio::task::spawn_blocking(move || store.all_versions()).await {
         Ok(Ok(all)) => all,
@@ -69,7 +71,6 @@ pub(crate) async fn follow_feed(shared: Arc<Shared>, client: Client) {
     }
     shared.ready.send_replace(true);
     let mut after = start;
-    shared.stats.followed(after);
     loop {
         let store = shared.store.clone();
         let changes =

@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a node (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// The configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -245,6 +245,10 @@ pub struct ServeArgs {
     /// account, else ~/.kube/config].
     #[arg(long, env = "GRIDNODE_KUBECONFIG", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// This machine's Kubernetes node name (turns the resolver on); with no --node-id, the node
+    /// id is that node's label (resolver.kubernetes.label, default nodeID), else its name.
+    #[arg(long, env = "GRIDNODE_K8S_NODE_NAME", value_name = "NAME")]
+    pub k8s_node_name: Option<String>,
 }
 
 impl Cli {
@@ -304,10 +308,13 @@ impl ServeArgs {
                 config.resolver.kubernetes = None;
                 config.resolver.chain.retain(|kind| *kind != ResolverKind::Kubernetes);
             }
-            (on, file) if on == Some(true) || file.is_some() => {
+            (on, file) if on == Some(true) || file.is_some() || self.k8s_node_name.is_some() => {
                 let kube = config.resolver.kubernetes.get_or_insert_with(Default::default);
                 if let Some(file) = file {
                     kube.kubeconfig = Some(file.clone());
+                }
+                if let Some(name) = &self.k8s_node_name {
+                    kube.node_name = Some(name.clone());
                 }
             }
             _ => {}

@@ -306,7 +306,11 @@ async fn exec(args: &ExecArgs) -> Outcome {
         }
         Ok(())
     } else {
-        Err(format!("{} ({status})", text(&answer["error"])))
+        let message = match &answer["error"] {
+            Value::String(error) if !error.is_empty() => error.clone(),
+            _ => text(&answer),
+        };
+        Err(format!("{message} ({status})"))
     }
 }
 

@@ -121,6 +121,10 @@ pub struct KubernetesSettings {
     /// `~/.kube/config`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubeconfig: Option<PathBuf>,
+    /// This machine's Kubernetes node name (the downward API's `spec.nodeName`). With no
+    /// `node_id` given, the node id is that node's `label` value, else its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
 }
 
 impl Default for KubernetesSettings {
@@ -130,6 +134,7 @@ impl Default for KubernetesSettings {
             grpc_port: 50051,
             cache_ttl: Duration::from_secs(60),
             kubeconfig: None,
+            node_name: None,
         }
     }
 }
@@ -322,7 +327,13 @@ impl NodeConfig {
             let at = e
                 .span()
                 .and_then(|span| text.get(..span.start))
-                .map(|before| format!(" (line {})", before.matches('\n').count() + 1))
+                .map(|before| {
+                    let line = before.matches('\n').count() + 1;
+                    match key_at(before) {
+                        Some(key) => format!(" (line {line}, key {key})"),
+                        None => format!(" (line {line})"),
+                    }
+                })
                 .unwrap_or_default();
             Error::Config(format!("{source}{at}: {}", e.message().trim()))
         })
@@ -330,11 +341,19 @@ impl NodeConfig {
 
     /// Fills in derived defaults and checks every value. Call before binding anything.
     pub fn validate(mut self) -> Result<NodeConfig> {
-        if self.node_id.is_empty() {
+        let from_label = self.resolver.kubernetes.as_ref().and_then(|k| k.node_name.as_ref());
+        if let Some(node_name) = from_label {
+            gridnode_store::validate_id("node", node_name)
+                .map_err(|e| Error::Config(format!("resolver.kubernetes.node_name: {e}")))?;
+        }
+        if self.node_id.is_empty() && from_label.is_none() {
             self.node_id = host_name();
         }
-        gridnode_store::validate_id("node", &self.node_id)
-            .map_err(|e| Error::Config(format!("node_id: {e}")))?;
+        // Left empty when it comes from the Kubernetes node's label: Node::start reads it.
+        if !self.node_id.is_empty() {
+            gridnode_store::validate_id("node", &self.node_id)
+                .map_err(|e| Error::Config(format!("node_id: {e}")))?;
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(Error::Config("data_dir: must not be empty".into()));
         }
@@ -544,6 +563,26 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<D
     }
 }
 
+/// The dotted key a TOML error points into, from the text before the error: the `key =` of
+/// its line, under the last `[table]` header above it.
+fn key_at(before: &str) -> Option<String> {
+    let mut lines = before.lines().rev();
+    let current = before.rsplit('\n').next().unwrap_or(before);
+    let key = current.split_once('=').map(|(key, _)| key.trim().trim_matches('"').to_owned())?;
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    lines.next();
+    let table = lines
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .map(|l| l.trim_matches(['[', ']']).trim().to_owned());
+    Some(match table {
+        Some(table) => format!("{table}.{key}"),
+        None => key,
+    })
+}
+
 /// A duration as the config file writes it: `60s`, or `500ms` when not whole seconds.
 fn duration_text<S: serde::Serializer>(
     value: &Duration,
@@ -635,6 +674,10 @@ mod tests {
             .unwrap_err();
         let message = error.to_string();
         assert!(message.contains("c.toml (line 3)") && message.contains("cache_mbs"), "{message}");
+        let error = NodeConfig::from_toml("[store]\ncache_mb = \"big\"\n", "c.toml").unwrap_err();
+        assert!(error.to_string().contains("(line 2, key store.cache_mb)"), "{error}");
+        let error = NodeConfig::from_toml("http = \"0.0.0.0\"\n", "c.toml").unwrap_err();
+        assert!(error.to_string().contains("key http)"), "{error}");
         let error = NodeConfig::from_toml("[audit]\nmax_entries = 0\n", "c.toml")
             .unwrap()
             .validate()

@@ -21,7 +21,7 @@ async fn main() -> std::process::ExitCode {
         return match gridnode::client::run(command).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("gridnode: {error}");
+                eprintln!("gridnode: {}", one_line(&error));
                 std::process::ExitCode::FAILURE
             }
         };
@@ -54,4 +54,14 @@ async fn run(cli: &Cli) -> Result<()> {
     }
     tracing::info!("shutting down");
     node.shutdown().await
+}
+
+/// A message as one line (a tool's stderr or a proxy's page may span many), cut to 1 000
+/// characters.
+fn one_line(message: &str) -> String {
+    let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(1000) {
+        Some((end, _)) => format!("{}…", &line[..end]),
+        None => line,
+    }
 }

@@ -4,8 +4,9 @@
 //! crate: a few maps of counters and the text format, which is small and stable.
 //!
 //! Label values are bounded: routes are axum's route templates (`/tools/{id}`, never the raw
-//! path), tools are names this node hosts or registry ids that exist (a call of an unknown tool
-//! counts under `_unknown`).
+//! path), tools are names this node hosts or registry ids that existed when called (a call of an
+//! unknown tool counts under `_unknown`; past 1 000 distinct tools, under `_other`), peers are
+//! capped at 1 000.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,6 +19,13 @@ pub const BUCKETS: [f64; 14] =
 
 /// The label a call of a tool this node does not know counts under.
 pub const UNKNOWN_TOOL: &str = "_unknown";
+/// Distinct tool labels kept at most; calls of further tools count under [`OTHER_TOOLS`] (a
+/// registry whose ids churn must not grow the series without end).
+pub const MAX_TOOL_SERIES: usize = 1000;
+/// The label of tools past [`MAX_TOOL_SERIES`].
+pub const OTHER_TOOLS: &str = "_other";
+/// Peers listed by `gridnode_peer_last_seen_seconds` at most (the first by node id).
+pub const MAX_PEER_SERIES: usize = 1000;
 
 /// The metrics of one node. Cheap to clone.
 #[derive(Debug, Clone, Default)]
@@ -28,7 +36,8 @@ pub struct Metrics {
 #[derive(Debug, Default)]
 struct Inner {
     requests: Mutex<BTreeMap<(String, String, u16), Histogram>>,
-    tool_calls: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Per tool: `[successes, failures]`.
+    tool_calls: Mutex<BTreeMap<String, [u64; 2]>>,
     executions: Mutex<BTreeMap<(&'static str, u16), u64>>,
 }
 
@@ -77,9 +86,13 @@ impl Metrics {
 
     /// One tool call run by this node (its runtime, a bundle, a remote tool's HTTP call).
     pub fn tool_call(&self, tool: &str, success: bool) {
-        let result = if success { "success" } else { "failure" };
         let mut calls = self.inner.tool_calls.lock().unwrap_or_else(PoisonError::into_inner);
-        *calls.entry((tool.to_owned(), result)).or_default() += 1;
+        let label = if calls.contains_key(tool) || calls.len() < MAX_TOOL_SERIES {
+            tool
+        } else {
+            OTHER_TOOLS
+        };
+        calls.entry(label.to_owned()).or_default()[usize::from(!success)] += 1;
     }
 
     /// One execution asked of this node, as audited (`kind`: tool, function, cluster_tool).
@@ -149,14 +162,18 @@ impl Metrics {
             "counter",
             "Tool calls this node ran, by tool and result.",
         );
-        for ((tool, result), count) in
+        for (tool, counts) in
             self.inner.tool_calls.lock().unwrap_or_else(PoisonError::into_inner).iter()
         {
-            let _ = writeln!(
-                out,
-                "gridnode_tool_calls_total{{tool=\"{}\",result=\"{result}\"}} {count}",
-                escape(tool)
-            );
+            for (result, count) in ["success", "failure"].into_iter().zip(counts) {
+                if *count > 0 {
+                    let _ = writeln!(
+                        out,
+                        "gridnode_tool_calls_total{{tool=\"{}\",result=\"{result}\"}} {count}",
+                        escape(tool)
+                    );
+                }
+            }
         }
         header(
             &mut out,
@@ -186,7 +203,7 @@ impl Metrics {
             "gauge",
             "Seconds since each node's last heartbeat.",
         );
-        for (node, age) in &gauges.peer_ages {
+        for (node, age) in gauges.peer_ages.iter().take(MAX_PEER_SERIES) {
             let _ = writeln!(
                 out,
                 "gridnode_peer_last_seen_seconds{{node=\"{}\"}} {age:.3}",
@@ -256,6 +273,20 @@ fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tool_labels_are_capped() {
+        let metrics = Metrics::new();
+        for i in 0..MAX_TOOL_SERIES + 50 {
+            metrics.tool_call(&format!("t{i}"), true);
+        }
+        metrics.tool_call("t0", false);
+        let text = metrics.render(&Gauges::default());
+        let series = text.lines().filter(|l| l.starts_with("gridnode_tool_calls_total{")).count();
+        assert!(series <= 2 * MAX_TOOL_SERIES + 2, "{series}");
+        assert!(text.contains("gridnode_tool_calls_total{tool=\"_other\",result=\"success\"} "));
+        assert!(text.contains("gridnode_tool_calls_total{tool=\"t0\",result=\"failure\"} 1"));
+    }
 
     #[test]
     fn renders_counters_histograms_and_escaped_labels() {

@@ -64,7 +64,7 @@ pub struct Node {
 impl Node {
     /// Starts a node. The config is validated first (see [`NodeConfig::validate`]).
     pub async fn start(config: NodeConfig) -> Result<Node> {
-        let config = config.validate()?;
+        let config = node_id_from_label(config.validate()?).await?;
         let store_config = StoreConfig {
             path: Some(config.store_dir()),
             cache_capacity: config.store.cache_mb * 1024 * 1024,
@@ -373,6 +373,28 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<(tokio::net::TcpListener, 
         .local_addr()
         .map_err(|e| Error::io(format!("cannot read the {what} listener's address"), e))?;
     Ok((listener, bound))
+}
+
+/// With no node id but a Kubernetes node name, the node id is that node's label (else its name).
+async fn node_id_from_label(mut config: NodeConfig) -> Result<NodeConfig> {
+    let kube = config.resolver.kubernetes.clone();
+    let Some((settings, node_name)) = kube
+        .and_then(|k| k.node_name.clone().map(|name| (k, name)))
+        .filter(|_| config.node_id.is_empty())
+    else {
+        return Ok(config);
+    };
+    let resolver = KubernetesResolver::connect(&settings).await.map_err(Error::Config)?;
+    let label = resolver.label_of(&node_name).await.map_err(Error::Config)?;
+    config.node_id = match label {
+        Some(id) => id,
+        None => {
+            tracing::warn!(%node_name, label = %settings.label, "the Kubernetes node has no such label: its name is the node id");
+            node_name
+        }
+    };
+    tracing::info!(node_id = %config.node_id, "node id read from the Kubernetes node");
+    config.validate()
 }
 
 /// The services of contract section 11 (execute by id, selection, actions, allow-lists, audit),

@@ -110,9 +110,12 @@ fn kubernetes_manifests_are_valid_least_privilege_and_start_a_node() {
     };
     assert_eq!(probe(&node.readiness_probe).as_deref(), Some("/readyz"));
     assert_eq!(probe(&node.liveness_probe).as_deref(), Some("/healthz"));
-    let script = node.command.as_ref().unwrap().last().unwrap();
-    let argv: Vec<&str> = script.rsplit("exec ").next().unwrap().split_whitespace().collect();
+    let argv = node.command.clone().unwrap();
     Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    assert_eq!(node.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    let node_name = env.iter().find(|v| v.name == "GRIDNODE_K8S_NODE_NAME").unwrap();
+    let field = node_name.value_from.as_ref().unwrap().field_ref.as_ref().unwrap();
+    assert_eq!(field.field_path, "spec.nodeName", "the node name from the downward API");
 
     // A dry run with the ConfigMap's file and the pod's environment (downward API filled in).
     let dir = tempfile::tempdir().unwrap();
@@ -123,7 +126,7 @@ fn kubernetes_manifests_are_valid_least_privilege_and_start_a_node() {
     let effective = dry_run(&[
         ("GRIDNODE_CONFIG", file.display().to_string()),
         ("GRIDNODE_DATA_DIR", dir.path().join("data").display().to_string()),
-        ("GRIDNODE_NODE_ID", "k8s-node-1".into()),
+        ("GRIDNODE_K8S_NODE_NAME", "worker-1".into()),
         (
             "GRIDNODE_ADVERTISE_GRPC",
             value("GRIDNODE_ADVERTISE_GRPC").replace("$(HOST_IP)", "10.0.0.7"),
@@ -134,9 +137,13 @@ fn kubernetes_manifests_are_valid_least_privilege_and_start_a_node() {
         ),
     ]);
     let parsed = gridnode::config::NodeConfig::from_toml(&effective, "effective").unwrap();
-    assert_eq!(parsed.node_id, "k8s-node-1");
+    assert_eq!(parsed.node_id, "", "read from the node's label at start");
     assert_eq!(parsed.advertise_grpc, "10.0.0.7:50051");
-    assert_eq!(parsed.resolver.kubernetes.unwrap().label, "nodeID");
+    let kubernetes = parsed.resolver.kubernetes.unwrap();
+    assert_eq!(
+        (kubernetes.label.as_str(), kubernetes.node_name.as_deref()),
+        ("nodeID", Some("worker-1"))
+    );
     assert_eq!(parsed.http.to_string(), "0.0.0.0:8080");
 }
 

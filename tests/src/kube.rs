@@ -1,5 +1,5 @@
 //! A stand-in Kubernetes API server: it speaks the real nodes API (`GET /api/v1/nodes` with a
-//! `labelSelector`, answering a `NodeList`), checks the bearer token of its kubeconfig, and
+//! `labelSelector`, answering a `NodeList`; `GET /api/v1/nodes/{name}`, a `Node`), checks the bearer token of its kubeconfig, and
 //! counts the requests it gets, so tests can see the resolver's cache at work.
 
 use std::path::{Path, PathBuf};
@@ -34,7 +34,10 @@ impl FakeKube {
     /// Starts a server on 127.0.0.1 with no nodes.
     pub async fn start() -> FakeKube {
         let shared = Arc::new(Shared::default());
-        let app = Router::new().route("/api/v1/nodes", get(list_nodes)).with_state(shared.clone());
+        let app = Router::new()
+            .route("/api/v1/nodes", get(list_nodes))
+            .route("/api/v1/nodes/{name}", get(get_node))
+            .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
@@ -95,18 +98,45 @@ impl Drop for FakeKube {
     }
 }
 
-async fn list_nodes(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Query(query): Query<std::collections::HashMap<String, String>>,
-) -> Response {
+/// Counts the request; `Some` refusal when its bearer token is wrong.
+fn refused(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
     shared.requests.fetch_add(1, Ordering::SeqCst);
     let authorized = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == format!("Bearer {TOKEN}"));
-    if !authorized {
-        return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
+    (!authorized).then(|| status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized"))
+}
+
+/// `GET /api/v1/nodes/{name}`: one `Node`, or a 404 `Status`.
+async fn get_node(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    if let Some(refusal) = refused(&shared, &headers) {
+        return refusal;
+    }
+    let node = shared
+        .nodes
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|n| n["metadata"]["name"] == name.as_str())
+        .cloned();
+    match node {
+        Some(node) => axum::Json(node).into_response(),
+        None => status(StatusCode::NOT_FOUND, "NotFound", &format!("nodes \"{name}\" not found")),
+    }
+}
+
+async fn list_nodes(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if let Some(refusal) = refused(&shared, &headers) {
+        return refusal;
     }
     // Equality selectors only (`k=v`, `k==v`, comma-separated), as the resolver sends.
     let mut wanted = Vec::new();

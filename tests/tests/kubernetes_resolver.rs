@@ -220,3 +220,27 @@ async fn a_node_resolves_outside_tools_through_kubernetes() {
     assert_eq!(api.get("/healthz").await.0, StatusCode::OK);
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemonset_node_takes_its_id_from_its_kubernetes_node_label() {
+    let kube = FakeKube::start().await;
+    kube.add_node("worker-1", ("nodeID", "edge-7"), &[("InternalIP", "10.0.0.7")]);
+    kube.add_node("worker-2", ("zone", "a"), &[("InternalIP", "10.0.0.8")]);
+    let dir = tempfile::tempdir().unwrap();
+    let start = |name: &str| {
+        let mut config = NodeConfig { mdns: false, ..NodeConfig::loopback(dir.path().join(name)) };
+        config.resolver.kubernetes = Some(KubernetesSettings {
+            node_name: Some(name.into()),
+            ..settings(kube.kubeconfig(dir.path()), Duration::from_secs(60))
+        });
+        Node::start(config)
+    };
+    let labelled = start("worker-1").await.unwrap();
+    assert_eq!(labelled.config().node_id, "edge-7");
+    let unlabelled = start("worker-2").await.unwrap();
+    assert_eq!(unlabelled.config().node_id, "worker-2", "no label: the node's name");
+    let missing = start("worker-9").await.unwrap_err().to_string();
+    assert!(missing.contains("worker-9"), "{missing}");
+    labelled.shutdown().await.unwrap();
+    unlabelled.shutdown().await.unwrap();
+}

@@ -92,6 +92,15 @@ impl KubernetesResolver {
         })
     }
 
+    /// The value of the resolver's label on the Kubernetes node named `node_name` (`None` when
+    /// the node has no such label): how a node in a DaemonSet learns its node id.
+    pub async fn label_of(&self, node_name: &str) -> Result<Option<String>, String> {
+        let node = self.nodes.get(node_name).await.map_err(|e| {
+            format!("cannot read Kubernetes node '{node_name}' from {}: {e}", self.server)
+        })?;
+        Ok(node.metadata.labels.and_then(|mut labels| labels.remove(&self.label)))
+    }
+
     /// The cached answer for `node_id`, if it is younger than the TTL (an unreachable API
     /// server is remembered for at most [`UNAVAILABLE_FOR`], so waiting callers do not queue
     /// one slow request each behind it).

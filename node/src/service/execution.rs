@@ -16,6 +16,7 @@ use gridnode_store::{
     AuditKind, Collection, FunctionEntry, Hlc, JsonMap, Record, Store, ToolEntry, is_sha256_hex,
 };
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::runtime::process::{Prepared, ProcessSettings, ProcessTool};
@@ -127,6 +128,16 @@ impl Runtime {
 struct Loaded {
     how: How,
     validator: InputValidator,
+}
+
+impl How {
+    fn name(&self) -> &'static str {
+        match self {
+            How::System(_) => "system",
+            How::Remote(_) => "remote",
+            How::Bundle(_) => "bundle",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -281,20 +292,26 @@ impl Execution {
             .validator
             .validate(input)
             .map_err(|why| Error::BadRequest(format!("invalid input for '{id}': {why}")))?;
-        match &loaded.how {
-            How::System(name) => self.inner.cluster_tools.execute(name, input, None).await,
-            How::Remote(url) => {
-                let mut outcome = self
-                    .inner
-                    .remote
-                    .call(&format!("{} '{id}'", R::COLLECTION.kind()), url, input)
-                    .await?;
-                outcome.metadata.insert("node_id".into(), self.inner.node_id.clone());
-                self.inner.metrics.tool_call(id, outcome.success);
-                Ok(outcome)
+        let span = tracing::debug_span!("tool_call", tool = %id, runtime = loaded.how.name());
+        async {
+            match &loaded.how {
+                // Counted by the runtime of the node that runs it.
+                How::System(name) => {
+                    return self.inner.cluster_tools.execute(name, input, None).await;
+                }
+                How::Remote(url) => {
+                    let what = format!("{} '{id}'", R::COLLECTION.kind());
+                    let mut outcome = self.inner.remote.call(&what, url, input).await?;
+                    outcome.metadata.insert("node_id".into(), self.inner.node_id.clone());
+                    Ok(outcome)
+                }
+                How::Bundle(bundle) => self.run_bundle(id, bundle, input).await,
             }
-            How::Bundle(bundle) => self.run_bundle(id, bundle, input).await,
+            .inspect(|outcome| self.inner.metrics.tool_call(id, outcome.success))
+            .inspect_err(|_| self.inner.metrics.tool_call(id, false))
         }
+        .instrument(span)
+        .await
     }
 
     async fn run_bundle(&self, id: &str, bundle: &Bundle, input: &[u8]) -> Result<CallOutcome> {
@@ -339,7 +356,6 @@ impl Execution {
         let running = inner.cluster_tools.runtime().track();
         let result = tool.call(input).await;
         drop((running, lease));
-        inner.metrics.tool_call(id, result.is_ok());
         let mut metadata = BTreeMap::new();
         metadata.insert("node_id".to_owned(), inner.node_id.clone());
         metadata.insert("runtime".to_owned(), "bundle".to_owned());
