@@ -216,6 +216,40 @@ async fn bundle_round_trip_exec_resolve_peers_node_and_audit() {
         assert!(table.lines().next().unwrap().starts_with("TIME (UTC)"));
         assert!(fails(u, &["audit", "--limit", "5000"]).contains("limit"));
 
+        // An upload over 1 MiB draws a progress bar on a terminal (`script` gives it one).
+        if Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success()) {
+            // Incompressible bytes (xorshift), so the zip stays over 1 MiB.
+            let mut state = 0x9E37_79B9_7F4A_7C15u64;
+            let big_code: Vec<u8> = (0..2_000_000)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            let big = work.join("big.zip");
+            std::fs::write(
+                &big,
+                gridnode_tests::bundle::zip(&[
+                    ("spec.json", br#"{"tool_id": "big"}"#.as_slice()),
+                    ("tool.zip", &big_code),
+                ]),
+            )
+            .unwrap();
+            let line = format!("{} tools upload {}", env!("CARGO_BIN_EXE_gridnode"), big.display());
+            let out = Command::new("script")
+                .args(["-qec", &line, "/dev/null"])
+                .env("GRIDNODE_URL", u)
+                .output()
+                .unwrap();
+            let shown = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{shown}");
+            assert!(shown.contains("100%") && shown.contains("uploaded tool 'big'"), "{shown}");
+        } else {
+            eprintln!("no `script` here: the progress bar was not checked");
+        }
+
         for shell in ["bash", "zsh", "fish"] {
             assert!(ok(u, &["completions", shell]).contains("gridnode"));
         }
