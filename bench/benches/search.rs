@@ -29,9 +29,7 @@ fn search_benches(c: &mut Criterion) {
         let mut config = StoreConfig::new(dir.path().join("store"), "bench");
         config.cache_capacity = 1 << 30;
         let store = Store::open(&config).unwrap();
-        for chunk in corpus::tools(n, 42).chunks(10_000) {
-            store.import(chunk).unwrap();
-        }
+        store.import(&corpus::tools(n, 42)).unwrap();
         let index = SearchIndex::open(&dir.path().join("index"), store.clone()).unwrap();
         let queries = corpus::queries(1000, 7);
 

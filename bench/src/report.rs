@@ -69,9 +69,7 @@ pub fn rss(pid: &str) -> Option<u64> {
 }
 
 fn status_kib(pid: &str, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    kib_in(&format!("/proc/{pid}/status"), field)
 }
 
 /// Bytes as MiB with one decimal.
@@ -88,7 +86,7 @@ pub fn machine() -> Value {
         .and_then(|l| l.split(':').nth(1))
         .map(|m| m.trim().to_owned())
         .unwrap_or_default();
-    let memory = status_kib_file("/proc/meminfo", "MemTotal:").unwrap_or(0) * 1024;
+    let memory = kib_in("/proc/meminfo", "MemTotal:").unwrap_or(0) * 1024;
     json!({
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "cpu": model,
@@ -97,7 +95,8 @@ pub fn machine() -> Value {
     })
 }
 
-fn status_kib_file(path: &str, field: &str) -> Option<u64> {
+/// The `field:` line of a `/proc` file, in KiB.
+fn kib_in(path: &str, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
     let line = text.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()

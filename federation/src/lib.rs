@@ -186,7 +186,6 @@ impl Stats {
 
 /// State the federation's tasks share.
 pub(crate) struct Shared {
-    node_id: String,
     store: Store,
     peers: RwLock<Peers>,
     versions: Mutex<VersionMap>,
@@ -250,6 +249,14 @@ impl Federation {
         load: LoadSource,
     ) -> Result<Federation, String> {
         validate_cluster(&config.cluster)?;
+        // The store stamps this node's writes with its id; the heartbeat must carry the same.
+        if config.node_id != store.node_id() {
+            return Err(format!(
+                "the federation's node id '{}' is not the store's '{}'",
+                config.node_id,
+                store.node_id()
+            ));
+        }
         let key = match &config.key_file {
             Some(path) => identity::load_or_create(path)?,
             None => libp2p::identity::Keypair::generate_ed25519(),
@@ -258,7 +265,6 @@ impl Federation {
         let names = Names::new(&config.cluster);
         let (swarm, listening) = swarm::build(&config, key, &names).await?;
         let shared = Arc::new(Shared {
-            node_id: config.node_id.clone(),
             store,
             peers: RwLock::new(Peers::new(config.heartbeat_interval)),
             versions: Mutex::new(VersionMap::default()),
@@ -298,7 +304,7 @@ impl Federation {
     }
 
     pub fn node_id(&self) -> &str {
-        &self.shared.node_id
+        self.shared.store.node_id()
     }
 
     /// The addresses this node listens on, each ending in `/p2p/<peer id>`.

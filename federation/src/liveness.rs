@@ -96,11 +96,6 @@ impl Peers {
         self.seen.get(node_id).map(|(heartbeat, _)| heartbeat.peer_id.as_str())
     }
 
-    /// A node's latest heartbeat.
-    pub fn heartbeat(&self, node_id: &str) -> Option<&Heartbeat> {
-        self.seen.get(node_id).map(|(heartbeat, _)| heartbeat)
-    }
-
     /// Whether `node_id` was heard from within the last [`MISSED_BEATS`] intervals.
     pub fn is_alive(&self, node_id: &str, now: Instant) -> bool {
         self.seen

@@ -52,22 +52,36 @@ impl Client {
 
 /// Builds the version map from the store, then follows the feed: every change moves the map,
 /// and this node's own writes are published.
+/// Versions set in the version map per lock while loading it at start.
+const LOAD_BATCH: usize = 4096;
+
 pub(crate) async fn follow_feed(shared: Arc<Shared>, client: Client) {
     let mut wake = shared.store.subscribe();
     let start = shared.store.last_seq();
     // Older changes reach peers through anti-entropy: the backlog starts here.
     shared.stats.followed(start);
-    let store = shared.store.clone();
-    let all = match tokio::task::spawn_blocking(move || store.all_versions()).await {
-        Ok(Ok(all)) => all,
+    // Every version into the version map as the store is read, a batch per lock, so the store
+    // is never held twice in memory and merges are not kept waiting.
+    let loading = shared.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let mut batch = Vec::with_capacity(LOAD_BATCH);
+        let mut items = loading.store.each_version().peekable();
+        while items.peek().is_some() {
+            for item in items.by_ref().take(LOAD_BATCH) {
+                batch.push(item?);
+            }
+            let mut versions = loading.versions();
+            for (collection, id, header) in batch.drain(..) {
+                versions.set(Key::new(collection, id), &header.hlc, header.tombstone);
+            }
+        }
+        Ok::<_, gridnode_store::Error>(())
+    })
+    .await;
+    match loaded {
+        Ok(Ok(())) => {}
         Ok(Err(e)) => return warn!("federation cannot read the store: {e}"),
         Err(_) => return,
-    };
-    {
-        let mut versions = shared.versions();
-        for (collection, id, header) in all {
-            versions.set(Key::new(collection, id), &header.hlc, header.tombstone);
-        }
     }
     shared.ready.send_replace(true);
     let mut after = start;
@@ -97,7 +111,7 @@ pub(crate) async fn follow_feed(shared: Arc<Shared>, client: Client) {
             for change in &changes {
                 let key = Key { collection: change.collection, id: change.id.clone() };
                 versions.set(key.clone(), &change.hlc, change.tombstone);
-                if change.hlc.node == shared.node_id {
+                if change.hlc.node == shared.store.node_id() {
                     own.push((key, change.hlc.clone()));
                 }
             }
@@ -280,7 +294,7 @@ fn wanted(shared: &Shared, summaries: Vec<Summary>, peer: PeerId) -> Vec<Key> {
         .filter(|s| versions.get(&s.key).is_none_or(|held| held < &s.hlc))
         // A tombstone past the horizon for a record we never had: it is being collected.
         .filter(|s| !(s.tombstone && s.hlc.wall_ms < horizon && versions.get(&s.key).is_none()))
-        .filter(|s| authority::admit(&s.key, &s.hlc, &from, &shared.node_id, &peers).is_ok())
+        .filter(|s| authority::admit(&s.key, &s.hlc, &from, shared.store.node_id(), &peers).is_ok())
         .map(|s| s.key)
         .collect()
 }
@@ -358,7 +372,7 @@ fn merge_one(shared: &Shared, version: &Version, from: &str) -> Result<bool, Str
         .ok_or_else(|| format!("unknown collection {}", version.key.collection))?;
     let Header { hlc, .. } =
         decode_header(collection, &version.envelope).map_err(|e| e.to_string())?;
-    authority::admit(&version.key, &hlc, from, &shared.node_id, &shared.peers())?;
+    authority::admit(&version.key, &hlc, from, shared.store.node_id(), &shared.peers())?;
     match shared.store.merge_encoded(collection, &version.key.id, &version.envelope) {
         Ok(Merged::Applied(_)) => Ok(true),
         Ok(Merged::Ignored) => Ok(false),

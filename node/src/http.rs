@@ -33,7 +33,6 @@ pub struct AppState {
     pub registry: Registry,
     pub cluster: Cluster,
     pub cluster_tools: ClusterTools,
-    pub execution: Execution,
     pub actions: Actions,
     pub metrics: crate::metrics::Metrics,
     pub graphql: GraphSchema,
@@ -55,11 +54,17 @@ impl AppState {
             registry,
             cluster,
             cluster_tools,
-            execution: actions.execution().clone(),
             actions,
             metrics,
             ready,
         }
+    }
+}
+
+impl AppState {
+    /// Execute by id, allow-lists, audit and blobs (the actions service's).
+    pub fn execution(&self) -> &Execution {
+        self.actions.execution()
     }
 }
 
@@ -104,7 +109,7 @@ async fn blob(
 ) -> Result<impl IntoResponse> {
     let bytes = match params.0.get("local").map(String::as_str) {
         Some("true") => app.registry.blob(sha256).await?,
-        None | Some("false") => app.execution.blobs().fetch(&sha256, None).await?,
+        None | Some("false") => app.execution().blobs().fetch(&sha256, None).await?,
         Some(_) => return Err(Error::BadRequest("local must be true or false".into())),
     };
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes))

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gridnode_search::{Follower, SearchIndex};
-use gridnode_store::{ClusterLocalTool, Page, Store, StoreConfig};
+use gridnode_store::{ClusterLocalTool, Record, Store, StoreConfig};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -48,9 +48,7 @@ pub struct Node {
     config: NodeConfig,
     http_addr: SocketAddr,
     grpc_addr: SocketAddr,
-    advertise_grpc: String,
     registry: Registry,
-    runtime: Arc<Runtime>,
     stop: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
     stop_grpc: oneshot::Sender<()>,
@@ -64,7 +62,7 @@ pub struct Node {
 impl Node {
     /// Starts a node. The config is validated first (see [`NodeConfig::validate`]).
     pub async fn start(config: NodeConfig) -> Result<Node> {
-        let config = node_id_from_label(config.validate()?).await?;
+        let (config, kubernetes) = node_id_from_label(config.validate()?).await?;
         let store_config = StoreConfig {
             path: Some(config.store_dir()),
             cache_capacity: config.store.cache_mb * 1024 * 1024,
@@ -127,7 +125,7 @@ impl Node {
             search,
             Settings { advertise_http, limits: config.limits.clone() },
         );
-        let chain = match resolvers(&config, &cluster).await {
+        let chain = match resolvers(&config, &cluster, kubernetes).await {
             Ok(chain) => chain,
             Err(error) => {
                 cluster.federation().shutdown().await;
@@ -196,9 +194,7 @@ impl Node {
             config,
             http_addr,
             grpc_addr,
-            advertise_grpc,
             registry,
-            runtime,
             stop,
             server,
             stop_grpc,
@@ -222,7 +218,7 @@ impl Node {
 
     /// The gRPC endpoint other nodes are told to call.
     pub fn advertise_grpc(&self) -> &str {
-        &self.advertise_grpc
+        self.cluster.advertise_grpc()
     }
 
     pub fn config(&self) -> &NodeConfig {
@@ -232,11 +228,6 @@ impl Node {
     /// The service layer, for in-process callers and tests.
     pub fn registry(&self) -> &Registry {
         &self.registry
-    }
-
-    /// The tools this node hosts.
-    pub fn runtime(&self) -> &Arc<Runtime> {
-        &self.runtime
     }
 
     /// This node in its federation.
@@ -249,7 +240,6 @@ impl Node {
         &self.cluster_tools
     }
 
-    /// The libp2p listen addresses, each ending in `/p2p/<peer id>`.
     /// Execute by id, allow-lists, the audit log and the bundle cache.
     pub fn execution(&self) -> &Execution {
         self.actions.execution()
@@ -260,6 +250,7 @@ impl Node {
         &self.actions
     }
 
+    /// The libp2p listen addresses, each ending in `/p2p/<peer id>`.
     pub fn p2p_addrs(&self) -> Vec<String> {
         self.cluster.node().listeners.p2p
     }
@@ -315,7 +306,7 @@ async fn start_federation(
     config: &NodeConfig,
     store: Store,
     runtime: Arc<Runtime>,
-    mut listeners: Listeners,
+    listeners: Listeners,
 ) -> Result<Cluster> {
     let (listen, bootstrap) = config.multiaddrs();
     let mut settings = FederationConfig::new(config.node_id.clone(), config.cluster.clone());
@@ -339,13 +330,17 @@ async fn start_federation(
         }
     });
     let federation = Federation::start(settings, store, load).await.map_err(Error::Federation)?;
-    listeners.p2p = federation.listen_addrs().iter().map(ToString::to_string).collect();
     let unreachable_for = Duration::from_millis(config.execute.unreachable_for_ms);
     Ok(Cluster::new(Arc::new(federation), listeners, unreachable_for))
 }
 
 /// The resolver chain in its configured order.
-async fn resolvers(config: &NodeConfig, cluster: &Cluster) -> Result<Chain> {
+/// `kubernetes` is the resolver start-up connected already, if it did.
+async fn resolvers(
+    config: &NodeConfig,
+    cluster: &Cluster,
+    mut kubernetes: Option<Arc<KubernetesResolver>>,
+) -> Result<Chain> {
     let mut chain: Vec<Arc<dyn Resolver>> = Vec::new();
     for kind in config.resolver.effective_chain() {
         chain.push(match kind {
@@ -355,10 +350,13 @@ async fn resolvers(config: &NodeConfig, cluster: &Cluster) -> Result<Chain> {
             ResolverKind::Static => {
                 Arc::new(StaticResolver::new(config.resolver.static_table.clone()))
             }
-            ResolverKind::Kubernetes => {
-                let settings = config.resolver.kubernetes.clone().unwrap_or_default();
-                Arc::new(KubernetesResolver::connect(&settings).await.map_err(Error::Config)?)
-            }
+            ResolverKind::Kubernetes => match kubernetes.take() {
+                Some(connected) => connected,
+                None => {
+                    let settings = config.resolver.kubernetes.clone().unwrap_or_default();
+                    Arc::new(KubernetesResolver::connect(&settings).await.map_err(Error::Config)?)
+                }
+            },
         });
     }
     Ok(Chain::new(chain))
@@ -376,15 +374,18 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<(tokio::net::TcpListener, 
 }
 
 /// With no node id but a Kubernetes node name, the node id is that node's label (else its name).
-async fn node_id_from_label(mut config: NodeConfig) -> Result<NodeConfig> {
+/// The resolver connected to read it is handed on to the resolver chain.
+async fn node_id_from_label(
+    mut config: NodeConfig,
+) -> Result<(NodeConfig, Option<Arc<KubernetesResolver>>)> {
     let kube = config.resolver.kubernetes.clone();
     let Some((settings, node_name)) = kube
         .and_then(|k| k.node_name.clone().map(|name| (k, name)))
         .filter(|_| config.node_id.is_empty())
     else {
-        return Ok(config);
+        return Ok((config, None));
     };
-    let resolver = KubernetesResolver::connect(&settings).await.map_err(Error::Config)?;
+    let resolver = Arc::new(KubernetesResolver::connect(&settings).await.map_err(Error::Config)?);
     let label = resolver.label_of(&node_name).await.map_err(Error::Config)?;
     config.node_id = match label {
         Some(id) => id,
@@ -394,7 +395,7 @@ async fn node_id_from_label(mut config: NodeConfig) -> Result<NodeConfig> {
         }
     };
     tracing::info!(node_id = %config.node_id, "node id read from the Kubernetes node");
-    config.validate()
+    Ok((config.validate()?, Some(resolver)))
 }
 
 /// The services of contract section 11 (execute by id, selection, actions, allow-lists, audit),
@@ -431,7 +432,6 @@ pub fn services(
         ),
         remote,
         process: process_settings(config, config.work_dir().join("bundles")),
-        node_id: config.node_id.clone(),
         metrics: metrics.clone(),
     });
     let selection = Selection::new(registry.clone(), cluster_tools.clone(), cluster.clone(), orgs);
@@ -470,24 +470,16 @@ fn host_tools(config: &NodeConfig) -> Runtime {
 }
 
 /// Replaces this node's `ClusterLocalTools` records with the tools it hosts now, as the seed's
-/// SDK does at start: its old records are deleted, the current ones inserted.
+/// SDK does at start: records of tools it no longer hosts are deleted, the current ones written
+/// again (a new version each, so peers learn the node's tools afresh), under one flush.
 fn announce(store: &Store, node_id: &str, records: &[ClusterLocalTool]) -> Result<()> {
-    let node = Value::from(node_id);
-    // Deleted records leave the index, so each round reads the first page again.
-    loop {
-        let old = store.find::<ClusterLocalTool>("node_id", &node, Page::new(0, 1000))?;
-        if old.is_empty() {
-            break;
-        }
-        for record in &old {
-            store.delete::<ClusterLocalTool>(&ClusterLocalTool::key(
-                &record.node_id,
-                &record.name,
-            ))?;
+    let hosted: std::collections::HashSet<String> =
+        records.iter().map(|record| record.id().into_owned()).collect();
+    for id in store.ids_where::<ClusterLocalTool>("node_id", &Value::from(node_id))? {
+        if !hosted.contains(&id) {
+            store.delete::<ClusterLocalTool>(&id)?;
         }
     }
-    for record in records {
-        store.put(record)?;
-    }
+    store.import(records)?;
     Ok(())
 }

@@ -101,11 +101,6 @@ impl Chain {
             resolver.evict(node_id, endpoint);
         }
     }
-
-    /// The resolver names, in order.
-    pub fn names(&self) -> Vec<&'static str> {
-        self.resolvers.iter().map(|r| r.name()).collect()
-    }
 }
 
 /// Checks a `host:port` endpoint: a port from 1 to 65535, a host name or IPv4 address, or an

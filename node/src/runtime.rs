@@ -57,6 +57,8 @@ struct Hosted {
     validator: InputValidator,
     spec: JsonMap,
     metadata: JsonMap,
+    /// `metadata` as a call's response carries it (non-string values JSON-encoded), made once.
+    call_metadata: BTreeMap<String, String>,
 }
 
 /// The tools hosted by this node.
@@ -100,7 +102,17 @@ impl Runtime {
         let validator =
             InputValidator::compile(&spec).map_err(|e| format!("tool '{name}': {e}"))?;
         let metadata = tool.metadata();
-        self.tools.insert(name, Hosted { tool, validator, spec, metadata });
+        let call_metadata = metadata
+            .iter()
+            .map(|(key, value)| {
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (key.clone(), text)
+            })
+            .collect();
+        self.tools.insert(name, Hosted { tool, validator, spec, metadata, call_metadata });
         Ok(())
     }
 
@@ -149,33 +161,24 @@ impl Runtime {
     async fn call_in(&self, name: &str, input: &[u8]) -> CallOutcome {
         let started = Instant::now();
         let _running = InFlight::enter(&self.in_flight);
-        let mut metadata = BTreeMap::new();
-        let result = match self.tools.get(name) {
+        let hosted = self.tools.get(name);
+        let mut metadata = hosted.map(|h| h.call_metadata.clone()).unwrap_or_default();
+        let result = match hosted {
             None => Err(format!(
                 "tool '{}' is not hosted on node '{}' (it hosts: {})",
                 name.chars().take(128).collect::<String>(),
                 self.node_id,
                 self.tools.keys().cloned().collect::<Vec<_>>().join(", ")
             )),
-            Some(hosted) => {
-                for (key, value) in &hosted.metadata {
-                    let text = match value {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    metadata.insert(key.clone(), text);
-                }
-                match hosted.validator.validate(input) {
-                    Err(why) => Err(format!("invalid input for '{name}': {why}")),
-                    Ok(()) => hosted.tool.call(input).await,
-                }
-            }
+            Some(hosted) => match hosted.validator.validate(input) {
+                Err(why) => Err(format!("invalid input for '{name}': {why}")),
+                Ok(()) => hosted.tool.call(input).await,
+            },
         };
         metadata.insert("node_id".into(), self.node_id.clone());
         metadata.insert("duration_ms".into(), started.elapsed().as_millis().to_string());
         if let Some(metrics) = &self.metrics {
-            let label =
-                if self.tools.contains_key(name) { name } else { crate::metrics::UNKNOWN_TOOL };
+            let label = if hosted.is_some() { name } else { crate::metrics::UNKNOWN_TOOL };
             metrics.tool_call(label, result.is_ok());
         }
         match result {

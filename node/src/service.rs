@@ -24,6 +24,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod cluster_tools;
 pub mod execution;
+pub mod fresh;
 pub mod orgs;
 pub mod remote;
 pub mod selection;
@@ -247,14 +248,12 @@ impl Registry {
         node_id: Option<String>,
         page: Page,
     ) -> Result<Vec<HostedTool>> {
-        self.blocking(move |store| {
-            let records = match node_id {
-                None => store.list::<ClusterLocalTool>(page)?,
-                Some(node) => {
-                    store.find::<ClusterLocalTool>("node_id", &Value::from(node), page)?
-                }
-            };
-            records.into_iter().map(|record| HostedTool::read(store, record)).collect()
+        self.blocking(move |store| match node_id {
+            None => {
+                let records = store.list::<ClusterLocalTool>(page)?;
+                records.into_iter().map(|record| HostedTool::read(store, record)).collect()
+            }
+            Some(node) => HostedTool::find(store, "node_id", node, page),
         })
         .await
     }
@@ -268,30 +267,16 @@ impl Registry {
                 Err(other) => Err(other),
             };
         }
-        self.blocking(move |store| {
-            let records = store.find::<ClusterLocalTool>(
-                "name",
-                &Value::from(name),
-                Page::new(0, MAX_RESULTS),
-            )?;
-            records.into_iter().map(|record| HostedTool::read(store, record)).collect()
-        })
-        .await
+        self.blocking(move |store| HostedTool::find(store, "name", name, Page::new(0, MAX_RESULTS)))
+            .await
     }
 
     /// One node-local tool record (record and writer from one read of its envelope).
     pub async fn cluster_tool(&self, node_id: String, name: String) -> Result<HostedTool> {
         self.blocking(move |store| {
-            let key = ClusterLocalTool::key(&node_id, &name);
-            store
-                .envelope::<ClusterLocalTool>(&key)?
-                .and_then(|envelope| {
-                    let written_by = envelope.header.hlc.node.clone();
-                    envelope.into_live().map(|record| HostedTool { record, written_by })
-                })
-                .ok_or_else(|| {
-                    Error::NotFound(format!("tool '{name}' is not registered on node '{node_id}'"))
-                })
+            HostedTool::at(store, &ClusterLocalTool::key(&node_id, &name))?.ok_or_else(|| {
+                Error::NotFound(format!("tool '{name}' is not registered on node '{node_id}'"))
+            })
         })
         .await
     }
@@ -316,6 +301,23 @@ pub struct HostedTool {
 }
 
 impl HostedTool {
+    /// The live record under `key`, with its writer, from one read of its envelope.
+    fn at(store: &Store, key: &str) -> Result<Option<HostedTool>> {
+        Ok(store.envelope::<ClusterLocalTool>(key)?.and_then(|envelope| {
+            let written_by = envelope.header.hlc.node.clone();
+            envelope.into_live().map(|record| HostedTool { record, written_by })
+        }))
+    }
+
+    /// The records whose indexed `field` is `value`, a page of them, one read each.
+    fn find(store: &Store, field: &str, value: String, page: Page) -> Result<Vec<HostedTool>> {
+        // Index entries exist for live records only: the page is taken from the ids.
+        let ids = store.ids_where::<ClusterLocalTool>(field, &Value::from(value))?;
+        let page = ids.iter().skip(page.offset).take(page.limit);
+        page.filter_map(|id| HostedTool::at(store, id).transpose()).collect()
+    }
+
+    /// A record read by a listing, with its writer (a second read, of the header).
     fn read(store: &Store, record: ClusterLocalTool) -> Result<HostedTool> {
         let key = ClusterLocalTool::key(&record.node_id, &record.name);
         let header = store.header::<ClusterLocalTool>(&key)?;

@@ -64,8 +64,7 @@ fn fails(node: &str, args: &[&str]) -> String {
 }
 
 async fn start(dir: &Path) -> (Node, String) {
-    let config =
-        NodeConfig { node_id: "cli-node".into(), mdns: false, ..NodeConfig::loopback(dir) };
+    let config = NodeConfig { node_id: "cli-node".into(), ..NodeConfig::loopback(dir) };
     let node = Node::start(config).await.unwrap();
     let url = format!("http://{}", node.http_addr());
     (node, url)

@@ -196,6 +196,11 @@ impl SearchIndex {
         Ok(())
     }
 
+    /// The record a stored document is of (its `key` field, read back).
+    fn key_of<'d>(&self, doc: &'d TantivyDocument) -> Option<(Collection, &'d str)> {
+        parse_key(doc.get_first(self.fields.key).and_then(|v| v.as_str())?)
+    }
+
     fn document_of<R: RegistryEntry>(&self, id: &str) -> Result<Option<TantivyDocument>> {
         Ok(self.store.try_get::<R>(id)?.map(|record| document(&self.fields, &record)))
     }
@@ -278,8 +283,7 @@ impl SearchIndex {
         let mut scores = HashMap::with_capacity(found.len());
         for (score, address) in found {
             let doc: TantivyDocument = searcher.doc(address)?;
-            let key = doc.get_first(self.fields.key).and_then(|v| v.as_str()).unwrap_or("");
-            if let Some((found_kind, id)) = parse_key(key)
+            if let Some((found_kind, id)) = self.key_of(&doc)
                 && found_kind == kind
                 && wanted.as_ref().is_none_or(|wanted| wanted.contains(id))
             {
@@ -359,8 +363,7 @@ impl SearchIndex {
         for (score, address) in found {
             // The key (and, for snippets, the prose) is read back from the stored document.
             let doc: TantivyDocument = searcher.doc(address)?;
-            let key = doc.get_first(self.fields.key).and_then(|v| v.as_str()).unwrap_or("");
-            let Some((kind, id)) = parse_key(key) else { continue };
+            let Some((kind, id)) = self.key_of(&doc) else { continue };
             let snippet = match &mut snippet {
                 Some(snippets) => snippets.of(&doc),
                 None => String::new(),

@@ -62,46 +62,54 @@ pub fn trim_slack(keep: u64) -> u64 {
     (keep / 16).max(1)
 }
 
+/// The sequence numbers the log holds: `first..next`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Span {
+    first: u64,
+    next: u64,
+}
+
+impl Span {
+    /// The span of the log in `tree`, as a store opens it.
+    pub(crate) fn of(tree: &sled::Tree) -> Result<Span> {
+        match (tree.first()?, tree.last()?) {
+            (Some((first, _)), Some((last, _))) => {
+                Ok(Span { first: seq_of(&first)?, next: seq_of(&last)? + 1 })
+            }
+            _ => Ok(Span { first: 1, next: 1 }),
+        }
+    }
+}
+
 impl Store {
     /// Appends an entry (its `seq` is assigned) and returns its seq and whether the log now
     /// holds more than `keep` entries plus the slack (then call [`Store::trim_audit`], off the
     /// request path: it removes a batch).
     pub fn append_audit(&self, entry: &AuditEntry, keep: u64) -> Result<(u64, bool)> {
-        let tree = self.audit_tree();
-        let mut next = self.audit_next();
-        let seq = match *next {
-            Some(seq) => seq,
-            None => match tree.last()? {
-                Some((key, _)) => seq_of(&key)? + 1,
-                None => 1,
-            },
-        };
+        let mut span = self.audit_span();
+        let seq = span.next;
         let mut entry = entry.clone();
         entry.seq = seq;
-        tree.insert(seq.to_be_bytes(), encode(&entry)?)?;
-        *next = Some(seq + 1);
-        drop(next);
-        let over = match tree.first()? {
-            Some((first, _)) => (seq + 1).saturating_sub(seq_of(&first)?) > keep + trim_slack(keep),
-            None => false,
-        };
+        self.audit_tree().insert(seq.to_be_bytes(), encode(&entry)?)?;
+        span.next = seq + 1;
+        let over = span.next - span.first > keep + trim_slack(keep);
         Ok((seq, over))
     }
 
-    /// Removes the oldest entries until at most `keep` are left; returns how many went.
+    /// Removes the oldest entries until at most `keep` are left; returns how many went. The
+    /// span moves under the lock, the removals happen after it (appends do not wait for them).
     pub fn trim_audit(&self, keep: u64) -> Result<u64> {
-        let tree = self.audit_tree();
-        let (Some((first, _)), Some((last, _))) = (tree.first()?, tree.last()?) else {
-            return Ok(0);
+        let (first, end) = {
+            let mut span = self.audit_span();
+            let end = span.next.saturating_sub(keep).max(span.first);
+            let first = std::mem::replace(&mut span.first, end);
+            (first, end)
         };
-        let (first, last) = (seq_of(&first)?, seq_of(&last)?);
-        let end = (last + 1).saturating_sub(keep);
+        let tree = self.audit_tree();
         let mut removed = 0;
-        if end > first {
-            for key in tree.range(first.to_be_bytes()..end.to_be_bytes()).keys() {
-                tree.remove(key?)?;
-                removed += 1;
-            }
+        for key in tree.range(first.to_be_bytes()..end.to_be_bytes()).keys() {
+            tree.remove(key?)?;
+            removed += 1;
         }
         Ok(removed)
     }
@@ -126,11 +134,8 @@ impl Store {
 
     /// How many entries the log holds now.
     pub fn audit_len(&self) -> Result<u64> {
-        let tree = self.audit_tree();
-        match (tree.first()?, tree.last()?) {
-            (Some((first, _)), Some((last, _))) => Ok(seq_of(&last)? + 1 - seq_of(&first)?),
-            _ => Ok(0),
-        }
+        let span = self.audit_span();
+        Ok(span.next - span.first)
     }
 }
 

@@ -30,9 +30,9 @@ pub use error::{Error, Result};
 pub use feed::Change;
 pub use hlc::{Clock, Hlc, now_ms};
 pub use record::{
-    Action, AllowList, ClusterLocalTool, Collection, FunctionEntry, ID_MAX_LEN, JsonMap,
+    Action, AllowList, ClusterLocalTool, Collection, FunctionEntry, ID_MAX_LEN, ID_RULE, JsonMap,
     MAX_ACTION_TOOLS, MAX_ALLOWED_TOOLS, MAX_INDEX_ENTRIES, MAX_INDEXED_VALUE_LEN, Record,
-    RegistryEntry, ToolEntry, validate_id,
+    RegistryEntry, ToolEntry, validate_id, validate_named,
 };
 pub use store::{
     DEFAULT_CACHE_CAPACITY, MAX_RESULTS, Merged, Page, SCHEMA_VERSION, Store, StoreConfig, Written,

@@ -25,7 +25,7 @@ pub use allow_list::{AllowList, MAX_ALLOWED_TOOLS};
 pub use cluster_tool::ClusterLocalTool;
 pub use function::FunctionEntry;
 pub(crate) use id::truncate;
-pub use id::{ID_MAX_LEN, validate_id};
+pub use id::{ID_MAX_LEN, ID_RULE, validate_id, validate_named};
 pub(crate) use serde_helpers::{json_field, lenient};
 pub use tool::ToolEntry;
 

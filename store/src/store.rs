@@ -105,8 +105,9 @@ struct Inner {
     meta: sled::Tree,
     blobs: sled::Tree,
     audit: sled::Tree,
-    /// The next audit sequence number, once known (appends take it under this lock).
-    audit_next: Mutex<Option<u64>>,
+    /// The audit log's first held and next sequence numbers (appends and trims take them
+    /// under this lock).
+    audit_span: Mutex<crate::audit::Span>,
     clock: Mutex<Clock>,
     commit: GroupCommit,
     feed_tx: watch::Sender<u64>,
@@ -135,7 +136,7 @@ impl Store {
             Some(path) => sled::Config::new().path(path),
             None => sled::Config::new().temporary(true),
         };
-        let db = sled_config.cache_capacity(config.cache_capacity).open()?;
+        let db = open_locked(&sled_config.cache_capacity(config.cache_capacity))?;
         let meta = db.open_tree("meta")?;
         match meta.get(META_SCHEMA)? {
             None => {
@@ -157,6 +158,7 @@ impl Store {
         }
         let last_seq = meta.get(META_SEQ)?.map(|b| decode_u64(&b)).transpose()?.unwrap_or(0);
         let (feed_tx, _) = watch::channel(last_seq);
+        let audit = db.open_tree("audit")?;
         let inner = Inner {
             node_id: config.node_id.clone(),
             tools: db.open_tree(Collection::Tools.tree_name())?,
@@ -167,8 +169,8 @@ impl Store {
             index: db.open_tree("index")?,
             feed,
             blobs: db.open_tree("blobs")?,
-            audit: db.open_tree("audit")?,
-            audit_next: Mutex::new(None),
+            audit_span: Mutex::new(crate::audit::Span::of(&audit)?),
+            audit,
             meta,
             db,
             clock: Mutex::new(clock),
@@ -214,9 +216,16 @@ impl Store {
     /// Every version held — live records and tombstones — as `(id, header)`, in id order,
     /// without decoding the records (for anti-entropy digests).
     pub fn versions<R: Record>(&self) -> impl Iterator<Item = Result<(String, Header)>> + use<R> {
-        self.tree(R::COLLECTION).iter().map(|item| {
+        self.versions_in(R::COLLECTION)
+    }
+
+    fn versions_in(
+        &self,
+        collection: Collection,
+    ) -> impl Iterator<Item = Result<(String, Header)>> + use<> {
+        self.tree(collection).iter().map(move |item| {
             let (key, bytes) = item?;
-            Ok((utf8_key(&key)?, decode_header(R::COLLECTION, &bytes)?))
+            Ok((utf8_key(&key)?, decode_header(collection, &bytes)?))
         })
     }
 
@@ -226,16 +235,17 @@ impl Store {
         Ok(self.tree(collection).get(id.as_bytes())?.map(|bytes| bytes.to_vec()))
     }
 
-    /// Every version of every replicated collection, as `(collection, id, header)`.
+    /// Every version of every replicated collection, as `(collection, id, header)`, read as
+    /// the iterator goes (a caller that folds them into its own table holds them once).
+    pub fn each_version(&self) -> impl Iterator<Item = Result<(Collection, String, Header)>> + '_ {
+        Collection::ALL.into_iter().flat_map(move |collection| {
+            self.versions_in(collection).map(move |item| item.map(|(id, h)| (collection, id, h)))
+        })
+    }
+
+    /// [`Store::each_version`], collected.
     pub fn all_versions(&self) -> Result<Vec<(Collection, String, Header)>> {
-        let mut all = Vec::new();
-        for collection in Collection::ALL {
-            for item in self.tree(collection).iter() {
-                let (key, bytes) = item?;
-                all.push((collection, utf8_key(&key)?, decode_header(collection, &bytes)?));
-            }
-        }
-        Ok(all)
+        self.each_version().collect()
     }
 
     /// Removes tombstones written before `before_wall_ms` and returns what it removed. A
@@ -523,23 +533,8 @@ impl Store {
             if current.as_ref().is_some_and(|c| c.header.hlc >= remote.header.hlc) {
                 return Ok(None);
             }
-            if let Some(old) = current.and_then(Envelope::into_live) {
-                update_index(index, &old, false)?;
-            }
-            if let Some(new) = remote.record.as_ref().filter(|_| !remote.header.tombstone) {
-                update_index(index, new, true)?;
-            }
-            records.insert(id.as_bytes(), remote.encode().map_err(abort)?)?;
-            let seq = next_seq(meta)?;
-            let change = Change {
-                seq,
-                collection: R::COLLECTION as u8,
-                id: id.to_owned(),
-                hlc: remote.header.hlc.clone(),
-                tombstone: remote.header.tombstone,
-            };
-            feed.insert(&seq.to_be_bytes(), encode(&change).map_err(abort)?)?;
-            meta.insert(META_SEQ, &seq.to_be_bytes())?;
+            let old = current.and_then(Envelope::into_live);
+            let seq = write_version((records, index, feed, meta), id, old.as_ref(), &remote)?;
             Ok(Some(Written { seq, hlc: remote.header.hlc.clone() }))
         })?;
         let Some(written) = outcome else { return Ok(Merged::Ignored) };
@@ -574,28 +569,11 @@ impl Store {
                 clock.tick(now_ms())
             };
             let current = current.and_then(Envelope::into_live);
-            let next = decide(current.clone()).map_err(abort)?;
-            if let Some(old) = &current {
-                update_index(index, old, false)?;
-            }
-            if let Some(new) = &next {
-                update_index(index, new, true)?;
-            }
-            let envelope = match next {
+            let envelope = match decide(current.clone()).map_err(abort)? {
                 Some(record) => Envelope::live(hlc.clone(), record),
                 None => Envelope::tombstone(hlc.clone()),
             };
-            records.insert(id.as_bytes(), envelope.encode().map_err(abort)?)?;
-            let seq = next_seq(meta)?;
-            let change = Change {
-                seq,
-                collection: R::COLLECTION as u8,
-                id: id.to_owned(),
-                hlc: hlc.clone(),
-                tombstone: envelope.header.tombstone,
-            };
-            feed.insert(&seq.to_be_bytes(), encode(&change).map_err(abort)?)?;
-            meta.insert(META_SEQ, &seq.to_be_bytes())?;
+            let seq = write_version((records, index, feed, meta), id, current.as_ref(), &envelope)?;
             if let Some((sha, bytes)) = blob {
                 blobs.insert(sha.as_bytes(), bytes)?;
             }
@@ -668,8 +646,8 @@ impl Store {
         &self.inner.audit
     }
 
-    pub(crate) fn audit_next(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
-        self.inner.audit_next.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(crate) fn audit_span(&self) -> std::sync::MutexGuard<'_, crate::audit::Span> {
+        self.inner.audit_span.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     // ---- lifecycle ---------------------------------------------------------------------
@@ -685,17 +663,52 @@ impl Store {
     }
 }
 
+/// Writes `envelope` as the version of `id` in one transaction: the index entries of the `old`
+/// live record out and the new record's in, the envelope, and its change-feed entry. Returns
+/// the change's sequence number.
+fn write_version<R: Record>(
+    (records, index, feed, meta): (
+        &TransactionalTree,
+        &TransactionalTree,
+        &TransactionalTree,
+        &TransactionalTree,
+    ),
+    id: &str,
+    old: Option<&R>,
+    envelope: &Envelope<R>,
+) -> std::result::Result<u64, ConflictableTransactionError<Error>> {
+    if let Some(old) = old {
+        update_index(index, old, false)?;
+    }
+    if let Some(new) = &envelope.record {
+        update_index(index, new, true)?;
+    }
+    records.insert(id.as_bytes(), envelope.encode().map_err(abort)?)?;
+    let seq = next_seq(meta)?;
+    let change = Change {
+        seq,
+        collection: R::COLLECTION as u8,
+        id: id.to_owned(),
+        hlc: envelope.header.hlc.clone(),
+        tombstone: envelope.header.tombstone,
+    };
+    feed.insert(&seq.to_be_bytes(), encode(&change).map_err(abort)?)?;
+    meta.insert(META_SEQ, &seq.to_be_bytes())?;
+    Ok(seq)
+}
+
 fn update_index<R: Record>(
     index: &TransactionalTree,
     record: &R,
     insert: bool,
 ) -> std::result::Result<(), ConflictableTransactionError<Error>> {
     let mut result = Ok(());
+    let id = record.id();
     record.index_entries(&mut |field, value| {
         if result.is_err() {
             return;
         }
-        let key = index::entry(R::COLLECTION, field, &value, &record.id());
+        let key = index::entry(R::COLLECTION, field, &value, &id);
         result =
             if insert { index.insert(key, &[]).map(drop) } else { index.remove(key).map(drop) };
     });
@@ -722,6 +735,25 @@ fn not_found<R: Record>(id: &str) -> Error {
 
 fn abort(error: Error) -> ConflictableTransactionError<Error> {
     ConflictableTransactionError::Abort(error)
+}
+
+/// Opens sled, waiting a moment for its file lock: right after a store in this process is
+/// dropped, sled's flusher thread may still hold the previous handle's lock (a restart in
+/// place, as tests and a node's reopen do). Another process holding it fails after the wait.
+fn open_locked(config: &sled::Config) -> Result<sled::Db> {
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+    let started = std::time::Instant::now();
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(error))
+                if error.to_string().starts_with("could not acquire lock")
+                    && started.elapsed() < WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            opened => return Ok(opened?),
+        }
+    }
 }
 
 /// The sha256 of `bytes`, as 64 lowercase hex digits.

@@ -9,21 +9,8 @@ use gridnode_store::{
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-/// Opens the store in `dir`. Right after a drop, sled's flusher thread may still hold the
-/// previous handle's file lock for a moment (seen under a loaded 2-core run): retry briefly.
 fn open(dir: &tempfile::TempDir) -> Store {
-    let config = StoreConfig::new(dir.path().join("db"), "node-a");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match Store::open(&config) {
-            Ok(store) => return store,
-            Err(error) if std::time::Instant::now() < deadline => {
-                let _ = error;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(error) => panic!("cannot reopen the store: {error}"),
-        }
-    }
+    Store::open(&StoreConfig::new(dir.path().join("db"), "node-a")).unwrap()
 }
 
 fn tool(id: &str, tool_type: &str, tags: &[&str]) -> ToolEntry {

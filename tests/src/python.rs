@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-fn python_has_grpc() -> bool {
+/// Whether `python3` has grpcio and grpcio-tools.
+pub fn python_has_grpc() -> bool {
     Command::new("python3")
         .args(["-c", "import grpc, grpc_tools"])
         .status()

@@ -53,8 +53,7 @@ async fn exec_tool(api: &Api, id: &str, input: Value) -> (StatusCode, Value) {
 
 /// Requests an org makes, with its `X-Org-Id` header.
 async fn as_org(api: &Api, org: &str, path: &str, body: &Value) -> (StatusCode, Value) {
-    let client = reqwest::Client::new();
-    api.send(client.post(api.url(path)).header("X-Org-Id", org).json(body)).await
+    api.send(api.client.post(api.url(path)).header("X-Org-Id", org).json(body)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -85,7 +84,7 @@ async fn bundles_travel_selection_weighs_load_and_allow_lists_replicate() {
     let (status, _) = api_b.get(&format!("/blobs/{sha}?local=true")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "blobs are fetched on demand, not replicated");
     let calls = (0..6).map(|i| {
-        let api = Api::new(api_b.url(""));
+        let api = api_b.clone();
         async move { exec_tool(&api, "printer", json!({"text": format!("hello {i}")})).await }
     });
     for (status, body) in futures_join(calls).await {
@@ -147,7 +146,7 @@ async fn bundles_travel_selection_weighs_load_and_allow_lists_replicate() {
     // Three calls in flight on c, seen in its heartbeat.
     let holds: Vec<_> = (0..3)
         .map(|_| {
-            let api = Api::new(api_a.url(""));
+            let api = api_a.clone();
             tokio::spawn(async move {
                 api.post("/cluster-tools/execute", &json!({"tool_name": "hold", "input": {}})).await
             })
@@ -288,8 +287,7 @@ async fn every_path_runs_checks_input_and_is_refused_outside_the_allow_list() {
     let dir = tempfile::tempdir().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
     let server = remote_server(hits.clone()).await;
-    let mut config =
-        NodeConfig { node_id: "solo".into(), mdns: false, ..NodeConfig::loopback(dir.path()) };
+    let mut config = NodeConfig { node_id: "solo".into(), ..NodeConfig::loopback(dir.path()) };
     config.runtime.max_output_bytes = 1024;
     config.execute.call_timeout_ms = 500;
     let node = Node::start(config).await.unwrap();

@@ -2,30 +2,23 @@
 //! is written on one is readable (by id and by keyword) on the others, and `GET /node`,
 //! `GET /peers` and `GET /cluster-tools` tell who is alive.
 
-use gridnode::{Node, NodeConfig};
+use gridnode::Node;
 use gridnode_tests::api::{Api, ids};
 use gridnode_tests::bundle::zip;
 use gridnode_tests::walk::{eventually, eventually_ids, tcp_addr};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+mod support;
+
+/// Heartbeats every 200 ms: liveness changes show quickly.
 async fn start(
     dir: &std::path::Path,
     name: &str,
     cluster: &str,
     bootstrap: Vec<String>,
 ) -> (Node, Api) {
-    let mut config = NodeConfig {
-        node_id: name.into(),
-        cluster: cluster.into(),
-        bootstrap,
-        ..NodeConfig::loopback(dir.join(name))
-    };
-    config.federation.heartbeat_ms = 200;
-    config.federation.anti_entropy_ms = 500;
-    let node = Node::start(config).await.unwrap();
-    let api = Api::new(format!("http://{}", node.http_addr()));
-    (node, api)
+    support::start(dir, name, cluster, bootstrap, None, 200).await
 }
 
 fn tcp(node: &Node) -> String {

@@ -228,7 +228,7 @@ async fn a_daemonset_node_takes_its_id_from_its_kubernetes_node_label() {
     kube.add_node("worker-2", ("zone", "a"), &[("InternalIP", "10.0.0.8")]);
     let dir = tempfile::tempdir().unwrap();
     let start = |name: &str| {
-        let mut config = NodeConfig { mdns: false, ..NodeConfig::loopback(dir.path().join(name)) };
+        let mut config = NodeConfig::loopback(dir.path().join(name));
         config.resolver.kubernetes = Some(KubernetesSettings {
             node_name: Some(name.into()),
             ..settings(kube.kubeconfig(dir.path()), Duration::from_secs(60))

@@ -5,14 +5,13 @@
 //! run its tools over gRPC.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use gridnode::config::{KubernetesSettings, ResolverKind};
 use gridnode::{Node, NodeConfig};
-use gridnode_tests::api::Api;
+use gridnode_tests::api::{Api, ids};
 use gridnode_tests::kube::FakeKube;
 use gridnode_tests::python::{ensure_grpcio, generate_stubs};
-use gridnode_tests::walk::EVENTUALLY;
+use gridnode_tests::walk::{eventually, tcp_addr};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -124,7 +123,7 @@ async fn a_python_sdk_node_registers_and_runs_its_tools_through_gridnode() {
         ..KubernetesSettings::default()
     });
     let a = Node::start(config_a).await.unwrap();
-    let tcp_a = a.p2p_addrs().iter().find(|addr| addr.contains("/tcp/")).unwrap().clone();
+    let tcp_a = tcp_addr(&a.p2p_addrs());
     let mut config_b = NodeConfig {
         node_id: "gw-b".into(),
         cluster,
@@ -146,9 +145,7 @@ async fn a_python_sdk_node_registers_and_runs_its_tools_through_gridnode() {
     }
     let (status, records) = api_a.get("/cluster-tools/py-node").await;
     assert_eq!(status, StatusCode::OK);
-    let names: Vec<&str> =
-        records.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["py_fail", "py_reverse"]);
+    assert_eq!(ids(&records, "name"), ["py_fail", "py_reverse"]);
     assert!(records.as_array().unwrap().iter().all(|r| r["alive"] == true));
 
     // Resolved through the kubernetes resolver, run over gRPC by the Python server.
@@ -176,15 +173,8 @@ async fn a_python_sdk_node_registers_and_runs_its_tools_through_gridnode() {
     assert_eq!(a.cluster_tools().stats().failovers, 0);
 
     // The records replicated to b, which reaches the SDK node through its static table.
-    let deadline = Instant::now() + EVENTUALLY;
-    loop {
-        let (_, records) = api_b.get("/cluster-tools/py-node").await;
-        if records.as_array().is_some_and(|r| r.len() == 2) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "records never reached b: {records}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(&api_b, "/cluster-tools/py-node", |r| r.as_array().is_some_and(|r| r.len() == 2))
+        .await;
     let (status, body) = api_b.post("/cluster-tools/execute", &request).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["metadata"]["node_id"], "py-node");

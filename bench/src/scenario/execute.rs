@@ -3,7 +3,6 @@
 //! the node that runs it (the limit) in the same run; and the resolver chain's lookup cost with
 //! a warm cache (federation, static, and kubernetes against a stand-in API server).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gridnode::config::KubernetesSettings;
@@ -14,6 +13,7 @@ use gridnode_proto::ToolExecutorClient;
 use gridnode_tests::kube::FakeKube;
 use serde_json::json;
 
+use crate::load;
 use crate::report::{BenchResult, Percentiles, percentiles, row};
 use crate::scenario::grpc::{self, text_input};
 
@@ -21,53 +21,6 @@ use crate::scenario::grpc::{self, text_input};
 const HOP_TARGET: Duration = Duration::from_micros(150);
 /// The most a warm resolver lookup may cost.
 const LOOKUP_TARGET: Duration = Duration::from_micros(5);
-
-struct Measured {
-    latency: Percentiles,
-    per_second: f64,
-}
-
-/// `calls` REST executes, `concurrency` at a time.
-async fn rest(
-    client: &reqwest::Client,
-    url: &str,
-    body: serde_json::Value,
-    concurrency: usize,
-    calls: usize,
-) -> Result<Measured, Box<dyn std::error::Error>> {
-    let body = Arc::new(serde_json::to_vec(&body)?);
-    let started = Instant::now();
-    let mut workers = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        let (client, url, body) = (client.clone(), url.to_owned(), body.clone());
-        let share = calls / concurrency;
-        workers.push(tokio::spawn(async move {
-            let mut samples = Vec::with_capacity(share);
-            for _ in 0..share {
-                let t = Instant::now();
-                let response = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body.to_vec())
-                    .send()
-                    .await?;
-                let status = response.status();
-                let bytes = response.bytes().await?;
-                samples.push(t.elapsed());
-                if !status.is_success() {
-                    return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes)).into());
-                }
-            }
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(samples)
-        }));
-    }
-    let mut samples = Vec::with_capacity(calls);
-    for worker in workers {
-        samples.extend(worker.await?.map_err(|e| e.to_string())?);
-    }
-    let per_second = samples.len() as f64 / started.elapsed().as_secs_f64();
-    Ok(Measured { latency: percentiles(samples), per_second })
-}
 
 /// Per-lookup latency of `n` warm lookups (one untimed lookup first warms the cache).
 async fn lookups<F, Fut>(n: usize, lookup: F) -> Result<Percentiles, String>
@@ -131,7 +84,11 @@ pub fn run(quick: bool) -> BenchResult {
                 if let Some(node) = pin {
                     body["node_id"] = json!(node);
                 }
-                let measured = rest(&client, &url, body, concurrency, calls).await?;
+                let (url, body) = (url.clone(), serde_json::to_vec(&body)?);
+                let measured = load::http(&client, concurrency, calls, move |_| {
+                    (reqwest::Method::POST, url.clone(), Some(body.clone()))
+                })
+                .await?;
                 let hop_us = (measured.latency.p50.as_secs_f64() - limit.latency.p50.as_secs_f64()) * 1e6;
                 let verdict = if concurrency > 1 {
                     "(queueing: see throughput)"

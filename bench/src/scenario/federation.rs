@@ -151,9 +151,7 @@ async fn catch_up(records: usize) -> BenchResult {
     let dir = tempfile::tempdir()?;
     let cluster = format!("bench-catch-up-{}", std::process::id());
     let store = Store::open(&StoreConfig::new(dir.path().join("full"), "full"))?;
-    for chunk in corpus::tools(records, 5).chunks(10_000) {
-        store.import(chunk)?;
-    }
+    store.import(&corpus::tools(records, 5))?;
     drop(store);
     let full = member(dir.path(), "full", &cluster, vec![]).await?;
     let started = Instant::now();
@@ -185,7 +183,7 @@ async fn catch_up(records: usize) -> BenchResult {
 /// Ten full nodes, converged and idle: CPU over `seconds`, and this process's memory.
 async fn idle(seconds: u64) -> BenchResult {
     let dir = tempfile::tempdir()?;
-    let rss_before = rss_bytes();
+    let rss_before = crate::report::rss("self").unwrap_or(0);
     let cluster = format!("bench-idle-{}", std::process::id());
     let mut nodes: Vec<Node> = Vec::new();
     for i in 0..10 {
@@ -207,7 +205,7 @@ async fn idle(seconds: u64) -> BenchResult {
     let (cpu_before, wall) = (cpu_time(), Instant::now());
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let cpu = cpu_time().saturating_sub(cpu_before).as_secs_f64() / wall.elapsed().as_secs_f64();
-    let rss = rss_bytes();
+    let rss = crate::report::rss("self").unwrap_or(0);
     crate::out!(
         "| idle, 10 full nodes in one process | {seconds} s | | | {:.1} % of one core ({:.2} % a node); {:.0} MiB resident ({:.0} MiB a node, heartbeat 1 s) |",
         cpu * 100.0,
@@ -230,14 +228,4 @@ fn cpu_time() -> Duration {
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     // utime and stime are fields 14 and 15 of the line: 11 and 12 after the command name.
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
-/// This process's resident memory, from /proc.
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }

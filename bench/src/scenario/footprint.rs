@@ -170,9 +170,7 @@ pub fn run(quick: bool) -> BenchResult {
     let full = dir.path().join("full");
     {
         let store = Store::open(&StoreConfig::new(full.join("store"), "footprint"))?;
-        for chunk in corpus::tools(n, 42).chunks(10_000) {
-            store.import(chunk)?;
-        }
+        store.import(&corpus::tools(n, 42))?;
         let index = SearchIndex::open(&full.join("index"), store.clone())?;
         index.close();
         store.sync()?;

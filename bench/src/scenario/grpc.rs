@@ -12,7 +12,8 @@ use gridnode_proto::{
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 
-use crate::report::{BenchResult, Percentiles, percentiles, row};
+use crate::load::Measured;
+use crate::report::{BenchResult, percentiles, row};
 
 /// The limit: a ToolExecutor that does nothing but return its input.
 #[derive(Debug, Clone, Copy)]
@@ -34,12 +35,6 @@ impl ToolExecutor for Bare {
     }
 }
 
-/// One measured configuration.
-pub(crate) struct Load {
-    pub latency: Percentiles,
-    pub per_second: f64,
-}
-
 /// `calls` calls of `tool` with `input`, `concurrency` at a time over one channel.
 pub(crate) async fn load(
     client: &ToolExecutorClient<Channel>,
@@ -47,7 +42,7 @@ pub(crate) async fn load(
     input: &[u8],
     concurrency: usize,
     calls: usize,
-) -> Result<Load, Box<dyn std::error::Error>> {
+) -> Result<Measured, Box<dyn std::error::Error>> {
     let input = Arc::new(input.to_vec());
     let started = Instant::now();
     let mut workers = Vec::with_capacity(concurrency);
@@ -75,7 +70,7 @@ pub(crate) async fn load(
     }
     let elapsed = started.elapsed();
     let count = samples.len();
-    Ok(Load { latency: percentiles(samples), per_second: count as f64 / elapsed.as_secs_f64() })
+    Ok(Measured { latency: percentiles(samples), per_second: count as f64 / elapsed.as_secs_f64() })
 }
 
 /// A `reverse_text` input of about `size` bytes.
@@ -87,11 +82,7 @@ pub(crate) fn text_input(size: usize) -> Vec<u8> {
 /// The seed's Python ToolExecutor (`bench/python/grpc_server.py`) on loopback, when python3 has
 /// grpcio and grpcio-tools; its process (killed on drop) and port.
 async fn python_server(dir: &std::path::Path) -> Option<(tokio::process::Child, u16)> {
-    let has_grpc = std::process::Command::new("python3")
-        .args(["-c", "import grpc, grpc_tools"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_grpc {
+    if !gridnode_tests::python::python_has_grpc() {
         return None;
     }
     let stubs = dir.join("python-stubs");
@@ -157,7 +148,7 @@ pub fn run(quick: bool) -> BenchResult {
                 let calls = if concurrency == 1 { 5_000 / scale } else { 40_000 / scale };
                 let bytes = vec![b'x'; size];
                 let base = load(&limit, "echo", &bytes, concurrency, calls).await?;
-                let line = |name: &str, measured: &Load| {
+                let line = |name: &str, measured: &Measured| {
                     crate::out!(
                         "| {name} | {size} B | {concurrency} | {:.1?} | {:.1?} | {:.0} | {:.2} ×, {:.2} × |",
                         measured.latency.p50,

@@ -21,18 +21,12 @@ const GET_TARGET: f64 = 0.7;
 pub fn run(quick: bool) -> BenchResult {
     let n = if quick { 2_000 } else { 100_000 };
     let dir = tempfile::tempdir()?;
-    let tools = corpus::tools(n, 42);
-    {
-        let store = Store::open(&StoreConfig::new(dir.path().join("store"), "bench"))?;
-        for chunk in tools.chunks(10_000) {
-            store.import(chunk)?;
-        }
-    }
+    Store::open(&StoreConfig::new(dir.path().join("store"), "bench"))?
+        .import(&corpus::tools(n, 42))?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let node = Node::start(NodeConfig {
             node_id: "bench".into(),
-            mdns: false,
             ..NodeConfig::loopback(dir.path().to_path_buf())
         })
         .await?;

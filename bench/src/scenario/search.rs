@@ -17,12 +17,9 @@ use crate::report::{BenchResult, Percentiles, percentiles, row};
 pub fn run(n: usize, quick: bool) -> BenchResult {
     let runtime = tokio::runtime::Runtime::new()?;
     let dir = tempfile::tempdir()?;
-    {
-        let store = Store::open(&StoreConfig::new(dir.path().join("store"), "bench"))?;
-        for chunk in corpus::tools(n, 42).chunks(10_000) {
-            store.import(chunk)?;
-        }
-    }
+    // The same corpus goes into the node's store and, later, into SQLite.
+    let tools = std::sync::Arc::new(corpus::tools(n, 42));
+    Store::open(&StoreConfig::new(dir.path().join("store"), "bench"))?.import(&tools)?;
     runtime.block_on(async {
         let config = NodeConfig {
             node_id: "bench".into(),
@@ -102,8 +99,9 @@ pub fn run(n: usize, quick: bool) -> BenchResult {
 
         // The alternative stack: SQLite's FTS5 over the same corpus, on disk, ranked by bm25.
         let sqlite_path = dir.path().join("fts5.sqlite");
-        let queries_in = queries.clone();
-        let (fts_build, fts) = tokio::task::spawn_blocking(move || fts5(&sqlite_path, n, &queries_in)).await??;
+        let (queries_in, corpus) = (queries.clone(), tools.clone());
+        let (fts_build, fts) =
+            tokio::task::spawn_blocking(move || fts5(&sqlite_path, &corpus, &queries_in)).await??;
 
         let writes = if quick { 20 } else { 200 };
         let mut visible = Vec::with_capacity(writes);
@@ -172,7 +170,7 @@ pub fn run(n: usize, quick: bool) -> BenchResult {
 /// per-query latencies.
 fn fts5(
     path: &std::path::Path,
-    n: usize,
+    tools: &[ToolEntry],
     queries: &[String],
 ) -> Result<(Duration, Vec<Duration>), String> {
     let started = Instant::now();
@@ -187,7 +185,7 @@ fn fts5(
         let mut insert = tx
             .prepare("INSERT INTO tools (id, description, tags, kind, man_page) VALUES (?1, ?2, ?3, ?4, ?5)")
             .map_err(|e| e.to_string())?;
-        for tool in corpus::tools(n, 42) {
+        for tool in tools {
             insert
                 .execute((
                     &tool.tool_id,

@@ -185,7 +185,7 @@ async fn execute(
     let input = input_bytes(&request.input)?;
     let caller = Caller { org: org.as_deref(), action: None };
     let execution =
-        app.execution.cluster_tool(caller, tool_name, &input, request.node_id.as_deref()).await?;
+        app.execution().cluster_tool(caller, tool_name, &input, request.node_id.as_deref()).await?;
     Ok(respond(execution, None))
 }
 

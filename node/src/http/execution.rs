@@ -64,7 +64,7 @@ async fn execute_by_id(
     let org = org?.with_body(request.org_id)?;
     let input = input_bytes(&request.input)?;
     let caller = Caller { org: org.as_deref(), action: None };
-    Ok(respond(app.execution.by_id(kind, caller, &id, &input).await?, None))
+    Ok(respond(app.execution().by_id(kind, caller, &id, &input).await?, None))
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,7 +198,7 @@ async fn get_allowed(
     State(app): State<AppState>,
     Path(org): Path<String>,
 ) -> Result<Json<Vec<String>>> {
-    let list: AllowList = app.execution.orgs().get(org).await?;
+    let list: AllowList = app.execution().orgs().get(org).await?;
     Ok(Json(list.allowed_tools))
 }
 
@@ -210,7 +210,7 @@ async fn put_allowed(
 ) -> Result<Json<Value>> {
     let tools = body?.0;
     let count = tools.len();
-    app.execution.orgs().put(org.clone(), tools).await?;
+    app.execution().orgs().put(org.clone(), tools).await?;
     Ok(Json(json!({ "message": "Allow-list updated", "org_id": org, "count": count })))
 }
 
@@ -219,7 +219,7 @@ async fn delete_allowed(
     State(app): State<AppState>,
     Path(org): Path<String>,
 ) -> Result<Json<Value>> {
-    app.execution.orgs().delete(org).await?;
+    app.execution().orgs().delete(org).await?;
     Ok(Json(json!({ "message": "Allow-list deleted" })))
 }
 
@@ -237,5 +237,5 @@ async fn audit(
     }
     let text = |name: &str| params.0.get(name).filter(|v| !v.is_empty()).cloned();
     let query = AuditQuery { org: text("org"), tool: text("tool"), limit: params.page()?.limit };
-    Ok(Json(app.execution.audit().entries(query).await?))
+    Ok(Json(app.execution().audit().entries(query).await?))
 }

@@ -103,63 +103,57 @@ fn load_one(folder: &Path, settings: &ProcessSettings) -> Result<ProcessTool, St
     if !run.is_file() {
         return Err("no executable 'run' file".into());
     }
-    make_executable(&run).map_err(|e| format!("cannot make 'run' executable: {e}"))?;
-    let workdir = settings.work_root.join(&name);
-    std::fs::create_dir_all(&workdir)
-        .map_err(|e| format!("cannot create working directory {}: {e}", workdir.display()))?;
-    // Absolute paths: a relative program path would be looked up from the working directory.
-    let run = std::fs::canonicalize(&run).map_err(|e| format!("cannot resolve 'run': {e}"))?;
-    let workdir = std::fs::canonicalize(&workdir)
-        .map_err(|e| format!("cannot resolve the working directory: {e}"))?;
     let timeout = match manifest.timeout_ms {
         None => settings.default_timeout,
         Some(ms) if (1..=MAX_TIMEOUT_MS).contains(&ms) => Duration::from_millis(ms),
         Some(ms) => return Err(format!("timeout_ms is {ms}; use 1 to {MAX_TIMEOUT_MS}")),
     };
-    Ok(ProcessTool {
-        name,
-        description: manifest.description,
-        input_spec: manifest.input_spec,
-        metadata: manifest.metadata,
-        run,
-        workdir,
-        timeout,
-        max_output: settings.max_output_bytes,
-        slots: Arc::new(Semaphore::new(settings.max_concurrent)),
-        max_concurrent: settings.max_concurrent,
-        env: Vec::new(),
-    })
+    ProcessTool::prepare(
+        Prepared {
+            name,
+            description: manifest.description,
+            input_spec: manifest.input_spec,
+            metadata: manifest.metadata,
+            run,
+            timeout,
+            env: Vec::new(),
+        },
+        settings,
+    )
 }
 
-/// A process tool that is not a folder of the tools dir: a bundle tool unpacked by the node
-/// (contract section 11). `run` is its executable; `env` adds to the fixed environment.
-#[derive(Debug)]
+/// What a process tool is made of: a tools-dir folder's manifest, or a bundle tool unpacked by
+/// the node (contract section 11). `run` is its executable (it must exist); `env` adds to the
+/// fixed environment.
+#[derive(Debug, Default)]
 pub struct Prepared {
     pub name: String,
+    pub description: String,
+    pub input_spec: JsonMap,
+    pub metadata: JsonMap,
     pub run: PathBuf,
     pub timeout: Duration,
     pub env: Vec<(String, String)>,
 }
 
 impl ProcessTool {
-    /// A tool from an unpacked bundle, run under the same sandbox and limits as the tools dir's.
+    /// A tool run under the sandbox and limits of `settings`: `run` made executable and
+    /// resolved, its working directory `<work_root>/<name>` created.
     pub fn prepare(tool: Prepared, settings: &ProcessSettings) -> Result<ProcessTool, String> {
-        if !tool.run.is_file() {
-            return Err("the bundle has no executable 'run' file at its root or in code/".into());
-        }
         make_executable(&tool.run).map_err(|e| format!("cannot make 'run' executable: {e}"))?;
         let workdir = settings.work_root.join(&tool.name);
         std::fs::create_dir_all(&workdir)
             .map_err(|e| format!("cannot create working directory {}: {e}", workdir.display()))?;
+        // Absolute paths: a relative program path would be looked up from the working directory.
         let run =
             std::fs::canonicalize(&tool.run).map_err(|e| format!("cannot resolve 'run': {e}"))?;
         let workdir = std::fs::canonicalize(&workdir)
             .map_err(|e| format!("cannot resolve the working directory: {e}"))?;
         Ok(ProcessTool {
             name: tool.name,
-            description: String::new(),
-            input_spec: JsonMap::new(),
-            metadata: JsonMap::new(),
+            description: tool.description,
+            input_spec: tool.input_spec,
+            metadata: tool.metadata,
             run,
             workdir,
             timeout: tool.timeout,

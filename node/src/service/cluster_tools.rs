@@ -9,14 +9,13 @@
 //! to the next candidate, within `execute.max_attempts` and `execute.deadline_ms`; a tool that
 //! ran and failed is the answer, never retried elsewhere (it may not be idempotent).
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, RandomState};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use gridnode_proto::CallFunctionRequest;
-use gridnode_store::{ClusterLocalTool, JsonMap, Record};
+use gridnode_store::{ClusterLocalTool, ID_RULE, JsonMap, Record};
 use serde_json::Value;
 
 use crate::config::{ExecuteSettings, RESERVED_NODE_IDS};
@@ -25,26 +24,24 @@ use crate::resolve::Chain;
 use crate::runtime::spec::InputValidator;
 use crate::runtime::{CallOutcome, Runtime};
 use crate::service::cluster::Cluster;
+use crate::service::fresh::Fresh;
 use crate::service::{HostedTool, Registry};
 
 pub mod candidates;
 pub mod pool;
 
-use candidates::Candidate;
+use candidates::{Candidate, Validator};
 use pool::{CallError, Pool};
 
-/// Compiled input specs kept at most.
-const MAX_VALIDATORS: usize = 1024;
 /// Tool lookups cached at most (past this, stale entries are dropped).
 const MAX_CACHED_HOSTS: usize = 4096;
-/// What names and node ids look like.
-const NAME_RULE: &str =
-    "names start with a letter or digit, then up to 127 of letters, digits and . _ : @ -";
 /// The longest tool name echoed in a message.
 const MAX_ECHO: usize = 128;
 
-/// `(tool, pinned node)` → the store's feed sequence when read, and the records then.
-type HostsCache = HashMap<(String, Option<String>), (u64, Arc<Vec<HostedTool>>)>;
+/// The records of a tool, each with its compiled input spec.
+type Hosts = Vec<(HostedTool, Validator)>;
+/// `(tool, pinned node)` → its hosts, while the store has not changed since they were read.
+type HostsCache = Fresh<(String, Option<String>), Arc<Hosts>>;
 
 /// The service. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -60,12 +57,9 @@ struct Inner {
     chain: Chain,
     pool: Pool,
     settings: ExecuteSettings,
-    /// Compiled input specs, by a keyed hash of the spec's JSON text.
-    validators: Mutex<HashMap<u64, Arc<InputValidator>>>,
-    spec_keys: RandomState,
     /// Hosts of a tool (or of a tool on one node), read at a store sequence number: valid
     /// while the store has committed nothing since. Spares the store a read per call.
-    hosts: Mutex<HostsCache>,
+    hosts: HostsCache,
     /// Turns among equally loaded candidates.
     turn: AtomicUsize,
     stats: Counters,
@@ -114,9 +108,7 @@ impl ClusterTools {
                 chain,
                 pool,
                 settings,
-                validators: Mutex::default(),
-                spec_keys: RandomState::new(),
-                hosts: Mutex::default(),
+                hosts: Fresh::new(MAX_CACHED_HOSTS),
                 turn: AtomicUsize::new(0),
                 stats: Counters::default(),
             }),
@@ -277,9 +269,16 @@ impl ClusterTools {
         let Some(first) = candidates.first() else {
             return Err(Error::Unreachable(self.no_live_node(tool, pin).to_string()));
         };
-        self.validator(&first.hosted.record.input_spec)?
-            .validate(input)
-            .map_err(|why| Error::BadRequest(format!("invalid input for '{tool}': {why}")))?;
+        match first.validator.as_ref() {
+            Ok(validator) => validator
+                .validate(input)
+                .map_err(|why| Error::BadRequest(format!("invalid input for '{tool}': {why}")))?,
+            Err(why) => {
+                return Err(Error::Internal(format!(
+                    "the tool's registered input_spec does not compile: {why}"
+                )));
+            }
+        }
 
         let mut failures = Vec::new();
         let mut unresolved = None;
@@ -293,10 +292,10 @@ impl ClusterTools {
             }
             if index > 0 {
                 // Another node's copy of the tool may take other input.
-                let fits = self
-                    .validator(&candidate.hosted.record.input_spec)
-                    .map_err(|e| e.to_string())
-                    .and_then(|validator| validator.validate(input));
+                let fits = match candidate.validator.as_ref() {
+                    Ok(validator) => validator.validate(input),
+                    Err(why) => Err(format!("its input_spec does not compile: {why}")),
+                };
                 if let Err(why) = fits {
                     failures.push(format!("{node_id}: the input does not fit its spec ({why})"));
                     continue;
@@ -386,11 +385,11 @@ impl ClusterTools {
     ) -> Result<Vec<Candidate>> {
         // A name no record can have is refused before any lookup (and never cached).
         gridnode_store::validate_id("tool", tool).map_err(|_| {
-            Error::BadRequest(format!("invalid tool_name '{}': {NAME_RULE}", echo(tool)))
+            Error::BadRequest(format!("invalid tool_name '{}': names {ID_RULE}", echo(tool)))
         })?;
         if let Some(node) = pin {
             gridnode_store::validate_id("node", node).map_err(|_| {
-                Error::BadRequest(format!("invalid node_id '{}': {NAME_RULE}", echo(node)))
+                Error::BadRequest(format!("invalid node_id '{}': names {ID_RULE}", echo(node)))
             })?;
         }
         let hosts = self.hosts(tool, pin).await?;
@@ -406,12 +405,12 @@ impl ClusterTools {
         let me = cluster.node_id();
         let live = hosts
             .iter()
-            .cloned()
-            .filter_map(|hosted| {
+            .filter_map(|(hosted, validator)| {
                 let local = hosted.record.node_id == me;
                 let standing = cluster.standing(&hosted.record.node_id, &hosted.written_by);
-                (local || standing.alive).then_some(Candidate {
-                    hosted,
+                (local || standing.alive).then(|| Candidate {
+                    hosted: hosted.clone(),
+                    validator: validator.clone(),
                     local,
                     load: standing.load,
                 })
@@ -423,33 +422,29 @@ impl ClusterTools {
 
     /// The records of `tool` (on `pin` only, when given), from the cache while the store has
     /// not changed since they were read.
-    async fn hosts(&self, tool: &str, pin: Option<&str>) -> Result<Arc<Vec<HostedTool>>> {
+    async fn hosts(&self, tool: &str, pin: Option<&str>) -> Result<Arc<Hosts>> {
         let key = (tool.to_owned(), pin.map(str::to_owned));
-        let store = self.inner.registry.store();
-        // Read the sequence first: a write committed after it makes the entry stale at once.
-        let seq = store.last_seq();
-        if let Some((at, hosts)) = self.hosts_cache().get(&key)
-            && *at == seq
-        {
-            return Ok(hosts.clone());
-        }
-        let hosts = Arc::new(self.inner.registry.hosts_of(key.0.clone(), key.1.clone()).await?);
-        if hosts.is_empty() {
+        let seq = self.inner.registry.store().last_seq();
+        if let Some(hosts) = self.inner.hosts.get(&key, seq) {
             return Ok(hosts);
         }
-        let mut cache = self.hosts_cache();
-        if cache.len() >= MAX_CACHED_HOSTS {
-            cache.retain(|_, (at, _)| *at == seq);
-            if cache.len() >= MAX_CACHED_HOSTS {
-                cache.clear();
-            }
+        let records = self.inner.registry.hosts_of(key.0.clone(), key.1.clone()).await?;
+        let hosts: Arc<Hosts> = Arc::new(
+            records
+                .into_iter()
+                .map(|hosted| {
+                    let validator = Arc::new(
+                        InputValidator::compile(&hosted.record.input_spec)
+                            .map_err(|e| e.to_string()),
+                    );
+                    (hosted, validator)
+                })
+                .collect(),
+        );
+        if !hosts.is_empty() {
+            self.inner.hosts.insert(key, seq, hosts.clone());
         }
-        cache.insert(key, (seq, hosts.clone()));
         Ok(hosts)
-    }
-
-    fn hosts_cache(&self) -> std::sync::MutexGuard<'_, HostsCache> {
-        self.inner.hosts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn no_live_node(&self, tool: &str, pin: Option<&str>) -> Error {
@@ -464,28 +459,6 @@ impl ClusterTools {
                 echo(tool)
             ),
         })
-    }
-
-    /// The compiled validator of a spec, compiled once (keyed by a keyed hash of its JSON).
-    fn validator(&self, spec: &JsonMap) -> Result<Arc<InputValidator>> {
-        let key = self.inner.spec_keys.hash_one(serde_json::to_string(spec).unwrap_or_default());
-        let cached = self.validators().get(&key).cloned();
-        if let Some(validator) = cached {
-            return Ok(validator);
-        }
-        let validator = Arc::new(InputValidator::compile(spec).map_err(|e| {
-            Error::Internal(format!("the tool's registered input_spec does not compile: {e}"))
-        })?);
-        let mut validators = self.validators();
-        if validators.len() >= MAX_VALIDATORS {
-            validators.clear();
-        }
-        validators.insert(key, validator.clone());
-        Ok(validator)
-    }
-
-    fn validators(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<InputValidator>>> {
-        self.inner.validators.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

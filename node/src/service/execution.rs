@@ -179,7 +179,6 @@ struct Inner {
     bundles: BundleCache,
     remote: Remote,
     process: ProcessSettings,
-    node_id: String,
     metrics: crate::metrics::Metrics,
     loaded: Mutex<LoadedCache>,
 }
@@ -196,7 +195,6 @@ pub struct Parts {
     pub remote: Remote,
     /// Limits of bundle tools (their working directories are under `work_root`).
     pub process: ProcessSettings,
-    pub node_id: String,
     /// Where bundle and remote tool calls are counted.
     pub metrics: crate::metrics::Metrics,
 }
@@ -213,7 +211,6 @@ impl Execution {
                 bundles: parts.bundles,
                 remote: parts.remote,
                 process: parts.process,
-                node_id: parts.node_id,
                 metrics: parts.metrics,
                 loaded: Mutex::default(),
             }),
@@ -293,25 +290,28 @@ impl Execution {
             .validate(input)
             .map_err(|why| Error::BadRequest(format!("invalid input for '{id}': {why}")))?;
         let span = tracing::debug_span!("tool_call", tool = %id, runtime = loaded.how.name());
-        async {
-            match &loaded.how {
-                // Counted by the runtime of the node that runs it.
-                How::System(name) => {
-                    return self.inner.cluster_tools.execute(name, input, None).await;
-                }
-                How::Remote(url) => {
-                    let what = format!("{} '{id}'", R::COLLECTION.kind());
-                    let mut outcome = self.inner.remote.call(&what, url, input).await?;
-                    outcome.metadata.insert("node_id".into(), self.inner.node_id.clone());
-                    Ok(outcome)
-                }
-                How::Bundle(bundle) => self.run_bundle(id, bundle, input).await,
+        let result = match &loaded.how {
+            // Counted by the runtime of the node that runs it.
+            How::System(name) => {
+                return self.inner.cluster_tools.execute(name, input, None).instrument(span).await;
             }
-            .inspect(|outcome| self.inner.metrics.tool_call(id, outcome.success))
-            .inspect_err(|_| self.inner.metrics.tool_call(id, false))
-        }
-        .instrument(span)
-        .await
+            How::Remote(url) => {
+                let what = format!("{} '{id}'", R::COLLECTION.kind());
+                self.inner.remote.call(&what, url, input).instrument(span).await.map(
+                    |mut outcome| {
+                        outcome.metadata.insert("node_id".into(), self.node_id().to_owned());
+                        outcome
+                    },
+                )
+            }
+            How::Bundle(bundle) => self.run_bundle(id, bundle, input).instrument(span).await,
+        };
+        self.inner.metrics.tool_call(id, result.as_ref().is_ok_and(|outcome| outcome.success));
+        result
+    }
+
+    fn node_id(&self) -> &str {
+        self.inner.cluster_tools.runtime().node_id()
     }
 
     async fn run_bundle(&self, id: &str, bundle: &Bundle, input: &[u8]) -> Result<CallOutcome> {
@@ -336,12 +336,17 @@ impl Execution {
                         .into_iter()
                         .map(|path| lease.dir().join(path))
                         .find(|path| path.is_file())
-                        .unwrap_or_else(|| lease.dir().join("run"));
+                        .ok_or_else(|| {
+                            Error::BadRequest(format!(
+                                "tool '{id}' cannot run: the bundle has no executable 'run' file at its root or in code/"
+                            ))
+                        })?;
                     let prepared = Prepared {
                         name: id.to_owned(),
                         run,
                         timeout: bundle.timeout,
                         env: bundle.env.clone(),
+                        ..Prepared::default()
                     };
                     let tool = Arc::new(ProcessTool::prepare(prepared, &inner.process).map_err(
                         |why| Error::BadRequest(format!("tool '{id}' cannot run: {why}")),
@@ -357,7 +362,7 @@ impl Execution {
         let result = tool.call(input).await;
         drop((running, lease));
         let mut metadata = BTreeMap::new();
-        metadata.insert("node_id".to_owned(), inner.node_id.clone());
+        metadata.insert("node_id".to_owned(), self.node_id().to_owned());
         metadata.insert("runtime".to_owned(), "bundle".to_owned());
         metadata.insert("duration_ms".to_owned(), started.elapsed().as_millis().to_string());
         Ok(match result {

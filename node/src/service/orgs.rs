@@ -2,30 +2,28 @@
 //! requests may run or select. An org without a list may use every tool. Lists are records of
 //! the store, so they replicate to every peer like the registry and are enforced everywhere.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use gridnode_store::{AllowList, MAX_ALLOWED_TOOLS, validate_id};
 
 use crate::error::{Error, Result};
 use crate::service::Registry;
+use crate::service::fresh::Fresh;
 
 /// Orgs whose lists are cached at most (past this the cache starts over).
 const MAX_CACHED: usize = 4096;
-
-/// `org` → the store's feed sequence when read, and its list then.
-type Cache = HashMap<String, (u64, Option<Arc<AllowList>>)>;
 
 /// The service. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Orgs {
     registry: Registry,
-    cache: Arc<Mutex<Cache>>,
+    /// `org` → its list (none: no list), while the store has not changed.
+    cache: Arc<Fresh<String, Option<Arc<AllowList>>>>,
 }
 
 impl Orgs {
     pub fn new(registry: Registry) -> Orgs {
-        Orgs { registry, cache: Arc::default() }
+        Orgs { registry, cache: Arc::new(Fresh::new(MAX_CACHED)) }
     }
 
     /// Sets (or replaces) an org's allow-list (`PUT /orgs/{org}/allowed-tools`).
@@ -94,26 +92,16 @@ impl Orgs {
     pub async fn allow_list(&self, org: &str) -> Result<Option<Arc<AllowList>>> {
         check_org(org)?;
         let seq = self.registry.store().last_seq();
-        if let Some((at, list)) = self.cache().get(org)
-            && *at == seq
-        {
-            return Ok(list.clone());
+        if let Some(list) = self.cache.get(&org.to_owned(), seq) {
+            return Ok(list);
         }
         let key = org.to_owned();
         let list = self
             .registry
             .blocking(move |store| Ok(store.try_get::<AllowList>(&key)?.map(Arc::new)))
             .await?;
-        let mut cache = self.cache();
-        if cache.len() >= MAX_CACHED {
-            cache.clear();
-        }
-        cache.insert(org.to_owned(), (seq, list.clone()));
+        self.cache.insert(org.to_owned(), seq, list.clone());
         Ok(list)
-    }
-
-    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -128,10 +116,6 @@ fn no_list(org: &str) -> Error {
 
 /// Org ids follow the id pattern.
 pub fn check_org(org: &str) -> Result<()> {
-    validate_id("org", org).map_err(|_| {
-        Error::BadRequest(format!(
-            "invalid org id '{}': org ids start with a letter or digit, then up to 127 of letters, digits and . _ : @ -",
-            org.chars().take(64).collect::<String>()
-        ))
-    })
+    gridnode_store::validate_named("org id", "org ids", org)
+        .map_err(|e| Error::BadRequest(e.to_string()))
 }

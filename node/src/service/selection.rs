@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use gridnode_federation::Load;
 use gridnode_store::query::Filter;
-use gridnode_store::{Collection, JsonMap, Record, ToolEntry};
+use gridnode_store::{Collection, JsonMap, Record, Store, ToolEntry};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
@@ -318,88 +318,20 @@ impl Selection {
             Some(org) => self.orgs.allow_list(org).await?,
             None => None,
         };
-        // Candidates and their filter, off the async executor.
-        let (catalog, registry, picked) =
-            (self.catalog.clone(), self.registry.clone(), selector.clone());
-        let scope_len = match &scope {
+        let listed = match &scope {
             Scope::All => None,
             Scope::Ids(ids) => Some(ids.len()),
         };
-        let (considered, matched) = registry
-            .blocking(move |store| {
-                if picked.reads_man_page() {
-                    let docs: Vec<(String, Arc<Value>)> = match &scope {
-                        Scope::All => store
-                            .live::<ToolEntry>()
-                            .map(|t| {
-                                t.map(|t| {
-                                    (
-                                        t.tool_id.clone(),
-                                        Arc::new(serde_json::to_value(&t).unwrap_or_default()),
-                                    )
-                                })
-                            })
-                            .collect::<gridnode_store::Result<_>>()?,
-                        Scope::Ids(ids) => ids
-                            .iter()
-                            .filter_map(|id| store.try_get::<ToolEntry>(id).transpose())
-                            .map(|t| {
-                                t.map(|t| {
-                                    (
-                                        t.tool_id.clone(),
-                                        Arc::new(serde_json::to_value(&t).unwrap_or_default()),
-                                    )
-                                })
-                            })
-                            .collect::<gridnode_store::Result<_>>()?,
-                    };
-                    let considered = docs.len();
-                    Ok((
-                        considered,
-                        docs.into_iter()
-                            .filter(|(_, doc)| picked.filter.matches(doc))
-                            .collect::<Vec<_>>(),
-                    ))
-                } else {
-                    // An equality on an indexed field narrows the candidates through the
-                    // store's index; the catalog then answers for those ids only.
-                    let narrowed = picked
-                        .filter
-                        .equality_hints()
-                        .into_iter()
-                        .find(|(path, value)| {
-                            ToolEntry::INDEXED_FIELDS.contains(path)
-                                && (value.is_string() || value.is_boolean())
-                        })
-                        .map(|(path, value)| store.ids_where::<ToolEntry>(path, value))
-                        .transpose()?;
-                    catalog.read(|state| {
-                        let keep = |(id, doc): (&String, &Arc<Value>)| {
-                            picked.filter.matches(doc).then(|| (id.clone(), doc.clone()))
-                        };
-                        let pick = |ids: &[String]| -> (usize, Vec<_>) {
-                            let present: Vec<_> =
-                                ids.iter().filter_map(|id| state.tools.get_key_value(id)).collect();
-                            (present.len(), present.into_iter().filter_map(keep).collect())
-                        };
-                        match (&scope, narrowed) {
-                            (Scope::All, None) => (
-                                state.tools.len(),
-                                state.tools.iter().filter_map(keep).collect::<Vec<_>>(),
-                            ),
-                            (Scope::All, Some(ids)) => (state.tools.len(), pick(&ids).1),
-                            (Scope::Ids(ids), _) => pick(ids),
-                        }
-                    })
-                }
-            })
+        // Candidates and their filter, off the async executor.
+        let (catalog, picked) = (self.catalog.clone(), selector.clone());
+        let (considered, matched) = self
+            .registry
+            .blocking(move |store| candidates(store, &catalog, &scope, &picked))
             .await?;
         if matched.is_empty() {
             return Err(Error::NotFound(format!(
-                "no tool matches the selector: {} of {} candidate tools passed its filter{}",
-                0,
-                considered,
-                scope_len.map(|n| format!(" (the action lists {n})")).unwrap_or_default()
+                "no tool matches the selector: none of {considered} candidate tools passed its filter{}",
+                listed.map(|n| format!(" (the action lists {n})")).unwrap_or_default()
             )));
         }
         let ranked = self.rank(&selector, matched, allow_list.as_deref()).await?;
@@ -510,6 +442,71 @@ impl Selection {
         }
         out
     }
+}
+
+/// A tool as the JSON the filter and the field keys read.
+type Doc = (String, Arc<Value>);
+
+/// The tools of `scope` (how many there were) and those passing the selector's filter. The
+/// catalog answers, narrowed first by an indexed equality of the filter; a selector that reads
+/// man pages (which the catalog leaves out) reads the store instead.
+fn candidates(
+    store: &Store,
+    catalog: &Catalog,
+    scope: &Scope,
+    selector: &Selector,
+) -> Result<(usize, Vec<Doc>)> {
+    let filter = &selector.filter;
+    if selector.reads_man_page() {
+        let full = |tool: ToolEntry| {
+            (tool.tool_id.clone(), Arc::new(serde_json::to_value(&tool).unwrap_or_default()))
+        };
+        let docs: Vec<Doc> = match scope {
+            Scope::All => store
+                .live::<ToolEntry>()
+                .map(|t| t.map(full))
+                .collect::<gridnode_store::Result<_>>()?,
+            Scope::Ids(ids) => ids
+                .iter()
+                .filter_map(|id| store.try_get::<ToolEntry>(id).transpose())
+                .map(|t| t.map(full))
+                .collect::<gridnode_store::Result<_>>()?,
+        };
+        let considered = docs.len();
+        return Ok((considered, docs.into_iter().filter(|(_, doc)| filter.matches(doc)).collect()));
+    }
+    let narrowed = match scope {
+        Scope::All => filter
+            .equality_hints()
+            .into_iter()
+            .find(|(path, value)| {
+                ToolEntry::INDEXED_FIELDS.contains(path)
+                    && (value.is_string() || value.is_boolean())
+            })
+            .map(|(path, value)| store.ids_where::<ToolEntry>(path, value))
+            .transpose()?,
+        Scope::Ids(_) => None,
+    };
+    catalog.read(|state| {
+        let keep = |(id, doc): (&String, &Arc<Value>)| {
+            filter.matches(doc).then(|| (id.clone(), doc.clone()))
+        };
+        let present = |ids: &[String]| -> Vec<(&String, &Arc<Value>)> {
+            ids.iter().filter_map(|id| state.tools.get_key_value(id)).collect()
+        };
+        match (scope, narrowed) {
+            (Scope::All, None) => {
+                (state.tools.len(), state.tools.iter().filter_map(keep).collect())
+            }
+            (Scope::All, Some(ids)) => {
+                (state.tools.len(), present(&ids).into_iter().filter_map(keep).collect())
+            }
+            (Scope::Ids(ids), _) => {
+                let present = present(ids);
+                (present.len(), present.into_iter().filter_map(keep).collect())
+            }
+        }
+    })
 }
 
 /// A dotted path into a JSON document.

@@ -7,7 +7,9 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Collection, JsonMap, Record, json_field, lenient, truncate, validate_id};
+use super::{
+    Collection, JsonMap, Record, json_field, lenient, truncate, validate_id, validate_named,
+};
 use crate::Error;
 
 /// Most tools one action may group.
@@ -58,23 +60,13 @@ impl Record for Action {
                 truncate(key, 64)
             ))
         })?;
-        validate_id("org", org)?;
-        validate_id("action", action_type)
+        validate_named("mapping_org_id", "org ids", org)?;
+        validate_named("action_type", "action types", action_type)
     }
 
     fn validate(&self) -> Result<(), Error> {
-        validate_id("org", &self.mapping_org_id).map_err(|_| {
-            Error::Invalid(format!(
-                "invalid mapping_org_id '{}': org ids start with a letter or digit, then up to 127 of letters, digits and . _ : @ -",
-                truncate(&self.mapping_org_id, 64)
-            ))
-        })?;
-        validate_id("action", &self.action_type).map_err(|_| {
-            Error::Invalid(format!(
-                "invalid action_type '{}': action types start with a letter or digit, then up to 127 of letters, digits and . _ : @ -",
-                truncate(&self.action_type, 64)
-            ))
-        })?;
+        validate_named("mapping_org_id", "org ids", &self.mapping_org_id)?;
+        validate_named("action_type", "action types", &self.action_type)?;
         if self.tool_ids.is_empty() {
             return Err(Error::Invalid(
                 "tool_ids is empty: an action groups at least one tool".into(),

@@ -58,12 +58,7 @@ impl Record for ClusterLocalTool {
     }
 
     fn validate(&self) -> Result<(), Error> {
-        validate_id("tool", &self.name).map_err(|_| {
-            Error::Invalid(format!(
-                "invalid tool name '{}': names start with a letter or digit, then up to 127 of letters, digits and . _ : @ -",
-                super::truncate(&self.name, 64)
-            ))
-        })?;
+        super::validate_named("tool name", "names", &self.name)?;
         validate_id("node", &self.node_id)
     }
 

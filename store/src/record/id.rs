@@ -5,19 +5,28 @@ use crate::Error;
 /// The longest id accepted.
 pub const ID_MAX_LEN: usize = 128;
 
+/// What an id looks like, as error messages say it (after "ids", "names", …).
+pub const ID_RULE: &str =
+    "start with a letter or digit, then up to 127 of letters, digits and . _ : @ -";
+
 /// Checks an id against the id pattern, naming the kind in the error.
 pub fn validate_id(kind: &str, id: &str) -> Result<(), Error> {
-    let mut chars = id.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let rest_ok =
-        chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-'));
     if id.is_empty() {
         return Err(Error::Invalid(format!("{kind} id is missing: set '{kind}_id'")));
     }
-    if !first_ok || !rest_ok || id.len() > ID_MAX_LEN {
+    validate_named(&format!("{kind} id"), "ids", id)
+}
+
+/// Checks a value that follows the id pattern: `invalid {label} '…': {plural} start with …`.
+pub fn validate_named(label: &str, plural: &str, value: &str) -> Result<(), Error> {
+    let mut chars = value.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok =
+        chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-'));
+    if !first_ok || !rest_ok || value.len() > ID_MAX_LEN {
         return Err(Error::Invalid(format!(
-            "invalid {kind} id '{}': ids start with a letter or digit, then up to 127 of letters, digits and . _ : @ -",
-            truncate(id, 64)
+            "invalid {label} '{}': {plural} {ID_RULE}",
+            truncate(value, 64)
         )));
     }
     Ok(())

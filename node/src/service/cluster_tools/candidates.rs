@@ -5,15 +5,23 @@
 
 use gridnode_federation::Load;
 
+use std::sync::Arc;
+
+use crate::runtime::spec::InputValidator;
 use crate::service::HostedTool;
 
 /// CPU percentages closer than this count as equal (sampling noise is larger than that).
 const CPU_STEP: f32 = 10.0;
 
+/// A record's input spec, compiled once when the record is read (a spec that does not compile
+/// is kept as its error: it fails the calls that reach it, not the lookup).
+pub type Validator = Arc<std::result::Result<InputValidator, String>>;
+
 /// A live node hosting the tool.
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub hosted: HostedTool,
+    pub validator: Validator,
     /// This node.
     pub local: bool,
     /// From the node's heartbeat; `None` outside the federation.
@@ -73,6 +81,7 @@ mod tests {
                 },
                 written_by: node.into(),
             },
+            validator: Arc::new(InputValidator::compile(&Default::default())),
             local,
             load: load.map(|(in_flight_calls, cpu_percent)| Load {
                 in_flight_calls,
