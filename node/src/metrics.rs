@@ -35,11 +35,15 @@ pub struct Metrics {
 
 #[derive(Debug, Default)]
 struct Inner {
-    requests: Mutex<BTreeMap<(String, String, u16), Histogram>>,
+    /// By route, then by (method, status): a request allocates nothing once its route is known.
+    requests: Mutex<BTreeMap<String, RouteSeries>>,
     /// Per tool: `[successes, failures]`.
     tool_calls: Mutex<BTreeMap<String, [u64; 2]>>,
     executions: Mutex<BTreeMap<(&'static str, u16), u64>>,
 }
+
+/// One route's requests by (method, status).
+type RouteSeries = BTreeMap<(&'static str, u16), Histogram>;
 
 #[derive(Debug, Clone, Default)]
 struct Histogram {
@@ -71,10 +75,14 @@ impl Metrics {
     }
 
     /// One answered HTTP request.
-    pub fn request(&self, route: &str, method: &str, status: u16, took: Duration) {
+    pub fn request(&self, route: &str, method: &'static str, status: u16, took: Duration) {
         let seconds = took.as_secs_f64();
         let mut requests = self.inner.requests.lock().unwrap_or_else(PoisonError::into_inner);
-        let histogram = requests.entry((route.to_owned(), method.to_owned(), status)).or_default();
+        if !requests.contains_key(route) {
+            requests.insert(route.to_owned(), BTreeMap::new());
+        }
+        let Some(series) = requests.get_mut(route) else { return };
+        let histogram = series.entry((method, status)).or_default();
         histogram.count += 1;
         histogram.sum += seconds;
         for (bucket, bound) in histogram.buckets.iter_mut().zip(BUCKETS) {
@@ -87,12 +95,13 @@ impl Metrics {
     /// One tool call run by this node (its runtime, a bundle, a remote tool's HTTP call).
     pub fn tool_call(&self, tool: &str, success: bool) {
         let mut calls = self.inner.tool_calls.lock().unwrap_or_else(PoisonError::into_inner);
-        let label = if calls.contains_key(tool) || calls.len() < MAX_TOOL_SERIES {
-            tool
-        } else {
-            OTHER_TOOLS
-        };
-        calls.entry(label.to_owned()).or_default()[usize::from(!success)] += 1;
+        let result = usize::from(!success);
+        if let Some(counts) = calls.get_mut(tool) {
+            counts[result] += 1;
+            return;
+        }
+        let label = if calls.len() < MAX_TOOL_SERIES { tool } else { OTHER_TOOLS };
+        calls.entry(label.to_owned()).or_default()[result] += 1;
     }
 
     /// One execution asked of this node, as audited (`kind`: tool, function, cluster_tool).
@@ -104,7 +113,18 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::with_capacity(4096);
-        let requests = self.inner.requests.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let requests: Vec<((String, &str, u16), Histogram)> = self
+            .inner
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .flat_map(|(route, series)| {
+                series
+                    .iter()
+                    .map(|((method, status), h)| ((route.clone(), *method, *status), h.clone()))
+            })
+            .collect();
         header(
             &mut out,
             "gridnode_http_requests_total",
@@ -128,7 +148,7 @@ impl Metrics {
         );
         let mut merged: BTreeMap<(&str, &str), Histogram> = BTreeMap::new();
         for ((route, method, _), h) in &requests {
-            let total = merged.entry((route, method)).or_default();
+            let total = merged.entry((route.as_str(), method)).or_default();
             total.count += h.count;
             total.sum += h.sum;
             for (sum, add) in total.buckets.iter_mut().zip(h.buckets) {

@@ -6,6 +6,8 @@
 //! Appends are not flushed one by one: sled writes them out within its flush interval (half a
 //! second), so a crash may lose the last moments of the log, never a registration.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode};
@@ -62,22 +64,23 @@ pub fn trim_slack(keep: u64) -> u64 {
     (keep / 16).max(1)
 }
 
-/// The sequence numbers the log holds: `first..next`.
-#[derive(Debug, Clone, Copy)]
+/// The sequence numbers the log holds: `first..next`. Atomics, not a lock: an append takes its
+/// number and writes its entry without waiting for other appends (many run at once on a busy
+/// node), and a trim moves `first` before it removes anything.
+#[derive(Debug)]
 pub(crate) struct Span {
-    first: u64,
-    next: u64,
+    first: AtomicU64,
+    next: AtomicU64,
 }
 
 impl Span {
     /// The span of the log in `tree`, as a store opens it.
     pub(crate) fn of(tree: &sled::Tree) -> Result<Span> {
-        match (tree.first()?, tree.last()?) {
-            (Some((first, _)), Some((last, _))) => {
-                Ok(Span { first: seq_of(&first)?, next: seq_of(&last)? + 1 })
-            }
-            _ => Ok(Span { first: 1, next: 1 }),
-        }
+        let (first, next) = match (tree.first()?, tree.last()?) {
+            (Some((first, _)), Some((last, _))) => (seq_of(&first)?, seq_of(&last)? + 1),
+            _ => (1, 1),
+        };
+        Ok(Span { first: AtomicU64::new(first), next: AtomicU64::new(next) })
     }
 }
 
@@ -86,30 +89,28 @@ impl Store {
     /// holds more than `keep` entries plus the slack (then call [`Store::trim_audit`], off the
     /// request path: it removes a batch).
     pub fn append_audit(&self, entry: &AuditEntry, keep: u64) -> Result<(u64, bool)> {
-        let mut span = self.audit_span();
-        let seq = span.next;
+        let span = self.audit_span();
+        let seq = span.next.fetch_add(1, Ordering::Relaxed);
         let mut entry = entry.clone();
         entry.seq = seq;
         self.audit_tree().insert(seq.to_be_bytes(), encode(&entry)?)?;
-        span.next = seq + 1;
-        let over = span.next - span.first > keep + trim_slack(keep);
-        Ok((seq, over))
+        let held = (seq + 1).saturating_sub(span.first.load(Ordering::Relaxed));
+        Ok((seq, held > keep + trim_slack(keep)))
     }
 
     /// Removes the oldest entries until at most `keep` are left; returns how many went. The
-    /// span moves under the lock, the removals happen after it (appends do not wait for them).
+    /// span's start moves first; the removals follow (appends do not wait for them).
     pub fn trim_audit(&self, keep: u64) -> Result<u64> {
-        let (first, end) = {
-            let mut span = self.audit_span();
-            let end = span.next.saturating_sub(keep).max(span.first);
-            let first = std::mem::replace(&mut span.first, end);
-            (first, end)
-        };
+        let span = self.audit_span();
+        let end = span.next.load(Ordering::Relaxed).saturating_sub(keep);
+        let first = span.first.fetch_max(end, Ordering::Relaxed);
         let tree = self.audit_tree();
         let mut removed = 0;
-        for key in tree.range(first.to_be_bytes()..end.to_be_bytes()).keys() {
-            tree.remove(key?)?;
-            removed += 1;
+        if end > first {
+            for key in tree.range(first.to_be_bytes()..end.to_be_bytes()).keys() {
+                tree.remove(key?)?;
+                removed += 1;
+            }
         }
         Ok(removed)
     }
@@ -135,7 +136,7 @@ impl Store {
     /// How many entries the log holds now.
     pub fn audit_len(&self) -> Result<u64> {
         let span = self.audit_span();
-        Ok(span.next - span.first)
+        Ok(span.next.load(Ordering::Relaxed).saturating_sub(span.first.load(Ordering::Relaxed)))
     }
 }
 

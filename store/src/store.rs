@@ -105,9 +105,8 @@ struct Inner {
     meta: sled::Tree,
     blobs: sled::Tree,
     audit: sled::Tree,
-    /// The audit log's first held and next sequence numbers (appends and trims take them
-    /// under this lock).
-    audit_span: Mutex<crate::audit::Span>,
+    /// The audit log's first held and next sequence numbers.
+    audit_span: crate::audit::Span,
     clock: Mutex<Clock>,
     commit: GroupCommit,
     feed_tx: watch::Sender<u64>,
@@ -169,7 +168,7 @@ impl Store {
             index: db.open_tree("index")?,
             feed,
             blobs: db.open_tree("blobs")?,
-            audit_span: Mutex::new(crate::audit::Span::of(&audit)?),
+            audit_span: crate::audit::Span::of(&audit)?,
             audit,
             meta,
             db,
@@ -646,8 +645,8 @@ impl Store {
         &self.inner.audit
     }
 
-    pub(crate) fn audit_span(&self) -> std::sync::MutexGuard<'_, crate::audit::Span> {
-        self.inner.audit_span.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(crate) fn audit_span(&self) -> &crate::audit::Span {
+        &self.inner.audit_span
     }
 
     // ---- lifecycle ---------------------------------------------------------------------
