@@ -2,34 +2,48 @@
 //! load gossiped alongside.
 //!
 //! One task owns the swarm ([`swarm`]: QUIC and TCP+noise+yamux, gossipsub, identify, kademlia,
-//! mDNS behind a toggle, request-response); the rest talks to it through a bounded command
-//! channel. The [`replicator`] follows the store's change feed and publishes this node's own
-//! writes, merges what peers send through `Store::merge` (last writer wins by hybrid logical
-//! clock, ties by node id; tombstones), and runs anti-entropy ([`digest`], [`versions`]) on
-//! connect and on a timer, so a node that was away converges without replaying history.
-//! [`authority`] decides who may write a node-local tool record; [`liveness`] keeps the
-//! heartbeat table. This crate never writes the store except through that merge, and never
-//! serves HTTP.
+//! mDNS behind a toggle, request-response, connection limits); the rest talks to it through a
+//! bounded command channel. A peer takes part only once [`admission`] admitted it (it proved
+//! it holds the cluster key). The [`replicator`] follows the store's change feed and publishes
+//! this node's own writes (signed by its [`identity`]), checks what peers send ([`authority`]:
+//! limits, clock, signature of the author bound by its member record in [`members`]) before it
+//! is merged or forwarded, merges it through `Store::merge_encoded` (last writer wins by hybrid
+//! logical clock, ties by node id; tombstones), and runs anti-entropy ([`digest`],
+//! [`versions`]) on admission and on a timer, so a node that was away converges without
+//! replaying history. [`liveness`] keeps the heartbeat table of bound members. What is refused
+//! is counted by reason ([`rejections`]).
+//!
+//! This crate never writes the store except through that merge (and this node's own member
+//! record), never serves HTTP, and never decodes a peer's bytes but through the store's
+//! bounded decoder.
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod authority;
 pub mod digest;
-mod identity;
+pub mod identity;
 pub mod liveness;
+pub mod members;
+pub mod rejections;
 mod replicator;
 mod swarm;
 pub mod versions;
 pub mod wire;
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use gridnode_store::Store;
+use gridnode_store::{Hlc, Store};
 pub use libp2p::{Multiaddr, PeerId};
+
+pub use crate::admission::{Admission, ClusterKey};
+pub use crate::identity::Identity;
+use crate::members::Bindings;
+pub use crate::rejections::{Reason, Rejection};
+use crate::rejections::Rejections;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -52,8 +66,11 @@ pub struct FederationConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// LAN discovery.
     pub mdns: bool,
-    /// Where the node's key lives; `None` makes a new identity on every start.
-    pub key_file: Option<PathBuf>,
+    /// The node's key: its peer id, and the signer of its versions. The store the federation
+    /// runs over must sign with the same one (`StoreConfig::signed_by`).
+    pub identity: Identity,
+    /// Whom to admit: peers holding the cluster key, or anyone (`--open-cluster`).
+    pub admission: Admission,
     /// The gRPC endpoint peers are told to call (`host:port`).
     pub grpc: String,
     /// The base URL of this node's REST API.
@@ -68,14 +85,20 @@ pub struct FederationConfig {
 impl FederationConfig {
     /// A config with the defaults: heartbeat every second, anti-entropy every 5 s, tombstones
     /// kept 7 days, mDNS on.
-    pub fn new(node_id: impl Into<String>, cluster: impl Into<String>) -> FederationConfig {
+    pub fn new(
+        node_id: impl Into<String>,
+        cluster: impl Into<String>,
+        identity: Identity,
+        admission: Admission,
+    ) -> FederationConfig {
         FederationConfig {
             node_id: node_id.into(),
             cluster: cluster.into(),
             listen: Vec::new(),
             bootstrap: Vec::new(),
             mdns: true,
-            key_file: None,
+            identity,
+            admission,
             grpc: String::new(),
             http: String::new(),
             heartbeat_interval: Duration::from_secs(1),
@@ -116,7 +139,7 @@ pub enum Event {
     /// A peer's message or version was dropped, and why.
     Rejected {
         from: PeerId,
-        reason: String,
+        rejection: Rejection,
     },
     /// An anti-entropy session with `peer` merged `fetched` versions.
     Synced {
@@ -184,11 +207,41 @@ impl Stats {
     }
 }
 
+/// Most versions remembered as refused for good (then the memory starts again).
+const MAX_REFUSED: usize = 16_384;
+
+/// Versions refused for a reason that cannot change: not fetched again.
+#[derive(Debug, Default)]
+pub(crate) struct Refused(HashSet<(wire::Key, Hlc)>);
+
+impl Refused {
+    pub fn insert(&mut self, key: wire::Key, hlc: Hlc) {
+        if self.0.len() >= MAX_REFUSED {
+            self.0.clear();
+        }
+        self.0.insert((key, hlc));
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    pub fn contains(&self, version: &(wire::Key, Hlc)) -> bool {
+        self.0.contains(version)
+    }
+}
+
 /// State the federation's tasks share.
 pub(crate) struct Shared {
     store: Store,
+    peer_id: PeerId,
+    admission: Admission,
     peers: RwLock<Peers>,
+    bindings: RwLock<Bindings>,
+    refused: Mutex<Refused>,
+    rejections: Arc<Rejections>,
     versions: Mutex<VersionMap>,
+    /// The peers connected and admitted.
     connected: Mutex<HashSet<PeerId>>,
     listening: RwLock<Vec<Multiaddr>>,
     events: broadcast::Sender<Event>,
@@ -208,6 +261,27 @@ impl Shared {
     }
     fn versions(&self) -> MutexGuard<'_, VersionMap> {
         self.versions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+    fn bindings(&self) -> RwLockReadGuard<'_, Bindings> {
+        self.bindings.read().unwrap_or_else(PoisonError::into_inner)
+    }
+    fn bindings_mut(&self) -> RwLockWriteGuard<'_, Bindings> {
+        self.bindings.write().unwrap_or_else(PoisonError::into_inner)
+    }
+    fn refused(&self) -> MutexGuard<'_, Refused> {
+        self.refused.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+    fn refused_mut(&self) -> MutexGuard<'_, Refused> {
+        self.refused()
+    }
+    fn is_admitted(&self, peer: &PeerId) -> bool {
+        self.connected.lock().unwrap_or_else(PoisonError::into_inner).contains(peer)
+    }
+    /// Counts and (rate-limited) logs a refusal, and tells subscribers.
+    fn reject(&self, from: PeerId, rejection: Rejection) {
+        self.rejections.record(&from, &rejection);
+        Stats::add(&self.stats.rejected, 1);
+        let _ = self.events.send(Event::Rejected { from, rejection });
     }
     fn connected(&self, peer: PeerId, up: bool) {
         let mut connected = self.connected.lock().unwrap_or_else(PoisonError::into_inner);
@@ -257,16 +331,24 @@ impl Federation {
                 store.node_id()
             ));
         }
-        let key = match &config.key_file {
-            Some(path) => identity::load_or_create(path)?,
-            None => libp2p::identity::Keypair::generate_ed25519(),
-        };
-        let peer_id = key.public().to_peer_id();
+        let peer_id = config.identity.peer_id();
         let names = Names::new(&config.cluster);
-        let (swarm, listening) = swarm::build(&config, key, &names).await?;
+        let rejections = Arc::new(Rejections::default());
+        let (swarm, listening) =
+            swarm::build(&config, config.identity.keypair(), &names, rejections.clone()).await?;
+        if config.admission.is_open() {
+            tracing::warn!(
+                "open cluster: any host that reaches the p2p port can join and write the registry"
+            );
+        }
         let shared = Arc::new(Shared {
             store,
+            peer_id,
+            admission: config.admission.clone(),
             peers: RwLock::new(Peers::new(config.heartbeat_interval)),
+            bindings: RwLock::default(),
+            refused: Mutex::default(),
+            rejections,
             versions: Mutex::new(VersionMap::default()),
             connected: Mutex::default(),
             listening: RwLock::new(listening),
@@ -276,8 +358,8 @@ impl Federation {
             anti_entropy_interval: config.anti_entropy_interval,
             tombstone_ttl: config.tombstone_ttl,
         });
-        let (commands, command_rx) = mpsc::channel(1024);
-        let (inbound, inbound_rx) = mpsc::channel(1024);
+        let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (inbound, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         let client = Client { commands: commands.clone() };
         let driver = swarm::Driver::new(swarm, names, shared.clone(), inbound, &config.bootstrap);
         let tasks = vec![
@@ -344,6 +426,44 @@ impl Federation {
         self.shared.stats.snapshot()
     }
 
+    /// What was refused from peers, `(reason, count)` for every reason.
+    pub fn rejections(&self) -> Vec<(&'static str, u64)> {
+        self.shared.rejections.counts()
+    }
+
+    /// The member bindings: `(node_id, peer_id)`, by node id.
+    pub fn members(&self) -> Vec<(String, PeerId)> {
+        let mut members = self.shared.bindings().list();
+        members.sort();
+        members
+    }
+
+    /// Whether anyone may join (no cluster key).
+    pub fn is_open(&self) -> bool {
+        self.shared.admission.is_open()
+    }
+
+    /// Releases `node_id`'s binding to its key (an admin's `gridnode cluster forget`): its
+    /// member record is deleted, and the tombstone replicates, so a node that lost its key
+    /// can rejoin under its old id. `Ok(false)` when the id is not bound. A live node that is
+    /// forgotten binds itself again at once.
+    pub async fn forget(&self, node_id: &str) -> Result<bool, String> {
+        if node_id == self.node_id() {
+            return Err(format!(
+                "'{node_id}' is this node: forget it from another member once it is gone"
+            ));
+        }
+        let store = self.shared.store.clone();
+        let id = node_id.to_owned();
+        match tokio::task::spawn_blocking(move || store.delete::<gridnode_store::Member>(&id)).await
+        {
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(gridnode_store::Error::NotFound { .. })) => Ok(false),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(format!("the forget task failed: {e}")),
+        }
+    }
+
     /// Dials a peer.
     pub async fn dial(&self, addr: Multiaddr) {
         let _ = self.commands.send(Command::Dial(addr)).await;
@@ -363,6 +483,12 @@ impl Federation {
         }
     }
 }
+
+/// Commands queued for the swarm task.
+const COMMAND_QUEUE: usize = 1024;
+/// Messages from peers queued for the replicator's workers; past it they are dropped (and
+/// counted): anti-entropy brings what was in them.
+const INBOUND_QUEUE: usize = 256;
 
 /// Publishes this node's heartbeat every interval, and records it in its own table.
 async fn heartbeats(
@@ -393,7 +519,7 @@ async fn heartbeats(
                 .collect(),
         };
         shared.peers_mut().observe(heartbeat.clone(), Instant::now());
-        let data = Gossip::Heartbeat(heartbeat).encode();
+        let data = shared.admission.seal(Gossip::Heartbeat(heartbeat).encode());
         if client.commands.send(Command::Publish { topic: Topic::Heartbeats, data }).await.is_err()
         {
             return;

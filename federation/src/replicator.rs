@@ -1,26 +1,38 @@
-//! Everything between the store and the swarm: publishing this node's writes, merging what peers
-//! send, answering and running anti-entropy, collecting old tombstones. Store calls block, so
-//! they run on the blocking pool; the swarm task is only ever sent commands.
+//! Everything between the store and the swarm: publishing this node's writes, checking and
+//! merging what peers send, answering and running anti-entropy, collecting old tombstones, and
+//! keeping the member bindings in step with the store. Store calls block, so they run on the
+//! blocking pool; the swarm task is only ever sent commands. What peers send is handled by a
+//! fixed number of workers over a bounded queue: a flood waits, or is dropped and counted,
+//! and never spawns a task per message.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gridnode_store::{Header, Merged, decode_header, now_ms};
+use gridnode_store::{Collection, Member, Merged, now_ms};
 use libp2p::PeerId;
+use libp2p::futures::StreamExt;
+use libp2p::gossipsub::MessageAcceptance;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::authority;
+use crate::rejections::{Reason, Rejection};
 use crate::swarm::{Command, Inbound, Topic};
 use crate::wire::{
     FETCH_REPLY_BYTES, Gossip, Key, MAX_FETCH_KEYS, MAX_GOSSIP_BYTES, MAX_GOSSIP_ITEMS,
-    MAX_SUMMARY_BUCKETS, Summary, SyncRequest, SyncResponse, Version,
+    MAX_SUMMARY_BUCKETS, MAX_VERSION_BYTES, Summary, SyncRequest, SyncResponse, Version,
 };
 use crate::{Event, Shared, Stats};
 
 /// Changes read from the feed per step.
 const FEED_BATCH: usize = 1024;
+/// Messages from peers handled at once.
+pub(crate) const INBOUND_WORKERS: usize = 8;
+/// A sync request refused because the peer has not admitted us yet is tried again this often.
+const NOT_ADMITTED_RETRY: Duration = Duration::from_millis(300);
+/// The answer a node gives to a sync request from a peer it has not admitted.
+pub(crate) const NOT_ADMITTED: &str = "not admitted";
 
 /// Talks to the swarm task.
 #[derive(Debug, Clone)]
@@ -40,6 +52,7 @@ impl Client {
             .await
             .map_err(|_| "the federation has stopped".to_string())?;
         match answer.await.map_err(|_| "the federation has stopped".to_string())?? {
+            SyncResponse::Refused(reason) if reason == NOT_ADMITTED => Err(NOT_ADMITTED.into()),
             SyncResponse::Refused(reason) => Err(format!("peer {peer} refused: {reason}")),
             response => Ok(response),
         }
@@ -57,13 +70,35 @@ const LOAD_BATCH: usize = 4096;
 
 pub(crate) async fn follow_feed(shared: Arc<Shared>, client: Client) {
     let mut wake = shared.store.subscribe();
+    // Versions written before versions were signed are signed first (a store from an older
+    // release), so that they travel like every other.
+    let signing = shared.clone();
+    match tokio::task::spawn_blocking(move || signing.store.sign_unsigned()).await {
+        Ok(Ok(done)) if done != gridnode_store::Resigned::default() => info!(
+            "signed the versions held from before versions were signed: {} of this node's, \
+             {} of other nodes' written again as this node's, {} node-local tools of other \
+             nodes dropped (their nodes announce them again)",
+            done.signed, done.restamped, done.dropped
+        ),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => warn!("cannot sign the versions held: {e}"),
+        Err(_) => return,
+    }
     let start = shared.store.last_seq();
     // Older changes reach peers through anti-entropy: the backlog starts here.
     shared.stats.followed(start);
     // Every version into the version map as the store is read, a batch per lock, so the store
-    // is never held twice in memory and merges are not kept waiting.
+    // is never held twice in memory and merges are not kept waiting; then the bindings.
     let loading = shared.clone();
     let loaded = tokio::task::spawn_blocking(move || {
+        let members = loading.store.live::<Member>().collect::<Result<Vec<_>, _>>()?;
+        {
+            let mut bindings = loading.bindings_mut();
+            for member in &members {
+                bindings.set(&member.node_id, Some(member));
+            }
+        }
+        bind_self(&loading)?;
         let mut batch = Vec::with_capacity(LOAD_BATCH);
         let mut items = loading.store.each_version().peekable();
         while items.peek().is_some() {
@@ -106,14 +141,30 @@ pub(crate) async fn follow_feed(shared: Arc<Shared>, client: Client) {
             continue;
         }
         let mut own = Vec::new();
+        let mut members = Vec::new();
         {
             let mut versions = shared.versions();
             for change in &changes {
                 let key = Key { collection: change.collection, id: change.id.clone() };
                 versions.set(key.clone(), &change.hlc, change.tombstone);
+                if change.collection == Collection::Members as u8 {
+                    members.push(change.id.clone());
+                }
                 if change.hlc.node == shared.store.node_id() {
                     own.push((key, change.hlc.clone()));
                 }
+            }
+        }
+        if !members.is_empty() {
+            let rebinding = shared.clone();
+            let rebound = tokio::task::spawn_blocking(move || {
+                for node_id in members {
+                    refresh_binding(&rebinding, &node_id)?;
+                }
+                bind_self(&rebinding)
+            });
+            if let Ok(Err(e)) = rebound.await {
+                warn!("cannot read the member records: {e}");
             }
         }
         after = changes.last().map_or(after, |c| c.seq);
@@ -124,6 +175,31 @@ pub(crate) async fn follow_feed(shared: Arc<Shared>, client: Client) {
     }
 }
 
+/// Sets `node_id`'s binding from the store's member record.
+/// Versions refused for good are remembered no longer: a signature that did not verify under
+/// the old binding may under the new one.
+fn refresh_binding(shared: &Shared, node_id: &str) -> gridnode_store::Result<()> {
+    let member = shared.store.try_get::<Member>(node_id)?;
+    shared.bindings_mut().set(node_id, member.as_ref());
+    shared.refused_mut().clear();
+    Ok(())
+}
+
+/// Writes this node's member record when the store does not bind its id to its key (first
+/// start, or after an admin's `cluster forget` of it), and binds it.
+fn bind_self(shared: &Shared) -> gridnode_store::Result<()> {
+    let node_id = shared.store.node_id();
+    let peer_id = shared.peer_id.to_string();
+    let held = shared.store.try_get::<Member>(node_id)?;
+    let member = Member { node_id: node_id.to_owned(), peer_id };
+    if held.as_ref() != Some(&member) {
+        shared.store.put(&member)?;
+        info!("bound node id '{node_id}' to this node's key (peer {})", shared.peer_id);
+    }
+    shared.bindings_mut().set(node_id, Some(&member));
+    Ok(())
+}
+
 /// Publishes this node's new versions: batched into messages of at most [`MAX_GOSSIP_BYTES`];
 /// a version too large for one is announced by key, and peers fetch it.
 async fn publish(shared: &Arc<Shared>, client: &Client, own: Vec<(Key, gridnode_store::Hlc)>) {
@@ -131,10 +207,12 @@ async fn publish(shared: &Arc<Shared>, client: &Client, own: Vec<(Key, gridnode_
     let read = tokio::task::spawn_blocking(move || {
         own.into_iter()
             .filter_map(|(key, hlc)| {
-                let bytes = store.encoded_version(key.collection()?, &key.id).ok()??;
+                let signed = store.signed_version(key.collection()?, &key.id).ok()??;
                 // A newer write of the same record follows in the feed; publish that one.
-                let header = decode_header(key.collection()?, &bytes).ok()?;
-                (header.hlc == hlc).then_some((Version { key, envelope: bytes }, header))
+                let header = gridnode_store::decode_header(key.collection()?, &signed.envelope).ok()?;
+                let version =
+                    Version { key, envelope: signed.envelope, signature: signed.signature };
+                (header.hlc == hlc).then_some((version, header))
             })
             .collect::<Vec<_>>()
     });
@@ -144,7 +222,11 @@ async fn publish(shared: &Arc<Shared>, client: &Client, own: Vec<(Key, gridnode_
     let mut announce: Vec<Summary> = Vec::new();
     let budget = MAX_GOSSIP_BYTES - 1024;
     for (version, header) in versions {
-        let size = version.envelope.len() + version.key.id.len() + 16;
+        let size = version.envelope.len() + version.signature.len() + version.key.id.len() + 16;
+        if version.envelope.len() > MAX_VERSION_BYTES {
+            warn!("'{}' is over {MAX_VERSION_BYTES} bytes: it does not replicate", version.key.id);
+            continue;
+        }
         if size > budget {
             announce.push(Summary {
                 key: version.key,
@@ -158,7 +240,7 @@ async fn publish(shared: &Arc<Shared>, client: &Client, own: Vec<(Key, gridnode_
             client
                 .send(Command::Publish {
                     topic: Topic::Changes,
-                    data: Gossip::Versions(full).encode(),
+                    data: shared.admission.seal(Gossip::Versions(full).encode()),
                 })
                 .await;
             batch_bytes = 0;
@@ -171,7 +253,7 @@ async fn publish(shared: &Arc<Shared>, client: &Client, own: Vec<(Key, gridnode_
         client
             .send(Command::Publish {
                 topic: Topic::Changes,
-                data: Gossip::Versions(batch).encode(),
+                data: shared.admission.seal(Gossip::Versions(batch).encode()),
             })
             .await;
     }
@@ -180,78 +262,97 @@ async fn publish(shared: &Arc<Shared>, client: &Client, own: Vec<(Key, gridnode_
         client
             .send(Command::Publish {
                 topic: Topic::Changes,
-                data: Gossip::Announce(chunk.to_vec()).encode(),
+                data: shared.admission.seal(Gossip::Announce(chunk.to_vec()).encode()),
             })
             .await;
     }
 }
 
-/// Handles what the swarm passes on, and runs anti-entropy on its timer.
-pub(crate) async fn serve(
-    shared: Arc<Shared>,
-    client: Client,
-    mut inbound: mpsc::Receiver<Inbound>,
-) {
-    let syncing: Arc<std::sync::Mutex<HashSet<PeerId>>> = Arc::default();
+type Syncing = Arc<std::sync::Mutex<HashSet<PeerId>>>;
+
+/// Handles what the swarm passes on, [`INBOUND_WORKERS`] messages at a time, and runs
+/// anti-entropy and tombstone collection on their timers.
+pub(crate) async fn serve(shared: Arc<Shared>, client: Client, inbound: mpsc::Receiver<Inbound>) {
+    let syncing: Syncing = Arc::default();
+    let mut ready = shared.ready.subscribe();
+    let _ = ready.wait_for(|ready| *ready).await;
+    let messages = libp2p::futures::stream::unfold(inbound, |mut inbound| async move {
+        inbound.recv().await.map(|message| (message, inbound))
+    });
+    let handle = messages.for_each_concurrent(INBOUND_WORKERS, |message| {
+        handle(&shared, &client, &syncing, message)
+    });
+    tokio::select! {
+        () = handle => {}
+        () = timers(&shared, &client, &syncing) => {}
+    }
+}
+
+async fn handle(shared: &Arc<Shared>, client: &Client, syncing: &Syncing, message: Inbound) {
+    match message {
+        Inbound::Versions { via, message, versions } => {
+            let (_, verdict) = merge(shared, versions, via).await;
+            client.send(Command::Validated { message, via, acceptance: verdict }).await;
+        }
+        Inbound::Announce { origin, via, message, summaries } => {
+            let wanted = wanted(shared, summaries, via);
+            // Announced versions are fetched before the message is forwarded.
+            let from = if shared.is_admitted(&origin) { origin } else { via };
+            let acceptance = match fetch(shared, client, from, wanted).await {
+                Ok(_) => MessageAcceptance::Accept,
+                Err(e) => {
+                    debug!("cannot fetch announced versions from {from}: {e}");
+                    MessageAcceptance::Ignore
+                }
+            };
+            client.send(Command::Validated { message, via, acceptance }).await;
+        }
+        Inbound::Request { peer, request, channel } => {
+            let response = answer(shared, request).await;
+            debug!("answering a sync request from {peer}");
+            client.send(Command::Respond { channel, response }).await;
+        }
+        Inbound::Admitted(peer) => start_sync(shared, client, syncing, peer),
+    }
+}
+
+async fn timers(shared: &Arc<Shared>, client: &Client, syncing: &Syncing) {
     let mut rounds = tokio::time::interval(shared.anti_entropy_interval);
     rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut collect = tokio::time::interval(
         shared.tombstone_ttl.clamp(Duration::from_secs(1), Duration::from_secs(3600)),
     );
     collect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ready = shared.ready.subscribe();
-    let _ = ready.wait_for(|ready| *ready).await;
     loop {
         tokio::select! {
-            message = inbound.recv() => match message {
-                None => return,
-                Some(Inbound::Gossip { source, gossip: Gossip::Versions(versions) }) => {
-                    let shared = shared.clone();
-                    tokio::spawn(async move { merge(&shared, versions, source).await });
-                }
-                Some(Inbound::Gossip { source, gossip: Gossip::Announce(summaries) }) => {
-                    let (shared, client) = (shared.clone(), client.clone());
-                    tokio::spawn(async move {
-                        let wanted = wanted(&shared, summaries, source);
-                        if let Err(e) = fetch(&shared, &client, source, wanted).await {
-                            debug!("cannot fetch announced versions from {source}: {e}");
-                        }
-                    });
-                }
-                Some(Inbound::Gossip { .. }) => {}
-                Some(Inbound::Request { peer, request, channel }) => {
-                    let (shared, client) = (shared.clone(), client.clone());
-                    tokio::spawn(async move {
-                        let response = answer(&shared, request).await;
-                        debug!("answering a sync request from {peer}");
-                        client.send(Command::Respond { channel, response }).await;
-                    });
-                }
-                Some(Inbound::Subscribed(peer)) => start_sync(&shared, &client, &syncing, peer),
-            },
             _ = rounds.tick() => {
                 for peer in shared.connected_peers() {
-                    start_sync(&shared, &client, &syncing, peer);
+                    start_sync(shared, client, syncing, peer);
                 }
             }
-            _ = collect.tick() => collect_tombstones(&shared).await,
+            _ = collect.tick() => collect_tombstones(shared).await,
         }
     }
 }
 
 /// Starts an anti-entropy session with `peer` unless one is running.
-fn start_sync(
-    shared: &Arc<Shared>,
-    client: &Client,
-    syncing: &Arc<std::sync::Mutex<HashSet<PeerId>>>,
-    peer: PeerId,
-) {
+fn start_sync(shared: &Arc<Shared>, client: &Client, syncing: &Syncing, peer: PeerId) {
     if !syncing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(peer) {
         return;
     }
     let (shared, client, syncing) = (shared.clone(), client.clone(), syncing.clone());
+    // One session per admitted peer at most: bounded by the connection limits.
     tokio::spawn(async move {
-        match sync_with(&shared, &client, peer).await {
+        let mut outcome = sync_with(&shared, &client, peer).await;
+        // Admission runs both ways at once: the peer may not have admitted us yet.
+        for _ in 0..5 {
+            if !matches!(&outcome, Err(e) if e == NOT_ADMITTED) {
+                break;
+            }
+            tokio::time::sleep(NOT_ADMITTED_RETRY).await;
+            outcome = sync_with(&shared, &client, peer).await;
+        }
+        match outcome {
             Ok(0) => {}
             Ok(fetched) => {
                 info!("anti-entropy with {peer}: merged {fetched} versions");
@@ -283,18 +384,21 @@ async fn sync_with(shared: &Arc<Shared>, client: &Client, peer: PeerId) -> Resul
     Ok(merged)
 }
 
-/// The keys among `summaries` that `peer` holds newer versions of, and that we would take from it.
-fn wanted(shared: &Shared, summaries: Vec<Summary>, peer: PeerId) -> Vec<Key> {
+/// The keys among `summaries` that `peer` holds newer versions of, and that we would take from
+/// it: not refused for good before, and passing the checks a summary allows.
+fn wanted(shared: &Shared, summaries: Vec<Summary>, _peer: PeerId) -> Vec<Key> {
     let horizon = now_ms().saturating_sub(shared.tombstone_ttl.as_millis() as u64);
     let versions = shared.versions();
-    let peers = shared.peers();
-    let from = peer.to_string();
+    let bindings = shared.bindings();
+    let refused = shared.refused();
+    let own = shared.store.node_id();
     summaries
         .into_iter()
         .filter(|s| versions.get(&s.key).is_none_or(|held| held < &s.hlc))
         // A tombstone past the horizon for a record we never had: it is being collected.
         .filter(|s| !(s.tombstone && s.hlc.wall_ms < horizon && versions.get(&s.key).is_none()))
-        .filter(|s| authority::admit(&s.key, &s.hlc, &from, shared.store.node_id(), &peers).is_ok())
+        .filter(|s| !refused.contains(&(s.key.clone(), s.hlc.clone())))
+        .filter(|s| authority::check_summary(s, own, &bindings).is_ok())
         .map(|s| s.key)
         .collect()
 }
@@ -318,7 +422,7 @@ async fn fetch(
             break;
         }
         let got = versions.len();
-        merged += merge(shared, versions, peer).await;
+        merged += merge(shared, versions, peer).await.0;
         keys = rest;
         if got < asked {
             // The answer was cut at its size limit; what was left is asked for next round.
@@ -328,18 +432,22 @@ async fn fetch(
     Ok(merged)
 }
 
-/// Merges versions from `from` after checking each one; returns how many were applied.
-async fn merge(shared: &Arc<Shared>, versions: Vec<Version>, from: PeerId) -> usize {
+/// Checks and merges versions from `from` (the peer that passed them on); returns how many
+/// changed the store, and whether the lot may be forwarded (every one passed its checks).
+async fn merge(shared: &Arc<Shared>, versions: Vec<Version>, from: PeerId) -> (usize, MessageAcceptance) {
     let task_shared = shared.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let shared = task_shared;
-        let from_text = from.to_string();
         let (mut applied, mut rejected) = (Vec::new(), Vec::new());
-        for version in versions {
-            match merge_one(&shared, &version, &from_text) {
+        // Member records first: a batch may bind the author of the versions that follow.
+        let (members, others): (Vec<_>, Vec<_>) = versions
+            .into_iter()
+            .partition(|v| v.key.collection() == Some(Collection::Members));
+        for version in members.into_iter().chain(others) {
+            match merge_one(&shared, &version) {
                 Ok(true) => applied.push(version.key),
                 Ok(false) => {}
-                Err(reason) => rejected.push(reason),
+                Err(rejection) => rejected.push(rejection),
             }
         }
         if !applied.is_empty()
@@ -350,33 +458,54 @@ async fn merge(shared: &Arc<Shared>, versions: Vec<Version>, from: PeerId) -> us
         (applied, rejected)
     })
     .await;
-    let Ok((applied, rejected)) = outcome else { return 0 };
+    let Ok((applied, rejected)) = outcome else { return (0, MessageAcceptance::Ignore) };
     Stats::add(&shared.stats.merged_versions, applied.len());
-    Stats::add(&shared.stats.rejected, rejected.len());
-    for reason in rejected {
-        warn!("dropped a version from peer {from}: {reason}");
-        let _ = shared.events.send(Event::Rejected { from, reason });
+    let verdict = if rejected.is_empty() { MessageAcceptance::Accept } else { MessageAcceptance::Reject };
+    for rejection in rejected {
+        shared.reject(from, rejection);
     }
     let count = applied.len();
     for key in applied {
         let _ = shared.events.send(Event::Merged { key, from });
     }
-    count
+    (count, verdict)
 }
 
-/// Checks and merges one version: `Ok(true)` when it changed the store.
-fn merge_one(shared: &Shared, version: &Version, from: &str) -> Result<bool, String> {
-    let collection = version
-        .key
-        .collection()
-        .ok_or_else(|| format!("unknown collection {}", version.key.collection))?;
-    let Header { hlc, .. } =
-        decode_header(collection, &version.envelope).map_err(|e| e.to_string())?;
-    authority::admit(&version.key, &hlc, from, shared.store.node_id(), &shared.peers())?;
-    match shared.store.merge_encoded(collection, &version.key.id, &version.envelope) {
-        Ok(Merged::Applied(_)) => Ok(true),
+/// Checks and merges one version: `Ok(true)` when it changed the store. A version refused for
+/// a reason that cannot change is remembered, so anti-entropy does not fetch it again.
+fn merge_one(shared: &Shared, version: &Version) -> Result<bool, Rejection> {
+    let checked = authority::check(version, shared.store.node_id(), &shared.bindings());
+    let header = match checked {
+        Ok(header) => header,
+        Err(rejection) => {
+            if rejection.reason.is_permanent()
+                && let Some(collection) = version.key.collection()
+                && let Ok(header) = gridnode_store::decode_header(collection, &version.envelope)
+            {
+                shared.refused_mut().insert(version.key.clone(), header.hlc);
+            }
+            return Err(rejection);
+        }
+    };
+    let collection = version.key.collection().unwrap_or(Collection::Tools);
+    let signed = gridnode_store::SignedVersion {
+        envelope: version.envelope.clone(),
+        signature: version.signature.clone(),
+    };
+    match shared.store.merge_encoded(collection, &version.key.id, &signed) {
+        Ok(Merged::Applied(_)) => {
+            if collection == Collection::Members {
+                // Bound now, not when the feed gets here: the versions that follow need it.
+                refresh_binding(shared, &version.key.id)
+                    .map_err(|e| Rejection::new(Reason::Invalid, e.to_string()))?;
+            }
+            Ok(true)
+        }
         Ok(Merged::Ignored) => Ok(false),
-        Err(e) => Err(format!("'{}': {e}", version.key.id)),
+        Err(e) => {
+            shared.refused_mut().insert(version.key.clone(), header.hlc);
+            Err(Rejection::new(Reason::Invalid, format!("'{}': {e}", version.key.id)))
+        }
     }
 }
 
@@ -403,14 +532,19 @@ async fn answer(shared: &Arc<Shared>, request: SyncRequest) -> SyncResponse {
                 let mut bytes = 0;
                 for key in keys {
                     let Some(collection) = key.collection() else { continue };
-                    let Ok(Some(envelope)) = store.encoded_version(collection, &key.id) else {
+                    let Ok(Some(signed)) = store.signed_version(collection, &key.id) else {
                         continue;
                     };
-                    bytes += envelope.len() + key.id.len();
+                    // Unsigned or oversized versions would be refused: they are not served.
+                    if signed.signature.is_empty() || signed.envelope.len() > MAX_VERSION_BYTES {
+                        continue;
+                    }
+                    bytes += signed.envelope.len() + signed.signature.len() + key.id.len();
                     if bytes > FETCH_REPLY_BYTES && !found.is_empty() {
                         break;
                     }
-                    found.push(Version { key, envelope });
+                    let (envelope, signature) = (signed.envelope, signed.signature);
+                    found.push(Version { key, envelope, signature });
                 }
                 found
             });

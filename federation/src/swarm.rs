@@ -1,27 +1,37 @@
-//! The one task that owns the libp2p swarm. It does I/O only: it publishes what it is told to,
-//! checks the shape of what arrives (size, encoding, signer) and hands it on, dials, and keeps
-//! the bootstrap peers connected. Everything that touches the store happens elsewhere
-//! ([`crate::replicator`]), so a slow disk never stalls the network.
+//! The one task that owns the libp2p swarm. It does I/O only: it runs the admission handshake
+//! with every peer that connects, publishes what it is told to, checks the shape of what
+//! arrives (admitted sender, seal, size, encoding, signer) and hands it on, reports the
+//! replicator's verdict on gossip back to gossipsub (nothing is forwarded before it is
+//! checked), dials, and keeps the bootstrap peers connected. Everything that touches the store
+//! happens elsewhere ([`crate::replicator`]), so a slow disk never stalls the network.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libp2p::futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
+use libp2p::gossipsub::{
+    self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode,
+};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, kad, mdns, noise, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, identity, kad, mdns,
+    noise, tcp, yamux,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::admission::{self, Answer, Challenge, NONCE_BYTES};
+use crate::liveness::Heartbeat;
+use crate::rejections::{Reason, Rejection};
+use crate::replicator::NOT_ADMITTED;
 use crate::wire::{
-    Gossip, MAX_GOSSIP_BYTES, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, SyncRequest, SyncResponse,
+    Codec, Gossip, MAX_ADMISSION_BYTES, MAX_GOSSIP_BYTES, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES,
+    SyncRequest, SyncResponse,
 };
 use crate::{Event, FederationConfig, Shared, Stats};
 
@@ -29,11 +39,31 @@ use crate::{Event, FederationConfig, Shared, Stats};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait between two dials of a bootstrap peer that is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a connected peer has to prove it holds the cluster key before it is disconnected.
+const ADMISSION_GRACE: Duration = Duration::from_secs(10);
+/// How long a peer that failed admission is not dialed, and is disconnected at once.
+const REFUSAL_MEMORY: Duration = Duration::from_secs(60);
+/// Most peers remembered as refused.
+const MAX_REFUSED_PEERS: usize = 1024;
+/// A connection with nothing to do is closed after this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connection limits: established in all, per peer (TCP and QUIC), and still handshaking.
+const MAX_CONNECTIONS: u32 = 512;
+const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+const MAX_PENDING_INCOMING: u32 = 64;
+const MAX_PENDING_OUTGOING: u32 = 64;
+/// Listen addresses kept per peer from identify while it is not admitted yet.
+const MAX_STASHED_ADDRS: usize = 16;
+/// Bounds on a heartbeat's fields.
+const MAX_HEARTBEAT_ADDRS: usize = 16;
+const MAX_HEARTBEAT_TEXT: usize = 2048;
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    limits: connection_limits::Behaviour,
+    admit: request_response::Behaviour<Codec<Challenge, Answer>>,
     gossipsub: gossipsub::Behaviour,
-    sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    sync: request_response::Behaviour<Codec<SyncRequest, SyncResponse>>,
     identify: identify::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     mdns: Toggle<mdns::tokio::Behaviour>,
@@ -81,24 +111,42 @@ pub(crate) enum Command {
         channel: ResponseChannel<SyncResponse>,
         response: SyncResponse,
     },
+    /// The replicator's verdict on a gossip message: forwarded only if accepted.
+    Validated {
+        message: MessageId,
+        via: PeerId,
+        acceptance: MessageAcceptance,
+    },
     Dial(Multiaddr),
     Shutdown,
 }
 
-/// What the swarm task hands to the replicator: checked for shape, not yet for meaning.
+/// What the swarm task hands to the replicator: from an admitted peer, checked for shape, not
+/// yet for meaning.
 #[derive(Debug)]
 pub(crate) enum Inbound {
-    Gossip {
-        source: PeerId,
-        gossip: Gossip,
+    /// Versions gossiped by someone, passed on by `via`; the verdict goes back as
+    /// [`Command::Validated`].
+    Versions {
+        via: PeerId,
+        message: MessageId,
+        versions: Vec<crate::wire::Version>,
+    },
+    /// Versions too large to gossip, announced by `origin`.
+    Announce {
+        origin: PeerId,
+        via: PeerId,
+        message: MessageId,
+        summaries: Vec<crate::wire::Summary>,
     },
     Request {
         peer: PeerId,
         request: SyncRequest,
         channel: ResponseChannel<SyncResponse>,
     },
-    /// A peer now hears our changes: anything older it must get by anti-entropy.
-    Subscribed(PeerId),
+    /// A peer was admitted: anything older than what it gossips from now on it gets by
+    /// anti-entropy.
+    Admitted(PeerId),
 }
 
 /// Builds the swarm and starts listening; returns once every listener has an address.
@@ -106,6 +154,7 @@ pub(crate) async fn build(
     config: &FederationConfig,
     key: identity::Keypair,
     names: &Names,
+    rejections: Arc<crate::rejections::Rejections>,
 ) -> Result<(Swarm<Behaviour>, Vec<Multiaddr>), String> {
     let cluster = config.cluster.clone();
     let mdns_on = config.mdns;
@@ -115,9 +164,9 @@ pub(crate) async fn build(
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .map_err(|e| format!("cannot set up tcp: {e}"))?
         .with_quic()
-        .with_behaviour(|key| behaviour(key, &cluster, mdns_on, identify_name))
+        .with_behaviour(|key| behaviour(key, &cluster, mdns_on, identify_name, rejections))
         .map_err(|e| format!("cannot set up the p2p protocols: {e}"))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
         .build();
     for topic in [&names.changes, &names.heartbeats] {
         swarm
@@ -159,6 +208,7 @@ fn behaviour(
     cluster: &str,
     mdns_on: bool,
     identify_name: String,
+    rejections: Arc<crate::rejections::Rejections>,
 ) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
     let peer_id = key.public().to_peer_id();
     let gossip_config = gossipsub::ConfigBuilder::default()
@@ -170,16 +220,28 @@ fn behaviour(
         .build()?;
     let gossipsub =
         gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)?;
-    let codec = request_response::cbor::codec::Codec::default()
-        .set_request_size_maximum(MAX_REQUEST_BYTES)
-        .set_response_size_maximum(MAX_RESPONSE_BYTES);
     let sync = request_response::Behaviour::with_codec(
-        codec,
+        Codec::new(MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES).counting(rejections.clone()),
         [(
             StreamProtocol::try_from_owned(format!("/gridnode/{cluster}/sync/1"))?,
             ProtocolSupport::Full,
         )],
         request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
+    );
+    let admit = request_response::Behaviour::with_codec(
+        Codec::new(MAX_ADMISSION_BYTES, MAX_ADMISSION_BYTES).counting(rejections),
+        [(
+            StreamProtocol::try_from_owned(format!("/gridnode/{cluster}/admit/1"))?,
+            ProtocolSupport::Full,
+        )],
+        request_response::Config::default().with_request_timeout(ADMISSION_GRACE),
+    );
+    let limits = connection_limits::Behaviour::new(
+        connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(MAX_CONNECTIONS))
+            .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+            .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+            .with_max_pending_outgoing(Some(MAX_PENDING_OUTGOING)),
     );
     let identify = identify::Behaviour::new(
         identify::Config::new(identify_name, key.public())
@@ -189,6 +251,8 @@ fn behaviour(
         kad::Config::new(StreamProtocol::try_from_owned(format!("/gridnode/{cluster}/kad/1"))?);
     // Peers come from bootstrap, mDNS and heartbeats; a lone node would only log failed walks.
     kad_config.set_periodic_bootstrap_interval(None);
+    // Only admitted peers enter the routing table (the driver adds them).
+    kad_config.set_kbucket_inserts(kad::BucketInserts::Manual);
     let mut kad =
         kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
     kad.set_mode(Some(kad::Mode::Server));
@@ -197,7 +261,7 @@ fn behaviour(
     } else {
         None
     };
-    Ok(Behaviour { gossipsub, sync, identify, kad, mdns: Toggle::from(mdns) })
+    Ok(Behaviour { limits, admit, gossipsub, sync, identify, kad, mdns: Toggle::from(mdns) })
 }
 
 /// A bootstrap address and what is known of the peer behind it.
@@ -208,6 +272,14 @@ struct Bootstrap {
     backoff: Duration,
 }
 
+/// A connected peer that has not proved it holds the cluster key yet.
+struct Candidate {
+    since: Instant,
+    nonce: [u8; NONCE_BYTES],
+    /// Listen addresses it told identify, added to kademlia once it is admitted.
+    addrs: Vec<Multiaddr>,
+}
+
 /// The swarm task's state.
 pub(crate) struct Driver {
     pub swarm: Swarm<Behaviour>,
@@ -216,6 +288,9 @@ pub(crate) struct Driver {
     pub inbound: mpsc::Sender<Inbound>,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
     bootstrap: Vec<Bootstrap>,
+    candidates: HashMap<PeerId, Candidate>,
+    /// Peers that failed admission, and when.
+    refused: HashMap<PeerId, Instant>,
 }
 
 impl Driver {
@@ -236,7 +311,16 @@ impl Driver {
                 backoff: Duration::from_millis(500),
             })
             .collect();
-        Driver { swarm, names, shared, inbound, pending: HashMap::new(), bootstrap }
+        Driver {
+            swarm,
+            names,
+            shared,
+            inbound,
+            pending: HashMap::new(),
+            bootstrap,
+            candidates: HashMap::new(),
+            refused: HashMap::new(),
+        }
     }
 
     /// Runs until told to shut down (or every sender is gone).
@@ -250,7 +334,10 @@ impl Driver {
                     Some(command) => self.command(command),
                 },
                 event = self.swarm.select_next_some() => self.event(event),
-                _ = redial.tick() => self.redial(),
+                _ = redial.tick() => {
+                    self.redial();
+                    self.expire_candidates();
+                }
             }
         }
         for reply in self.pending.into_values() {
@@ -278,8 +365,17 @@ impl Driver {
                 }
             }
             Command::Request { peer, request, reply } => {
+                if !self.shared.is_admitted(&peer) {
+                    let _ = reply.send(Err(format!("peer {peer} is not an admitted member")));
+                    return;
+                }
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
                 self.pending.insert(id, reply);
+            }
+            Command::Validated { message, via, acceptance } => {
+                let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                    &message, &via, acceptance,
+                );
             }
             Command::Respond { channel, response } => {
                 if self.swarm.behaviour_mut().sync.send_response(channel, response).is_err() {
@@ -325,6 +421,7 @@ impl Driver {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.sync(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Admit(event)) => self.admission(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -338,8 +435,13 @@ impl Driver {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
-                for addr in info.listen_addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                let addrs = info.listen_addrs.into_iter().take(MAX_STASHED_ADDRS);
+                if self.shared.is_admitted(&peer_id) {
+                    for addr in addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                } else if let Some(candidate) = self.candidates.get_mut(&peer_id) {
+                    candidate.addrs = addrs.collect();
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
@@ -352,6 +454,10 @@ impl Driver {
                 peer, ..
             })) => self.dial_peer(peer, Vec::new()),
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+                if self.refused.get(&peer_id).is_some_and(|at| at.elapsed() < REFUSAL_MEMORY) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
                 let remote = endpoint.get_remote_address().clone();
                 for entry in &mut self.bootstrap {
                     if entry.peer.is_none() && without_peer(&entry.addr) == without_peer(&remote) {
@@ -361,19 +467,24 @@ impl Driver {
                         entry.backoff = Duration::from_millis(500);
                     }
                 }
-                if endpoint.is_dialer() {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, remote);
-                }
-                if num_established.get() == 1 {
-                    info!("connected to peer {peer_id}");
-                    self.shared.connected(peer_id, true);
-                    let _ = self.shared.events.send(Event::PeerConnected(peer_id));
+                if self.shared.is_admitted(&peer_id) {
+                    if endpoint.is_dialer() {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, remote);
+                    }
+                } else if num_established.get() == 1 {
+                    self.challenge(peer_id, endpoint.is_dialer().then_some(remote));
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                info!("disconnected from peer {peer_id}");
-                self.shared.connected(peer_id, false);
-                let _ = self.shared.events.send(Event::PeerDisconnected(peer_id));
+                if self.candidates.remove(&peer_id).is_some() {
+                    let left = "the peer left before proving it holds the cluster key";
+                    self.shared.reject(peer_id, Rejection::new(Reason::Admission, left));
+                }
+                if self.shared.is_admitted(&peer_id) {
+                    info!("disconnected from peer {peer_id}");
+                    self.shared.connected(peer_id, false);
+                    let _ = self.shared.events.send(Event::PeerDisconnected(peer_id));
+                }
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 let mut listening = self
@@ -392,8 +503,93 @@ impl Driver {
         }
     }
 
+    /// Asks a newly connected peer to prove it holds the cluster key.
+    fn challenge(&mut self, peer: PeerId, dialed: Option<Multiaddr>) {
+        let nonce = admission::nonce();
+        self.swarm.behaviour_mut().admit.send_request(&peer, Challenge { nonce });
+        let addrs = dialed.into_iter().collect();
+        self.candidates.insert(peer, Candidate { since: Instant::now(), nonce, addrs });
+    }
+
+    /// Answers challenges (from anyone: the answer proves only that this node holds the key),
+    /// and admits or refuses peers by their answers to ours.
+    fn admission(&mut self, event: request_response::Event<Challenge, Answer>) {
+        let me = *self.swarm.local_peer_id();
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let answer = self.shared.admission.answer(&me, &peer, &request);
+                    let _ = self.swarm.behaviour_mut().admit.send_response(channel, answer);
+                }
+                request_response::Message::Response { response, .. } => {
+                    let Some(candidate) = self.candidates.remove(&peer) else { return };
+                    match self.shared.admission.admits(&peer, &me, &candidate.nonce, &response) {
+                        Ok(()) => self.admit(peer, candidate.addrs),
+                        Err(why) => self.refuse(peer, Reason::Admission, why),
+                    }
+                }
+            },
+            // The connection the challenge went out on closed (a simultaneous dial leaves one
+            // of two): ask again on the one that is left. A peer that is gone is counted when
+            // its last connection closes; one that never answers, at the end of the grace.
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                if self.candidates.contains_key(&peer) && self.swarm.is_connected(&peer) {
+                    debug!("challenge to {peer} failed ({error}); asking again");
+                    let nonce = admission::nonce();
+                    self.swarm.behaviour_mut().admit.send_request(&peer, Challenge { nonce });
+                    if let Some(candidate) = self.candidates.get_mut(&peer) {
+                        candidate.nonce = nonce;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn admit(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        info!("connected to peer {peer} (admitted)");
+        for addr in addrs {
+            self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+        }
+        self.shared.connected(peer, true);
+        let _ = self.shared.events.send(Event::PeerConnected(peer));
+        if self.inbound.try_send(Inbound::Admitted(peer)).is_err() {
+            // The periodic anti-entropy round reaches it instead.
+            debug!("replicator busy: the first sync with {peer} waits for the next round");
+        }
+    }
+
+    fn refuse(&mut self, peer: PeerId, reason: Reason, why: &str) {
+        self.shared.reject(peer, Rejection::new(reason, why));
+        if self.refused.len() >= MAX_REFUSED_PEERS {
+            self.refused.retain(|_, at| at.elapsed() < REFUSAL_MEMORY);
+            if self.refused.len() >= MAX_REFUSED_PEERS {
+                self.refused.clear();
+            }
+        }
+        self.refused.insert(peer, Instant::now());
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    /// Disconnects peers that did not prove themselves within the grace.
+    fn expire_candidates(&mut self) {
+        let late: Vec<PeerId> = self
+            .candidates
+            .iter()
+            .filter(|(_, c)| c.since.elapsed() > ADMISSION_GRACE)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in late {
+            self.candidates.remove(&peer);
+            self.refuse(peer, Reason::Admission, "no proof of the cluster key in time");
+        }
+    }
+
     fn dial_peer(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
-        if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
+        if peer == *self.swarm.local_peer_id()
+            || self.swarm.is_connected(&peer)
+            || self.refused.get(&peer).is_some_and(|at| at.elapsed() < REFUSAL_MEMORY)
+        {
             return;
         }
         for addr in &addrs {
@@ -410,76 +606,121 @@ impl Driver {
 
     fn gossip(&mut self, event: gossipsub::Event) {
         match event {
-            gossipsub::Event::Message { propagation_source, message_id, message } => {
-                let verdict = self.gossip_message(message);
+            gossipsub::Event::Message { propagation_source: via, message_id, message } => {
+                // Ok(true): handed to the replicator, which reports the verdict itself.
+                let verdict = self.gossip_message(via, &message_id, message);
                 let acceptance = match verdict {
-                    Ok(()) => MessageAcceptance::Accept,
-                    Err(reason) => {
-                        warn!("dropped a gossip message from peer {propagation_source}: {reason}");
-                        Stats::add(&self.shared.stats.rejected, 1);
-                        let _ = self
-                            .shared
-                            .events
-                            .send(Event::Rejected { from: propagation_source, reason });
-                        MessageAcceptance::Reject
+                    Ok(true) => return,
+                    Ok(false) => MessageAcceptance::Accept,
+                    Err(rejection) => {
+                        let acceptance = match rejection.reason {
+                            Reason::Unadmitted | Reason::Busy => MessageAcceptance::Ignore,
+                            _ => MessageAcceptance::Reject,
+                        };
+                        self.shared.reject(via, rejection);
+                        acceptance
                     }
                 };
                 let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
                     &message_id,
-                    &propagation_source,
+                    &via,
                     acceptance,
                 );
             }
-            // When busy, the periodic anti-entropy round reaches the peer instead.
-            gossipsub::Event::Subscribed { peer_id, topic }
-                if topic == self.names.changes.hash()
-                    && self.inbound.try_send(Inbound::Subscribed(peer_id)).is_err() => {}
             _ => {}
         }
     }
 
-    /// Checks one gossip message and passes it on.
-    fn gossip_message(&mut self, message: gossipsub::Message) -> Result<(), String> {
-        let source = message.source.ok_or("an unsigned gossip message")?;
-        let gossip = Gossip::decode(&message.data)?;
-        let heartbeat_topic = message.topic == self.names.heartbeats.hash();
-        match gossip {
-            Gossip::Heartbeat(heartbeat) if heartbeat_topic => {
-                let addrs: Vec<Multiaddr> =
-                    heartbeat.p2p.iter().filter_map(|a| a.parse().ok()).collect();
-                self.shared.peers_mut().admit(heartbeat, &source.to_string(), Instant::now())?;
-                self.dial_peer(source, addrs);
-                Ok(())
-            }
-            gossip @ (Gossip::Versions(_) | Gossip::Announce(_))
-                if message.topic == self.names.changes.hash() =>
-            {
-                Stats::add(&self.shared.stats.changes_received_bytes, message.data.len());
-                if self.inbound.try_send(Inbound::Gossip { source, gossip }).is_err() {
-                    // Not lost: anti-entropy finds what was dropped here.
-                    warn!("replicator busy: dropped a gossip message from {source}");
-                }
-                Ok(())
-            }
-            _ => Err("a gossip message on the wrong topic".into()),
+    /// Checks one gossip message: a heartbeat is taken here (`Ok(false)`); versions and
+    /// announcements go to the replicator, which checks every version before the message is
+    /// accepted and forwarded (`Ok(true)`).
+    fn gossip_message(
+        &mut self,
+        via: PeerId,
+        id: &MessageId,
+        message: gossipsub::Message,
+    ) -> Result<bool, Rejection> {
+        if !self.shared.is_admitted(&via) {
+            return Err(Rejection::new(Reason::Unadmitted, "a gossip message"));
         }
+        let source =
+            message.source.ok_or_else(|| Rejection::new(Reason::Invalid, "an unsigned gossip message"))?;
+        let bytes = self
+            .shared
+            .admission
+            .open(&message.data)
+            .map_err(|e| Rejection::new(Reason::Undecodable, e))?;
+        let gossip = Gossip::decode(&bytes).map_err(|e| Rejection::new(Reason::Undecodable, e))?;
+        let heartbeat_topic = message.topic == self.names.heartbeats.hash();
+        let changes_topic = message.topic == self.names.changes.hash();
+        let inbound = match gossip {
+            Gossip::Heartbeat(heartbeat) if heartbeat_topic => {
+                self.heartbeat(heartbeat, source)?;
+                return Ok(false);
+            }
+            Gossip::Versions(versions) if changes_topic => {
+                Stats::add(&self.shared.stats.changes_received_bytes, message.data.len());
+                Inbound::Versions { via, message: id.clone(), versions }
+            }
+            Gossip::Announce(summaries) if changes_topic => {
+                Inbound::Announce { origin: source, via, message: id.clone(), summaries }
+            }
+            _ => return Err(Rejection::new(Reason::Invalid, "a gossip message on the wrong topic")),
+        };
+        // Not lost when dropped: anti-entropy finds it.
+        self.inbound
+            .try_send(inbound)
+            .map(|()| true)
+            .map_err(|_| Rejection::new(Reason::Busy, "the replicator is busy: a gossip message"))
+    }
+
+    /// Takes a heartbeat from `source` if it is the bound member it claims to be.
+    fn heartbeat(&mut self, heartbeat: Heartbeat, source: PeerId) -> Result<(), Rejection> {
+        let too_long = [&heartbeat.node_id, &heartbeat.peer_id, &heartbeat.grpc, &heartbeat.http, &heartbeat.version]
+            .iter()
+            .any(|field| field.len() > MAX_HEARTBEAT_TEXT)
+            || heartbeat.p2p.len() > MAX_HEARTBEAT_ADDRS
+            || heartbeat.p2p.iter().any(|a| a.len() > MAX_HEARTBEAT_TEXT);
+        if too_long {
+            return Err(Rejection::new(Reason::Oversize, "a heartbeat with fields over their limits"));
+        }
+        let bound = self.shared.bindings().get(&heartbeat.node_id).map(|b| b.peer);
+        if bound != Some(source) {
+            return Err(Rejection::new(
+                Reason::Unbound,
+                format!(
+                    "a heartbeat for node id '{}' from peer {source}, which is not bound to it",
+                    gridnode_store::validate_id("node", &heartbeat.node_id)
+                        .map(|()| heartbeat.node_id.clone())
+                        .unwrap_or_else(|_| "(invalid)".into())
+                ),
+            ));
+        }
+        let addrs: Vec<Multiaddr> = heartbeat.p2p.iter().filter_map(|a| a.parse().ok()).collect();
+        self.shared
+            .peers_mut()
+            .admit(heartbeat, &source.to_string(), Instant::now())
+            .map_err(|e| Rejection::new(Reason::Unbound, e))?;
+        self.dial_peer(source, addrs);
+        Ok(())
     }
 
     fn sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {
-                    if let Err(reason) = request.check() {
-                        warn!("refused a sync request from peer {peer}: {reason}");
-                        let _ = self
-                            .shared
-                            .events
-                            .send(Event::Rejected { from: peer, reason: reason.clone() });
+                    let refusal = if !self.shared.is_admitted(&peer) {
+                        Some((Reason::Unadmitted, NOT_ADMITTED.to_string()))
+                    } else {
+                        request.check().err().map(|reason| (Reason::Oversize, reason))
+                    };
+                    if let Some((reason, why)) = refusal {
+                        self.shared.reject(peer, Rejection::new(reason, format!("a sync request: {why}")));
                         let _ = self
                             .swarm
                             .behaviour_mut()
                             .sync
-                            .send_response(channel, SyncResponse::Refused(reason));
+                            .send_response(channel, SyncResponse::Refused(why));
                         return;
                     }
                     if let Err(mpsc::error::TrySendError::Full(Inbound::Request {

@@ -3,23 +3,40 @@
 //!
 //! Two gossipsub topics per cluster carry [`Gossip`]: new versions as they are written, and
 //! heartbeats. One request-response protocol per cluster carries anti-entropy ([`SyncRequest`],
-//! [`SyncResponse`]). A version travels as the store's own encoded envelope, so what a peer
-//! merges is byte for byte what the author stored.
+//! [`SyncResponse`]), one more the admission handshake. A version travels as the store's own
+//! encoded envelope with its author's signature, so what a peer merges is byte for byte what
+//! the author stored and signed.
+//!
+//! Every message from a peer is decoded through one door, the store's bounded decoder
+//! ([`gridnode_store::decode_bounded`]: a size limit on what it may allocate and a nesting
+//! limit), after a byte limit on what is read at all ([`Codec`], [`Gossip::decode`]).
+
+use std::marker::PhantomData;
+use std::sync::Arc;
 
 use gridnode_store::{Collection, Hlc};
+use libp2p::StreamProtocol;
+use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::liveness::Heartbeat;
+use crate::rejections::{Reason, Rejection, Rejections};
 
 /// Largest gossip message (gossipsub's `max_transmit_size`). Versions that do not fit are
 /// announced by key instead and fetched.
 pub const MAX_GOSSIP_BYTES: usize = 4 << 20;
 /// Largest anti-entropy request.
-pub const MAX_REQUEST_BYTES: u64 = 1 << 20;
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// Largest anti-entropy response; a fetch answer stops adding versions at [`FETCH_REPLY_BYTES`].
-pub const MAX_RESPONSE_BYTES: u64 = 32 << 20;
+pub const MAX_RESPONSE_BYTES: usize = 32 << 20;
 /// Where a fetch answer stops adding versions (the requester asks again for the rest).
 pub const FETCH_REPLY_BYTES: usize = 8 << 20;
+/// Largest version that replicates: a larger one is neither served nor taken (refused once,
+/// not offered forever).
+pub const MAX_VERSION_BYTES: usize = FETCH_REPLY_BYTES;
+/// Largest admission message.
+pub const MAX_ADMISSION_BYTES: usize = 256;
 /// Most keys one fetch may ask for.
 pub const MAX_FETCH_KEYS: usize = 512;
 /// Most buckets one summaries request may ask for.
@@ -56,12 +73,15 @@ pub struct Summary {
     pub tombstone: bool,
 }
 
-/// One record version: the store's encoded envelope (header and record).
+/// One record version: the store's encoded envelope (header and record), and its author's
+/// signature over [`gridnode_store::signed_message`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Version {
     pub key: Key,
     #[serde(with = "bytes")]
     pub envelope: Vec<u8>,
+    #[serde(with = "bytes")]
+    pub signature: Vec<u8>,
 }
 
 /// A gossip message.
@@ -103,8 +123,7 @@ impl Gossip {
         if bytes.len() > MAX_GOSSIP_BYTES {
             return Err(format!("a gossip message of {} bytes", bytes.len()));
         }
-        let config = bincode::config::standard().with_limit::<MAX_GOSSIP_BYTES>();
-        let (gossip, used): (Gossip, usize) = bincode::serde::decode_from_slice(bytes, config)
+        let (gossip, used): (Gossip, usize) = gridnode_store::decode_counted(bytes)
             .map_err(|e| format!("an undecodable gossip message: {e}"))?;
         if used != bytes.len() {
             return Err("a gossip message with trailing bytes".into());
@@ -122,8 +141,123 @@ impl Gossip {
 
     pub fn encode(&self) -> Vec<u8> {
         // Encoding plain data into a Vec cannot fail.
-        bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
+        gridnode_store::encode(self).unwrap_or_default()
     }
+}
+
+/// The request-response codec of every protocol between peers: a message is the store's
+/// encoding of the value, read up to a byte limit and decoded with the store's limits.
+/// Counts what it refuses when it has somewhere to ([`Codec::counting`]): libp2p drops a request
+/// whose bytes do not decode without telling the behaviour.
+#[derive(Debug)]
+pub struct Codec<Req, Resp> {
+    max_request: usize,
+    max_response: usize,
+    rejections: Option<Arc<Rejections>>,
+    types: PhantomData<fn() -> (Req, Resp)>,
+}
+
+impl<Req, Resp> Clone for Codec<Req, Resp> {
+    fn clone(&self) -> Self {
+        Codec { rejections: self.rejections.clone(), ..Codec::new(self.max_request, self.max_response) }
+    }
+}
+
+impl<Req, Resp> Codec<Req, Resp> {
+    pub fn new(max_request: usize, max_response: usize) -> Self {
+        Codec { max_request, max_response, rejections: None, types: PhantomData }
+    }
+
+    /// The same codec, counting what it cannot decode.
+    pub fn counting(self, rejections: Arc<Rejections>) -> Self {
+        Codec { rejections: Some(rejections), ..self }
+    }
+
+    async fn read<T, V>(&self, io: &mut T, limit: usize) -> std::io::Result<V>
+    where
+        T: AsyncRead + Unpin + Send,
+        V: DeserializeOwned,
+    {
+        let mut bytes = Vec::new();
+        io.take(limit as u64 + 1).read_to_end(&mut bytes).await?;
+        decode_message(&bytes, limit).map_err(|e| {
+            if let Some(rejections) = &self.rejections {
+                let rejection = Rejection::new(Reason::Undecodable, format!("a request or answer: {e}"));
+                rejections.record(&"a peer's stream", &rejection);
+            }
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+        })
+    }
+}
+
+fn encode_message<V: Serialize>(value: &V, limit: usize) -> std::io::Result<Vec<u8>> {
+    let bytes = gridnode_store::encode(value).map_err(std::io::Error::other)?;
+    if bytes.len() > limit {
+        return Err(std::io::Error::other(format!("a message over {limit} bytes")));
+    }
+    Ok(bytes)
+}
+
+impl<Req, Resp> libp2p::request_response::Codec for Codec<Req, Resp>
+where
+    Req: Serialize + DeserializeOwned + Send,
+    Resp: Serialize + DeserializeOwned + Send,
+{
+    type Protocol = StreamProtocol;
+    type Request = Req;
+    type Response = Resp;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Req>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        self.read(io, self.max_request).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Resp>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        self.read(io, self.max_response).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: Req,
+    ) -> std::io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let bytes = encode_message(&request, self.max_request)?;
+        io.write_all(&bytes).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: Resp,
+    ) -> std::io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let bytes = encode_message(&response, self.max_response)?;
+        io.write_all(&bytes).await
+    }
+}
+
+/// Decodes a sync message the way [`Codec`] does (for tests and fuzzing of the one door).
+pub fn decode_message<V: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<V, String> {
+    if bytes.len() > limit {
+        return Err(format!("a message over {limit} bytes"));
+    }
+    let (value, used) = gridnode_store::decode_counted(bytes).map_err(|e| e.to_string())?;
+    if used != bytes.len() {
+        return Err("a message with trailing bytes".into());
+    }
+    Ok(value)
 }
 
 impl SyncRequest {
@@ -200,6 +334,7 @@ mod tests {
         let versions = Gossip::Versions(vec![Version {
             key: Key::new(Collection::Tools, "t"),
             envelope: vec![1, 2, 3],
+            signature: vec![4; 64],
         }]);
         assert_eq!(Gossip::decode(&versions.encode()), Ok(versions.clone()));
         let mut trailing = versions.encode();

@@ -1,100 +1,15 @@
 //! Real federations on 127.0.0.1: each node a sled store on disk and a libp2p swarm (TCP and
-//! QUIC), each test its own cluster name, mDNS off.
+//! QUIC), each test its own cluster name and key, mDNS off.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use gridnode_federation::{Event, Federation, FederationConfig, Load, Multiaddr};
+use gridnode_federation::{Admission, Event, Federation, FederationConfig, Identity, Load, Multiaddr, Reason};
 use gridnode_store::{ClusterLocalTool, Store, StoreConfig, ToolEntry};
-use libp2p::futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity};
-use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{StreamProtocol, noise, tcp, yamux};
-
-const PATIENCE: Duration = Duration::from_secs(20);
-
-struct Node {
-    name: String,
-    dir: PathBuf,
-    store: Store,
-    fed: Federation,
-}
-
-impl Node {
-    async fn start(dir: &Path, name: &str, cluster: &str, bootstrap: &[Multiaddr]) -> Node {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-        let dir = dir.join(name);
-        let store = Store::open(&StoreConfig::new(dir.join("store"), name)).unwrap();
-        let mut config = FederationConfig::new(name, cluster);
-        config.listen = vec![
-            "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
-            "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap(),
-        ];
-        config.bootstrap = bootstrap.to_vec();
-        config.mdns = false;
-        config.key_file = Some(dir.join("p2p.key"));
-        config.grpc = format!("127.0.0.1:1{name}");
-        config.heartbeat_interval = Duration::from_millis(250);
-        config.anti_entropy_interval = Duration::from_millis(500);
-        let fed = Federation::start(config, store.clone(), Arc::new(Load::default)).await.unwrap();
-        Node { name: name.into(), dir, store, fed }
-    }
-
-    /// The TCP address to bootstrap from, with the peer id.
-    fn addr(&self) -> Multiaddr {
-        self.fed.listen_addrs().into_iter().find(|a| a.to_string().contains("/tcp/")).unwrap()
-    }
-
-    async fn stop(self) -> PathBuf {
-        self.fed.shutdown().await;
-        self.store.sync().unwrap();
-        drop(self.store);
-        self.dir
-    }
-}
-
-/// A cluster name no other test uses.
-fn cluster(test: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!("{test}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
-
-fn tool(id: &str, description: &str) -> ToolEntry {
-    ToolEntry {
-        tool_id: id.into(),
-        tool_search_description: description.into(),
-        tool_tags: vec!["fed".into()],
-        ..ToolEntry::default()
-    }
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < PATIENCE, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-fn description(store: &Store, id: &str) -> Option<String> {
-    store.try_get::<ToolEntry>(id).unwrap().map(|t| t.tool_search_description)
-}
-
-/// The `(id, version)` of everything a store holds, tombstones included.
-fn state(store: &Store) -> Vec<String> {
-    store
-        .all_versions()
-        .unwrap()
-        .into_iter()
-        .map(|(c, id, h)| format!("{c:?}/{id}@{:?}", h.hlc))
-        .collect()
-}
+use support::*;
 
 async fn three(test: &str, dir: &Path) -> (Node, Node, Node) {
     let cluster = cluster(test);
@@ -225,12 +140,16 @@ async fn a_bootstrap_peer_that_is_down_at_start_is_dialed_again() {
     b.store.create(&tool("from-b", "written before a came back")).unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     // a comes back on the same port (same identity): b reconnects by itself.
-    let store = Store::open(&StoreConfig::new(a_dir.join("store"), "a")).unwrap();
-    let mut config = FederationConfig::new("a", &cluster);
+    let identity = Identity::load_or_create(&a_dir.join("p2p.key")).unwrap();
+    let store = Store::open(
+        &StoreConfig::new(a_dir.join("store"), "a").signed_by(Arc::new(identity.clone())),
+    )
+    .unwrap();
+    let admission = Admission::keyed(&cluster_key(dir.path(), &cluster));
+    let mut config = FederationConfig::new("a", &cluster, identity, admission);
     config.listen =
         vec![a_addr.iter().filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_))).collect()];
     config.mdns = false;
-    config.key_file = Some(a_dir.join("p2p.key"));
     config.anti_entropy_interval = Duration::from_millis(500);
     let fed = Federation::start(config, store.clone(), Arc::new(Load::default)).await.unwrap();
     eventually("b's write on a", || description(&store, "from-b").is_some()).await;
@@ -323,98 +242,116 @@ async fn a_node_cannot_write_another_nodes_tools() {
     let mut reasons = Vec::new();
     while reasons.len() < 2 {
         match tokio::time::timeout(PATIENCE, rejected.recv()).await.unwrap().unwrap() {
-            Event::Rejected { reason, .. } => reasons.push(reason),
+            Event::Rejected { rejection, .. } if rejection.reason == Reason::Authority => {
+                reasons.push(rejection.detail)
+            }
             _ => continue,
         }
     }
-    assert!(reasons.iter().all(|r| r.contains("belongs to node 'b'")), "{reasons:?}");
+    assert!(reasons.iter().all(|r| r.contains("belongs to member 'b'")), "{reasons:?}");
     assert!(a.store.try_get::<ClusterLocalTool>("b/fake").unwrap().is_none());
     assert_eq!(a.store.get::<ClusterLocalTool>("b/real").unwrap().description, "");
 }
 
-// ---- a hostile peer ------------------------------------------------------------------------
 
-#[derive(NetworkBehaviour)]
-struct Hostile {
-    gossipsub: gossipsub::Behaviour,
-    sync: request_response::Behaviour<
-        request_response::cbor::codec::Codec<serde_json::Value, serde_json::Value>,
-    >,
+// ---- admission and identity -----------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_with_other_keys_or_none_never_exchange_a_record_and_the_key_admits() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster("keys");
+    let x = Node::start(dir.path(), "x", &cluster, &[]).await;
+    // Same cluster name, another key; and one open node: both told to dial x.
+    let other = Admission::keyed(&gridnode_federation::ClusterKey::generate());
+    let y = Node::start_with(dir.path(), "y", &cluster, &[x.addr()], other).await;
+    let o = Node::start_with(dir.path(), "o", &cluster, &[x.addr()], Admission::Open).await;
+    x.store.create(&tool("x-tool", "x")).unwrap();
+    y.store.create(&tool("y-tool", "y")).unwrap();
+    o.store.create(&tool("o-tool", "o")).unwrap();
+    // A node with the key joins with it alone.
+    let z = Node::start(dir.path(), "z", &cluster, &[x.addr()]).await;
+    eventually("x's tool on z", || description(&z.store, "x-tool").is_some()).await;
+    eventually("x refused y and o", || {
+        x.fed.rejections().iter().any(|(reason, n)| *reason == "admission" && *n >= 2)
+    })
+    .await;
+    for (node, foreign) in [(&x, ["y-tool", "o-tool"]), (&z, ["y-tool", "o-tool"])] {
+        for id in foreign {
+            assert!(description(&node.store, id).is_none(), "{id} reached {}", node.name);
+        }
+    }
+    assert!(description(&y.store, "x-tool").is_none());
+    assert!(description(&o.store, "x-tool").is_none());
+    assert!(x.fed.connected_peers().iter().all(|p| *p == z.fed.peer_id()));
+    let names: Vec<_> = x.fed.members().into_iter().map(|(node, _)| node).collect();
+    assert_eq!(names, ["x", "z"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_peer_sending_garbage_disturbs_nobody() {
+async fn a_bound_node_id_cannot_be_taken_by_a_new_key_until_it_is_forgotten() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = cluster("garbage");
+    let cluster = cluster("bound");
     let a = Node::start(dir.path(), "a", &cluster, &[]).await;
     let b = Node::start(dir.path(), "b", &cluster, &[a.addr()]).await;
-    let mut events = a.fed.subscribe();
+    eventually("a knows b", || a.fed.liveness("b") == Some(true)).await;
+    let old_peer = b.fed.peer_id();
+    let b_dir = b.stop().await;
+    // b's disk is replaced: a new key claims the id "b".
+    std::fs::remove_dir_all(&b_dir).unwrap();
+    let impostor = Node::start(dir.path(), "b", &cluster, &[a.addr()]).await;
+    assert_ne!(impostor.fed.peer_id(), old_peer);
+    impostor.store.create(&tool("from-new-b", "not yet")).unwrap();
+    eventually("a refuses the new key", || {
+        a.fed.rejections().iter().any(|(reason, n)| *reason == "unbound" && *n > 0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(description(&a.store, "from-new-b").is_none());
+    assert_eq!(a.fed.liveness("b"), Some(false), "the holder stopped; nobody speaks for b");
+    assert!(a.fed.members().contains(&("b".to_string(), old_peer)));
+    // The admin releases the id: the new key binds it and its writes flow.
+    assert!(a.fed.forget("b").await.unwrap());
+    eventually("the new b's tool on a", || description(&a.store, "from-new-b").is_some()).await;
+    eventually("a binds b to the new key", || {
+        a.fed.members().contains(&("b".to_string(), impostor.fed.peer_id()))
+    })
+    .await;
+    eventually("b alive again", || a.fed.liveness("b") == Some(true)).await;
+    assert!(a.fed.forget("a").await.is_err(), "a node does not forget itself");
+}
 
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_behaviour(|key| Hostile {
-            gossipsub: gossipsub::Behaviour::new(
-                MessageAuthenticity::Signed(key.clone()),
-                gossipsub::ConfigBuilder::default().max_transmit_size(64 << 20).build().unwrap(),
-            )
-            .unwrap(),
-            sync: request_response::Behaviour::new(
-                [(
-                    StreamProtocol::try_from_owned(format!("/gridnode/{cluster}/sync/1")).unwrap(),
-                    ProtocolSupport::Full,
-                )],
-                request_response::Config::default(),
-            ),
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    let changes = IdentTopic::new(format!("gridnode/{cluster}/changes/1"));
-    let heartbeats = IdentTopic::new(format!("gridnode/{cluster}/heartbeats/1"));
-    swarm.behaviour_mut().gossipsub.subscribe(&changes).unwrap();
-    swarm.behaviour_mut().gossipsub.subscribe(&heartbeats).unwrap();
-    swarm.dial(a.addr()).unwrap();
-    let a_peer = a.fed.peer_id();
-    let deadline = Instant::now() + PATIENCE;
-    let mut sent = false;
-    let mut answers = 0;
-    while answers < 3 {
-        assert!(Instant::now() < deadline, "the hostile peer got no answers");
-        let event =
-            tokio::time::timeout(Duration::from_millis(200), swarm.select_next_some()).await;
-        if let Ok(SwarmEvent::Behaviour(HostileEvent::Sync(request_response::Event::Message {
-            message: request_response::Message::Response { response, .. },
-            ..
-        }))) = &event
-        {
-            assert!(response.get("Refused").is_some(), "a bad request is refused: {response}");
-            answers += 1;
-        }
-        if !sent && swarm.behaviour().gossipsub.mesh_peers(&changes.hash()).any(|p| *p == a_peer) {
-            sent = true;
-            let gossip = &mut swarm.behaviour_mut().gossipsub;
-            for garbage in [vec![0xff; 100], vec![], b"\x00\x01\x02".to_vec()] {
-                let _ = gossip.publish(changes.clone(), garbage.clone());
-                let _ = gossip.publish(heartbeats.clone(), garbage);
-            }
-            let sync = &mut swarm.behaviour_mut().sync;
-            sync.send_request(&a_peer, serde_json::json!({"Digest": [1, 2, 3]}));
-            sync.send_request(&a_peer, serde_json::json!({"Summaries": [9999]}));
-            sync.send_request(&a_peer, serde_json::json!({"Fetch": vec![serde_json::json!({"collection": 1, "id": "x"}); 600]}));
-            // Not even a request: undecodable.
-            sync.send_request(&a_peer, serde_json::json!("hello"));
-        }
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_from_before_signed_versions_opens_re_signs_and_replicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster("upgrade");
+    let a_dir = dir.path().join("a");
+    {
+        // What the previous release wrote: unsigned versions (its own and a peer's), schema 1,
+        // a p2p key beside the store.
+        Identity::load_or_create(&a_dir.join("p2p.key")).unwrap();
+        let old = Store::open(&StoreConfig::new(a_dir.join("store"), "a")).unwrap();
+        old.create(&tool("old-own", "written by a")).unwrap();
+        let peer = gridnode_store::Envelope::live(
+            gridnode_store::Hlc { wall_ms: 1, counter: 0, node: "gone-node".into() },
+            tool("old-peer", "written by a node that is gone"),
+        );
+        old.merge("old-peer", peer).unwrap();
+        old.sync().unwrap();
     }
-    let mut rejections = 0;
-    while let Ok(event) = events.try_recv() {
-        if matches!(event, Event::Rejected { .. }) {
-            rejections += 1;
-        }
+    {
+        let db = sled::open(a_dir.join("store")).unwrap();
+        db.open_tree("meta").unwrap().insert("schema_version", &1u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
     }
-    assert!(rejections >= 3, "garbage is logged as rejected ({rejections})");
-    // The honest nodes still replicate.
-    a.store.create(&tool("after", "still fine")).unwrap();
-    eventually("after on b", || description(&b.store, "after").is_some()).await;
+    let a = Node::start(dir.path(), "a", &cluster, &[]).await;
+    let b = Node::start(dir.path(), "b", &cluster, &[a.addr()]).await;
+    eventually("both records on b", || {
+        description(&b.store, "old-own").is_some() && description(&b.store, "old-peer").is_some()
+    })
+    .await;
+    let own = b.store.provenance(gridnode_store::Collection::Tools, "old-own").unwrap().unwrap();
+    assert_eq!((own.author.as_str(), own.signed), ("a", true));
+    let adopted = b.store.provenance(gridnode_store::Collection::Tools, "old-peer").unwrap().unwrap();
+    assert_eq!((adopted.author.as_str(), adopted.signed), ("a", true));
+    eventually("a and b converge", || state(&a.store) == state(&b.store)).await;
 }

@@ -82,6 +82,29 @@ pub enum Command {
     /// Tool bundles on this machine: start one, pack one for upload.
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// The cluster: its key, its members' identities.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Write a new cluster key to FILE (mode 0600); give it to every node with --cluster-key FILE.
+    Keygen {
+        file: PathBuf,
+    },
+    /// The members: each node id and the peer id (key) bound to it.
+    Members {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Release NODE_ID's binding to its key, so a replaced node (a new disk, a new key) can
+    /// rejoin under its old id.
+    Forget {
+        node_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,6 +260,13 @@ pub struct ServeArgs {
     /// Turns LAN discovery off.
     #[arg(long, overrides_with = "mdns")]
     pub no_mdns: bool,
+    /// The cluster key file: only peers that hold the same key are admitted
+    /// [default: <data-dir>/cluster.key, created at the first start].
+    #[arg(long, env = "GRIDNODE_CLUSTER_KEY_FILE", value_name = "FILE")]
+    pub cluster_key: Option<PathBuf>,
+    /// Federate without a cluster key: any host that reaches the p2p port can join.
+    #[arg(long, env = "GRIDNODE_OPEN_CLUSTER", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub open_cluster: Option<bool>,
     /// Resolves nodes outside the federation by their Kubernetes node label (contract
     /// section 8); settings in [resolver.kubernetes].
     #[arg(long, env = "GRIDNODE_KUBE_RESOLVER", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
@@ -302,6 +332,12 @@ impl ServeArgs {
             config.mdns = false;
         } else if let Some(mdns) = self.mdns {
             config.mdns = mdns;
+        }
+        if let Some(file) = &self.cluster_key {
+            config.federation.cluster_key_file = Some(file.clone());
+        }
+        if let Some(open) = self.open_cluster {
+            config.federation.open_cluster = open;
         }
         match (self.kube_resolver, &self.kubeconfig) {
             (Some(false), _) => {

@@ -8,7 +8,7 @@ use std::path::Path;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
-use crate::cli::{ClientArgs, Command, ConfigCommand, ExecArgs, RegistryCommand};
+use crate::cli::{ClientArgs, ClusterCommand, Command, ConfigCommand, ExecArgs, RegistryCommand};
 
 pub mod bundle;
 pub mod output;
@@ -142,6 +142,34 @@ pub async fn run(command: &Command) -> Outcome {
             Ok(())
         }
         Command::Bundle(command) => bundle::run(command),
+        Command::Cluster(ClusterCommand::Keygen { file }) => {
+            gridnode_federation::ClusterKey::create(file)?;
+            println!(
+                "wrote a cluster key to {} (mode 0600); start every node with --cluster-key {}",
+                file.display(),
+                file.display()
+            );
+            Ok(())
+        }
+        Command::Cluster(ClusterCommand::Members { client }) => {
+            let node = Node::new(client);
+            let answer = node.send(node.request(Method::GET, "/cluster/members")).await?;
+            node.print(&answer, || {
+                let mut table = Table::new(["NODE", "PEER ID"]);
+                for member in answer.as_array().into_iter().flatten() {
+                    table.row([text(&member["node_id"]), text(&member["peer_id"])]);
+                }
+                table.print();
+            });
+            Ok(())
+        }
+        Command::Cluster(ClusterCommand::Forget { node_id, client }) => {
+            let node = Node::new(client);
+            let path = format!("/cluster/members/{}", segment(node_id));
+            let answer = node.send(node.request(Method::DELETE, &path)).await?;
+            node.print(&answer, || println!("released node id '{node_id}': a new key may claim it"));
+            Ok(())
+        }
     }
 }
 

@@ -228,6 +228,11 @@ pub struct FederationSettings {
     /// How long a delete's tombstone is kept for peers that were away; a peer away for longer
     /// may bring the deleted record back.
     pub tombstone_ttl_secs: u64,
+    /// The cluster key (`--cluster-key FILE`: 32 random bytes, base64; `gridnode cluster keygen
+    /// FILE` writes one). Unset: `<data_dir>/cluster.key`, created at the first start.
+    pub cluster_key_file: Option<PathBuf>,
+    /// Federate without a cluster key: any host that reaches the p2p port can join.
+    pub open_cluster: bool,
 }
 
 impl Default for FederationSettings {
@@ -236,6 +241,8 @@ impl Default for FederationSettings {
             heartbeat_ms: 1000,
             anti_entropy_ms: 5000,
             tombstone_ttl_secs: 7 * 24 * 3600,
+            cluster_key_file: None,
+            open_cluster: false,
         }
     }
 }
@@ -474,6 +481,20 @@ impl NodeConfig {
         self.data_dir.join("p2p.key")
     }
 
+    /// The cluster key this node uses: the configured file, else `<data_dir>/cluster.key`.
+    /// `None` in an open cluster.
+    pub fn cluster_key_file(&self) -> Option<PathBuf> {
+        if self.federation.open_cluster {
+            return None;
+        }
+        Some(
+            self.federation
+                .cluster_key_file
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("cluster.key")),
+        )
+    }
+
     /// The listen and bootstrap addresses, parsed (checked by [`NodeConfig::validate`]).
     pub fn multiaddrs(
         &self,
@@ -654,7 +675,7 @@ mod tests {
         }
         // Keys whose default is "unset" are there, commented out, with an example.
         for key in
-            ["tools_dir", "[resolver.kubernetes]", "label", "grpc_port", "cache_ttl", "kubeconfig"]
+            ["tools_dir", "cluster_key_file", "[resolver.kubernetes]", "label", "grpc_port", "cache_ttl", "kubeconfig"]
         {
             assert!(DEFAULT_TOML.contains(&format!("# {key}")), "no commented '{key}'");
         }

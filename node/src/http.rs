@@ -86,6 +86,8 @@ pub fn router(state: AppState) -> Router {
         .merge(execution::routes())
         .route("/node", get(node))
         .route("/peers", get(peers))
+        .route("/cluster/members", get(members))
+        .route("/cluster/members/{node_id}", axum::routing::delete(forget))
         .route("/blobs/{sha256}", get(blob))
         .route("/search", get(search))
         .route("/graphql", get(|| graphiql("/graphql")).post(graphql))
@@ -123,6 +125,20 @@ async fn node(State(app): State<AppState>) -> Json<crate::service::cluster::Node
 /// `GET /peers`: every node heard from, this one included, with `alive`, `last_seen_ms` and load.
 async fn peers(State(app): State<AppState>) -> Json<Vec<gridnode_federation::PeerView>> {
     Json(app.cluster.peers())
+}
+
+/// `GET /cluster/members`: every bound member, with the peer id its node id is bound to.
+async fn members(State(app): State<AppState>) -> Json<Vec<crate::service::cluster::Member>> {
+    Json(app.cluster.members())
+}
+
+/// `DELETE /cluster/members/{node_id}`: releases a node id's binding (`gridnode cluster forget`).
+async fn forget(
+    State(app): State<AppState>,
+    Path(node_id): Path<String>,
+) -> Result<Json<serde_json::Value>> {
+    app.cluster.forget(&node_id).await?;
+    Ok(Json(json!({ "message": "Member forgotten successfully", "node_id": node_id })))
 }
 
 /// `GET /search?q=&kind=tools|functions|all&limit=&offset=`: ranked hits across the registries.

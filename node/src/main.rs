@@ -43,6 +43,10 @@ async fn run(cli: &Cli) -> Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())
         .map_err(|e| gridnode::Error::io("cannot catch SIGINT", e))?;
     let node = Node::start(config).await?;
+    if let Some(key) = node.own_cluster_key() {
+        let key = key.display();
+        println!("cluster key: {key} (nodes that should join need it: --cluster-key {key})");
+    }
     println!("http listening on {}", node.http_addr());
     println!("grpc listening on {}", node.grpc_addr());
     for addr in &node.p2p_addrs() {

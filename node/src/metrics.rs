@@ -64,6 +64,8 @@ pub struct Gauges {
     pub published_versions: u64,
     pub merged_versions: u64,
     pub rejected: u64,
+    /// What was refused from peers, by reason (every reason, zeros included).
+    pub peer_rejected: Vec<(&'static str, u64)>,
     pub in_flight_calls: u32,
     /// `(node id, seconds since its last heartbeat)` of every peer heard from.
     pub peer_ages: Vec<(String, f64)>,
@@ -262,6 +264,15 @@ impl Metrics {
             "Messages and versions from peers dropped.",
             gauges.rejected.to_string(),
         );
+        header(
+            &mut out,
+            "gridnode_peer_rejected_total",
+            "counter",
+            "Connections, messages and versions refused from peers, by reason.",
+        );
+        for (reason, count) in &gauges.peer_rejected {
+            let _ = writeln!(out, "gridnode_peer_rejected_total{{reason=\"{reason}\"}} {count}");
+        }
         gauge(
             &mut out,
             "gridnode_store_last_seq",

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use gridnode_federation::{Federation, FederationConfig, Load};
+use gridnode_federation::{Admission, ClusterKey, Federation, FederationConfig, Identity, Load};
 
 use crate::config::{NodeConfig, ResolverKind};
 use crate::error::{Error, Result};
@@ -57,20 +57,25 @@ pub struct Node {
     cluster: Cluster,
     cluster_tools: ClusterTools,
     actions: Actions,
+    own_cluster_key: Option<PathBuf>,
 }
 
 impl Node {
     /// Starts a node. The config is validated first (see [`NodeConfig::validate`]).
     pub async fn start(config: NodeConfig) -> Result<Node> {
         let (config, kubernetes) = node_id_from_label(config.validate()?).await?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            Error::io(format!("cannot create data dir {}", config.data_dir.display()), e)
+        })?;
+        // The node's key signs every version its store writes, and is its peer id.
+        let identity = Identity::load_or_create(&config.key_file()).map_err(Error::Federation)?;
+        let (admission, own_cluster_key) = admission(&config)?;
         let store_config = StoreConfig {
             path: Some(config.store_dir()),
             cache_capacity: config.store.cache_mb * 1024 * 1024,
             node_id: config.node_id.clone(),
+            signer: Some(Arc::new(identity.clone())),
         };
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            Error::io(format!("cannot create data dir {}", config.data_dir.display()), e)
-        })?;
         let hosting = config.clone();
         let metrics = Metrics::new();
         let mut runtime = tokio::task::spawn_blocking(move || host_tools(&hosting))
@@ -109,6 +114,7 @@ impl Node {
         }
         let cluster = start_federation(
             &config,
+            (identity, admission),
             store.clone(),
             runtime.clone(),
             Listeners {
@@ -203,7 +209,14 @@ impl Node {
             cluster,
             cluster_tools,
             actions,
+            own_cluster_key,
         })
+    }
+
+    /// The cluster key this node created in its data directory, when it uses that one (not a
+    /// `--cluster-key` file, not an open cluster): the file the nodes that join need.
+    pub fn own_cluster_key(&self) -> Option<&std::path::Path> {
+        self.own_cluster_key.as_deref()
     }
 
     /// The bound REST address (the real port when 0 was asked for).
@@ -304,16 +317,17 @@ impl Node {
 /// machine's load with the runtime's calls in flight.
 async fn start_federation(
     config: &NodeConfig,
+    (identity, admission): (Identity, Admission),
     store: Store,
     runtime: Arc<Runtime>,
     listeners: Listeners,
 ) -> Result<Cluster> {
     let (listen, bootstrap) = config.multiaddrs();
-    let mut settings = FederationConfig::new(config.node_id.clone(), config.cluster.clone());
+    let mut settings =
+        FederationConfig::new(config.node_id.clone(), config.cluster.clone(), identity, admission);
     settings.listen = listen;
     settings.bootstrap = bootstrap;
     settings.mdns = config.mdns;
-    settings.key_file = Some(config.key_file());
     settings.grpc = listeners.advertise_grpc.clone();
     settings.http = listeners.advertise_http.clone();
     settings.heartbeat_interval = Duration::from_millis(config.federation.heartbeat_ms);
@@ -332,6 +346,24 @@ async fn start_federation(
     let federation = Federation::start(settings, store, load).await.map_err(Error::Federation)?;
     let unreachable_for = Duration::from_millis(config.execute.unreachable_for_ms);
     Ok(Cluster::new(Arc::new(federation), listeners, unreachable_for))
+}
+
+/// Whom the federation admits (contract section 13): peers holding the cluster key — the
+/// configured file (which must exist), else `<data_dir>/cluster.key`, created at the first
+/// start and announced on stdout — or anyone with `open_cluster`.
+/// Returns the data-dir key's path when that is the one used (the binary prints it).
+fn admission(config: &NodeConfig) -> Result<(Admission, Option<PathBuf>)> {
+    let Some(path) = config.cluster_key_file() else { return Ok((Admission::Open, None)) };
+    if config.federation.cluster_key_file.is_some() {
+        let key = ClusterKey::load(&path).map_err(|e| {
+            Error::Config(format!(
+                "federation.cluster_key_file: {e} (make one with 'gridnode cluster keygen FILE')"
+            ))
+        })?;
+        return Ok((Admission::keyed(&key), None));
+    }
+    let (key, _) = ClusterKey::load_or_create(&path).map_err(Error::Federation)?;
+    Ok((Admission::keyed(&key), Some(path)))
 }
 
 /// The resolver chain in its configured order.

@@ -133,6 +133,21 @@ impl Registry {
         Ok(self.store.get::<R>(&id)?)
     }
 
+    /// Who wrote the version held of a record (contract section 13, `?provenance=true`):
+    /// `{"author", "signed", "at"}`. Every version merged from a peer had its author's signature
+    /// checked; this node's own are signed as they are written.
+    pub fn provenance(&self, collection: gridnode_store::Collection, id: &str) -> Result<Value> {
+        let found = self.store.provenance(collection, id)?;
+        let provenance = found.ok_or_else(|| {
+            Error::NotFound(format!("{} '{id}' not found", collection.kind()))
+        })?;
+        Ok(serde_json::json!({
+            "author": provenance.author,
+            "signed": provenance.signed,
+            "at": crate::client::output::rfc3339(provenance.at_ms),
+        }))
+    }
+
     pub async fn list<R: RegistryEntry>(&self, page: Page) -> Result<Vec<R>> {
         self.blocking(move |store| Ok(store.list::<R>(page)?)).await
     }

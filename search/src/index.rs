@@ -185,7 +185,12 @@ impl SearchIndex {
                 Some(c @ Collection::Functions) => {
                     (c, self.document_of::<FunctionEntry>(&change.id)?)
                 }
-                Some(Collection::ClusterTools | Collection::Actions | Collection::AllowLists)
+                Some(
+                    Collection::ClusterTools
+                    | Collection::Actions
+                    | Collection::AllowLists
+                    | Collection::Members,
+                )
                 | None => continue,
             };
             writer.delete_term(key_term(&self.fields, collection, &change.id));

@@ -31,10 +31,27 @@ pub use feed::Change;
 pub use hlc::{Clock, Hlc, now_ms};
 pub use record::{
     Action, AllowList, ClusterLocalTool, Collection, FunctionEntry, ID_MAX_LEN, ID_RULE, JsonMap,
-    MAX_ACTION_TOOLS, MAX_ALLOWED_TOOLS, MAX_INDEX_ENTRIES, MAX_INDEXED_VALUE_LEN, Record,
+    MAX_ACTION_TOOLS, Member, MAX_ALLOWED_TOOLS, MAX_INDEX_ENTRIES, MAX_INDEXED_VALUE_LEN, Record,
     RegistryEntry, ToolEntry, validate_id, validate_named,
 };
+pub use codec::{MAX_DECODE_BYTES, MAX_JSON_DEPTH};
 pub use store::{
-    DEFAULT_CACHE_CAPACITY, MAX_RESULTS, Merged, Page, SCHEMA_VERSION, Store, StoreConfig, Written,
-    is_sha256_hex, sha256_hex,
+    DEFAULT_CACHE_CAPACITY, MAX_RESULTS, Merged, Page, Provenance, Resigned, SCHEMA_VERSION,
+    SignedVersion, Signer, Store, StoreConfig, Written, is_sha256_hex, sha256_hex, signed_message,
 };
+
+/// Decodes bytes that came from elsewhere (a peer, a file) with the store's limits: the one
+/// decode entry for foreign bytes (see the codec's size and nesting limits).
+pub fn decode_bounded<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    codec::decode(bytes)
+}
+
+/// [`decode_bounded`], also returning how many bytes the value took (to refuse trailing bytes).
+pub fn decode_counted<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize)> {
+    codec::decode_counted(bytes)
+}
+
+/// Encodes a value the way [`decode_bounded`] reads it back.
+pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    codec::encode(value)
+}

@@ -17,6 +17,7 @@ mod allow_list;
 mod cluster_tool;
 mod function;
 mod id;
+mod member;
 mod serde_helpers;
 mod tool;
 
@@ -24,6 +25,7 @@ pub use action::{Action, MAX_ACTION_TOOLS};
 pub use allow_list::{AllowList, MAX_ALLOWED_TOOLS};
 pub use cluster_tool::ClusterLocalTool;
 pub use function::FunctionEntry;
+pub use member::Member;
 pub(crate) use id::truncate;
 pub use id::{ID_MAX_LEN, ID_RULE, validate_id, validate_named};
 pub(crate) use serde_helpers::{json_field, lenient};
@@ -46,16 +48,18 @@ pub enum Collection {
     ClusterTools = 3,
     Actions = 4,
     AllowLists = 5,
+    Members = 6,
 }
 
 impl Collection {
     /// Every collection, in discriminant order.
-    pub const ALL: [Collection; 5] = [
+    pub const ALL: [Collection; 6] = [
         Collection::Tools,
         Collection::Functions,
         Collection::ClusterTools,
         Collection::Actions,
         Collection::AllowLists,
+        Collection::Members,
     ];
 
     /// The sled tree that holds this collection's envelopes.
@@ -66,6 +70,7 @@ impl Collection {
             Collection::ClusterTools => "cluster_tools",
             Collection::Actions => "actions",
             Collection::AllowLists => "allow_lists",
+            Collection::Members => "members",
         }
     }
 
@@ -77,6 +82,7 @@ impl Collection {
             Collection::ClusterTools => "cluster tool",
             Collection::Actions => "action",
             Collection::AllowLists => "allow-list",
+            Collection::Members => "member",
         }
     }
 

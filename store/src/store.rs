@@ -5,6 +5,11 @@
 //! sled serialises transactions, so feed sequence numbers follow commit order. Public write
 //! methods return only after a group-committed flush: an acknowledged write survives a crash.
 //!
+//! Every version this store writes is signed by its [`Signer`] (the node's identity key) in the
+//! same transaction, and a merged version keeps its author's signature, so the store can hand
+//! any version on with the signature that vouches for it. The store never checks signatures:
+//! the federation does, before it merges.
+//!
 //! All methods block (sled does I/O): call them from `spawn_blocking` in async code.
 
 use std::path::PathBuf;
@@ -24,12 +29,13 @@ use crate::feed::Change;
 use crate::hlc::{Clock, Hlc, now_ms};
 use crate::query::Filter;
 use crate::record::{
-    Action, AllowList, ClusterLocalTool, Collection, FunctionEntry, Record, ToolEntry,
+    Action, AllowList, ClusterLocalTool, Collection, FunctionEntry, Member, Record, ToolEntry,
 };
 use crate::{Error, Result, index};
 
 /// The store schema this build writes and reads. Bump it with a migration in [`Store::open`].
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: versions are signed (a `signatures` tree beside the records; the member records).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Default bound on sled's page cache (sled's own default is 1 GiB, too much for an edge box).
 pub const DEFAULT_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
@@ -39,6 +45,56 @@ pub const MAX_RESULTS: usize = 1000;
 
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_SEQ: &[u8] = b"feed_seq";
+/// Set once every version held is signed ([`Store::sign_unsigned`] ran to the end).
+const META_SIGNED: &[u8] = b"versions_signed";
+
+/// Signs the versions this store writes: the node's identity key.
+pub trait Signer: Send + Sync + std::fmt::Debug {
+    fn sign(&self, message: &[u8]) -> Vec<u8>;
+}
+
+/// The bytes a version's signature covers: its collection, key and encoded envelope (clock,
+/// tombstone flag and record), under a domain tag of their own.
+pub fn signed_message(collection: Collection, id: &str, envelope: &[u8]) -> Vec<u8> {
+    const DOMAIN: &[u8] = b"gridnode/version/1\0";
+    let mut message = Vec::with_capacity(DOMAIN.len() + 5 + id.len() + envelope.len());
+    message.extend_from_slice(DOMAIN);
+    message.push(collection as u8);
+    message.extend_from_slice(&(id.len() as u32).to_be_bytes());
+    message.extend_from_slice(id.as_bytes());
+    message.extend_from_slice(envelope);
+    message
+}
+
+/// One stored version as it travels: the encoded envelope and its author's signature (empty
+/// for a version written before versions were signed, or by a store without a signer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedVersion {
+    pub envelope: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+/// Who wrote the version of a record held here, as `?provenance=true` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    /// The node whose clock stamped the version (its author).
+    pub author: String,
+    /// Whether the version carries its author's signature.
+    pub signed: bool,
+    /// When it was written (the clock's wall time, ms since the epoch).
+    pub at_ms: u64,
+}
+
+/// What [`Store::sign_unsigned`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resigned {
+    /// This node's own versions, signed in place (same clock).
+    pub signed: usize,
+    /// Other nodes' versions written again as this node's (new clock, same content).
+    pub restamped: usize,
+    /// Other nodes' node-local tool records dropped (their node announces them again).
+    pub dropped: usize,
+}
 
 /// How to open a store.
 #[derive(Debug, Clone)]
@@ -47,8 +103,10 @@ pub struct StoreConfig {
     pub path: Option<PathBuf>,
     /// Bound on sled's page cache, in bytes.
     pub cache_capacity: u64,
-    /// This node's id: it signs every version this store makes.
+    /// This node's id: it stamps every version this store makes.
     pub node_id: String,
+    /// Signs every version this store makes; `None` leaves them unsigned (peers refuse those).
+    pub signer: Option<Arc<dyn Signer>>,
 }
 
 impl StoreConfig {
@@ -57,11 +115,22 @@ impl StoreConfig {
             path: Some(path.into()),
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             node_id: node_id.into(),
+            signer: None,
         }
     }
 
+    /// The same config, signing with `signer`.
+    pub fn signed_by(self, signer: Arc<dyn Signer>) -> Self {
+        StoreConfig { signer: Some(signer), ..self }
+    }
+
     pub fn temporary(node_id: impl Into<String>) -> Self {
-        StoreConfig { path: None, cache_capacity: DEFAULT_CACHE_CAPACITY, node_id: node_id.into() }
+        StoreConfig {
+            path: None,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            node_id: node_id.into(),
+            signer: None,
+        }
     }
 }
 
@@ -100,6 +169,10 @@ struct Inner {
     cluster_tools: sled::Tree,
     actions: sled::Tree,
     allow_lists: sled::Tree,
+    members: sled::Tree,
+    /// A version's signature, by `[collection] ++ id`, written with the version.
+    signatures: sled::Tree,
+    signer: Option<Arc<dyn Signer>>,
     index: sled::Tree,
     feed: sled::Tree,
     meta: sled::Tree,
@@ -146,7 +219,12 @@ impl Store {
                 if found > SCHEMA_VERSION {
                     return Err(Error::Schema { found, supported: SCHEMA_VERSION });
                 }
-                // Older schemas migrate here, one version at a time. There are none yet.
+                // Older schemas migrate here, one version at a time. 1 → 2: the signatures
+                // and members trees start empty; the versions already held are signed by
+                // `sign_unsigned` when the node first starts with its key.
+                if found < SCHEMA_VERSION {
+                    meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
+                }
             }
         }
         // The clock restarts past the last version written: the newest feed entry's.
@@ -165,6 +243,9 @@ impl Store {
             cluster_tools: db.open_tree(Collection::ClusterTools.tree_name())?,
             actions: db.open_tree(Collection::Actions.tree_name())?,
             allow_lists: db.open_tree(Collection::AllowLists.tree_name())?,
+            members: db.open_tree(Collection::Members.tree_name())?,
+            signatures: db.open_tree("signatures")?,
+            signer: config.signer.clone(),
             index: db.open_tree("index")?,
             feed,
             blobs: db.open_tree("blobs")?,
@@ -228,10 +309,30 @@ impl Store {
         })
     }
 
-    /// The envelope stored under this id as its encoded bytes, tombstones included (what
-    /// replication ships; [`Store::merge_encoded`] takes it on the other side).
-    pub fn encoded_version(&self, collection: Collection, id: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.tree(collection).get(id.as_bytes())?.map(|bytes| bytes.to_vec()))
+    /// The envelope stored under this id as its encoded bytes, tombstones included, with its
+    /// signature (what replication ships; [`Store::merge_encoded`] takes it on the other side).
+    /// Both are read in one transaction, so they always belong together.
+    pub fn signed_version(&self, collection: Collection, id: &str) -> Result<Option<SignedVersion>> {
+        let key = signature_key(collection, id);
+        let read = (self.tree(collection), &self.inner.signatures).transaction(|(records, sigs)| {
+            let Some(envelope) = records.get(id.as_bytes())? else { return Ok(None) };
+            Ok::<_, ConflictableTransactionError<Error>>(Some((envelope, sigs.get(&key)?)))
+        })?;
+        match read {
+            None => Ok(None),
+            Some((envelope, signature)) => Ok(Some(SignedVersion {
+                envelope: envelope.to_vec(),
+                signature: signature.map(|s| s.to_vec()).unwrap_or_default(),
+            })),
+        }
+    }
+
+    /// Who wrote the version held under this id (tombstones included), if there is one.
+    pub fn provenance(&self, collection: Collection, id: &str) -> Result<Option<Provenance>> {
+        let Some(bytes) = self.tree(collection).get(id.as_bytes())? else { return Ok(None) };
+        let header = decode_header(collection, &bytes)?;
+        let signed = self.inner.signatures.contains_key(signature_key(collection, id))?;
+        Ok(Some(Provenance { author: header.hlc.node, signed, at_ms: header.hlc.wall_ms }))
     }
 
     /// Every version of every replicated collection, as `(collection, id, header)`, read as
@@ -263,10 +364,12 @@ impl Store {
                     continue;
                 }
                 // In a transaction, so a merge of a newer version racing this one wins.
-                let gone = tree.transaction(|t| {
+                let signature = signature_key(collection, &utf8_key(&key)?);
+                let gone = (tree, &self.inner.signatures).transaction(|(t, sigs)| {
                     let still = t.get(&key)?.is_some_and(|now| now == bytes);
                     if still {
                         t.remove(&key)?;
+                        sigs.remove(signature.as_slice())?;
                     }
                     Ok::<_, ConflictableTransactionError<Error>>(still)
                 })?;
@@ -463,6 +566,80 @@ impl Store {
         Ok(records.len())
     }
 
+    /// Signs every version held that has no signature, once: the upgrade from a store written
+    /// before versions were signed. This node's own versions are signed in place, with the
+    /// clock they have. Another node's versions are written again as this node's (a new
+    /// clock, the same record or tombstone): only their author could sign them as they are,
+    /// and it may be gone. Another node's node-local tool records are dropped: only that node
+    /// may write them, and it announces them again when it starts. Does nothing without a
+    /// signer, or once it has run to the end.
+    pub fn sign_unsigned(&self) -> Result<Resigned> {
+        let mut done = Resigned::default();
+        let Some(signer) = self.inner.signer.clone() else { return Ok(done) };
+        if self.inner.meta.contains_key(META_SIGNED)? {
+            return Ok(done);
+        }
+        for collection in Collection::ALL {
+            let signer = &*signer;
+            match collection {
+                Collection::Tools => self.sign_unsigned_in::<ToolEntry>(signer, &mut done)?,
+                Collection::Functions => {
+                    self.sign_unsigned_in::<FunctionEntry>(signer, &mut done)?
+                }
+                Collection::ClusterTools => {
+                    self.sign_unsigned_in::<ClusterLocalTool>(signer, &mut done)?
+                }
+                Collection::Actions => self.sign_unsigned_in::<Action>(signer, &mut done)?,
+                Collection::AllowLists => self.sign_unsigned_in::<AllowList>(signer, &mut done)?,
+                Collection::Members => self.sign_unsigned_in::<Member>(signer, &mut done)?,
+            }
+        }
+        self.inner.meta.insert(META_SIGNED, &[1])?;
+        self.sync()?;
+        Ok(done)
+    }
+
+    fn sign_unsigned_in<R: Record>(&self, signer: &dyn Signer, done: &mut Resigned) -> Result<()> {
+        let tree = self.tree(R::COLLECTION);
+        let signatures = &self.inner.signatures;
+        for item in tree.iter() {
+            let (key, bytes) = item?;
+            let id = utf8_key(&key)?;
+            let signature_key = signature_key(R::COLLECTION, &id);
+            if signatures.contains_key(&signature_key)? {
+                continue;
+            }
+            let header = decode_header(R::COLLECTION, &bytes)?;
+            if header.hlc.node == self.inner.node_id {
+                let signature = signer.sign(&signed_message(R::COLLECTION, &id, &bytes));
+                // Only if the version is still the one signed.
+                (tree, signatures).transaction(|(records, sigs)| {
+                    if records.get(&key)?.is_some_and(|now| now == bytes) {
+                        sigs.insert(signature_key.as_slice(), signature.as_slice())?;
+                    }
+                    Ok::<_, ConflictableTransactionError<Error>>(())
+                })?;
+                done.signed += 1;
+            } else if R::COLLECTION == Collection::ClusterTools {
+                let old = Envelope::<R>::decode(&bytes)?.into_live();
+                (tree, &self.inner.index).transaction(|(records, index)| {
+                    if records.get(&key)?.is_some_and(|now| now == bytes) {
+                        records.remove(&key)?;
+                        if let Some(old) = &old {
+                            update_index(index, old, false)?;
+                        }
+                    }
+                    Ok(())
+                })?;
+                done.dropped += 1;
+            } else {
+                self.commit::<R>(&id, Ok, None)?;
+                done.restamped += 1;
+            }
+        }
+        Ok(())
+    }
+
     /// Inserts or replaces a record without waiting for the disk: the write is committed and
     /// visible, but survives a crash only after the next [`Store::sync`]. For callers that
     /// batch many writes under one sync.
@@ -477,33 +654,46 @@ impl Store {
     /// same state on every node. An applied version keeps its clock, gets a feed entry (so the
     /// search index follows it like a local write) and moves this node's clock past it.
     pub fn merge<R: Record>(&self, id: &str, remote: Envelope<R>) -> Result<Merged> {
-        let merged = self.merge_unsynced(id, remote)?;
+        let merged = self.merge_unsynced(id, remote, Signing::Peer(&[]))?;
         if merged != Merged::Ignored {
             self.sync()?;
         }
         Ok(merged)
     }
 
-    /// [`Store::merge`] of an encoded envelope (as [`Store::encoded_version`] returns it), by
-    /// collection, without the flush: a replicator merges a batch, then calls [`Store::sync`].
-    /// The bytes come from a peer: they are decoded with a size limit and validated first.
-    pub fn merge_encoded(&self, collection: Collection, id: &str, bytes: &[u8]) -> Result<Merged> {
+    /// [`Store::merge`] of an encoded envelope and its signature (as [`Store::signed_version`]
+    /// returns them), by collection, without the flush: a replicator merges a batch, then
+    /// calls [`Store::sync`]. The bytes come from a peer: they are decoded with the codec's
+    /// limits and the record is validated first; the caller has checked the signature.
+    pub fn merge_encoded(
+        &self,
+        collection: Collection,
+        id: &str,
+        version: &SignedVersion,
+    ) -> Result<Merged> {
+        let (bytes, signature) = (&version.envelope[..], &version.signature[..]);
         match collection {
-            Collection::Tools => self.merge_unsynced::<ToolEntry>(id, Envelope::decode(bytes)?),
-            Collection::Functions => {
-                self.merge_unsynced::<FunctionEntry>(id, Envelope::decode(bytes)?)
-            }
+            Collection::Tools => self.merge_signed::<ToolEntry>(id, bytes, signature),
+            Collection::Functions => self.merge_signed::<FunctionEntry>(id, bytes, signature),
             Collection::ClusterTools => {
-                self.merge_unsynced::<ClusterLocalTool>(id, Envelope::decode(bytes)?)
+                self.merge_signed::<ClusterLocalTool>(id, bytes, signature)
             }
-            Collection::Actions => self.merge_unsynced::<Action>(id, Envelope::decode(bytes)?),
-            Collection::AllowLists => {
-                self.merge_unsynced::<AllowList>(id, Envelope::decode(bytes)?)
-            }
+            Collection::Actions => self.merge_signed::<Action>(id, bytes, signature),
+            Collection::AllowLists => self.merge_signed::<AllowList>(id, bytes, signature),
+            Collection::Members => self.merge_signed::<Member>(id, bytes, signature),
         }
     }
 
-    fn merge_unsynced<R: Record>(&self, id: &str, remote: Envelope<R>) -> Result<Merged> {
+    fn merge_signed<R: Record>(&self, id: &str, bytes: &[u8], signature: &[u8]) -> Result<Merged> {
+        self.merge_unsynced(id, Envelope::<R>::decode(bytes)?, Signing::Peer(signature))
+    }
+
+    fn merge_unsynced<R: Record>(
+        &self,
+        id: &str,
+        remote: Envelope<R>,
+        signing: Signing<'_>,
+    ) -> Result<Merged> {
         match (&remote.record, remote.header.tombstone) {
             (Some(record), false) => {
                 record.validate()?;
@@ -523,8 +713,9 @@ impl Store {
             }
         }
         let inner = &*self.inner;
-        let trees = (self.tree(R::COLLECTION), &inner.index, &inner.feed, &inner.meta);
-        let outcome = trees.transaction(|(records, index, feed, meta)| {
+        let trees =
+            (self.tree(R::COLLECTION), &inner.index, &inner.feed, &inner.meta, &inner.signatures);
+        let outcome = trees.transaction(|(records, index, feed, meta, signatures)| {
             let current = match records.get(id.as_bytes())? {
                 Some(bytes) => Some(Envelope::<R>::decode(&bytes).map_err(abort)?),
                 None => None,
@@ -533,7 +724,8 @@ impl Store {
                 return Ok(None);
             }
             let old = current.and_then(Envelope::into_live);
-            let seq = write_version((records, index, feed, meta), id, old.as_ref(), &remote)?;
+            let trees = (records, index, feed, meta, signatures);
+            let seq = write_version(trees, id, old.as_ref(), &remote, signing)?;
             Ok(Some(Written { seq, hlc: remote.header.hlc.clone() }))
         })?;
         let Some(written) = outcome else { return Ok(Merged::Ignored) };
@@ -551,11 +743,18 @@ impl Store {
         blob: Option<(&str, &[u8])>,
     ) -> Result<Written> {
         let inner = &*self.inner;
-        let trees =
-            (self.tree(R::COLLECTION), &inner.index, &inner.feed, &inner.meta, &inner.blobs);
+        let trees = (
+            self.tree(R::COLLECTION),
+            &inner.index,
+            &inner.feed,
+            &inner.meta,
+            &inner.blobs,
+            &inner.signatures,
+        );
+        let signing = Signing::Own(inner.signer.as_deref());
         // sled runs one transaction at a time (a global lock held across this closure), so
         // versions ticked in here rise in commit order, and past the version being replaced.
-        let written = trees.transaction(|(records, index, feed, meta, blobs)| {
+        let written = trees.transaction(|(records, index, feed, meta, blobs, signatures)| {
             let current = match records.get(id.as_bytes())? {
                 Some(bytes) => Some(Envelope::<R>::decode(&bytes).map_err(abort)?),
                 None => None,
@@ -572,7 +771,8 @@ impl Store {
                 Some(record) => Envelope::live(hlc.clone(), record),
                 None => Envelope::tombstone(hlc.clone()),
             };
-            let seq = write_version((records, index, feed, meta), id, current.as_ref(), &envelope)?;
+            let trees = (records, index, feed, meta, signatures);
+            let seq = write_version(trees, id, current.as_ref(), &envelope, signing)?;
             if let Some((sha, bytes)) = blob {
                 blobs.insert(sha.as_bytes(), bytes)?;
             }
@@ -658,23 +858,45 @@ impl Store {
             Collection::ClusterTools => &self.inner.cluster_tools,
             Collection::Actions => &self.inner.actions,
             Collection::AllowLists => &self.inner.allow_lists,
+            Collection::Members => &self.inner.members,
         }
     }
 }
 
+/// Where a version's signature comes from.
+#[derive(Clone, Copy)]
+enum Signing<'a> {
+    /// A write of this node's: signed here, when the store has a signer.
+    Own(Option<&'a dyn Signer>),
+    /// A peer's version: its author's signature (empty: none).
+    Peer(&'a [u8]),
+}
+
+/// The signatures tree's key of a version.
+fn signature_key(collection: Collection, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + id.len());
+    key.push(collection as u8);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+type VersionTrees<'a> = (
+    &'a TransactionalTree,
+    &'a TransactionalTree,
+    &'a TransactionalTree,
+    &'a TransactionalTree,
+    &'a TransactionalTree,
+);
+
 /// Writes `envelope` as the version of `id` in one transaction: the index entries of the `old`
-/// live record out and the new record's in, the envelope, and its change-feed entry. Returns
-/// the change's sequence number.
+/// live record out and the new record's in, the envelope with its signature, and its
+/// change-feed entry. Returns the change's sequence number.
 fn write_version<R: Record>(
-    (records, index, feed, meta): (
-        &TransactionalTree,
-        &TransactionalTree,
-        &TransactionalTree,
-        &TransactionalTree,
-    ),
+    (records, index, feed, meta, signatures): VersionTrees<'_>,
     id: &str,
     old: Option<&R>,
     envelope: &Envelope<R>,
+    signing: Signing<'_>,
 ) -> std::result::Result<u64, ConflictableTransactionError<Error>> {
     if let Some(old) = old {
         update_index(index, old, false)?;
@@ -682,7 +904,19 @@ fn write_version<R: Record>(
     if let Some(new) = &envelope.record {
         update_index(index, new, true)?;
     }
-    records.insert(id.as_bytes(), envelope.encode().map_err(abort)?)?;
+    let bytes = envelope.encode().map_err(abort)?;
+    let signature = match signing {
+        Signing::Own(Some(signer)) => signer.sign(&signed_message(R::COLLECTION, id, &bytes)),
+        Signing::Own(None) => Vec::new(),
+        Signing::Peer(signature) => signature.to_vec(),
+    };
+    let key = signature_key(R::COLLECTION, id);
+    if signature.is_empty() {
+        signatures.remove(key)?;
+    } else {
+        signatures.insert(key, signature)?;
+    }
+    records.insert(id.as_bytes(), bytes)?;
     let seq = next_seq(meta)?;
     let change = Change {
         seq,

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use gridnode_store::{
-    ClusterLocalTool, Collection, Envelope, Error, Hlc, Merged, Page, Record, Store, StoreConfig,
-    ToolEntry,
+    ClusterLocalTool, Collection, Envelope, Error, Hlc, Merged, Page, Record, SignedVersion, Store,
+    StoreConfig, ToolEntry,
 };
 use proptest::prelude::*;
 use serde_json::json;
@@ -86,7 +86,8 @@ fn malformed_versions_are_refused() {
     assert!(matches!(s.merge("just-a-name", no_node), Err(Error::Invalid(_))));
     // Bytes from a peer that are not an envelope.
     for garbage in [&b""[..], b"\xff\xff\xff\xff\xff\xff\xff\xff\xff", &[7; 64]] {
-        assert!(s.merge_encoded(Collection::Tools, "t", garbage).is_err());
+        let version = SignedVersion { envelope: garbage.to_vec(), signature: vec![] };
+        assert!(s.merge_encoded(Collection::Tools, "t", &version).is_err());
     }
     assert_eq!(s.last_seq(), 0);
 }
@@ -99,9 +100,9 @@ fn encoded_versions_travel_between_stores() {
         .unwrap();
     a.delete::<ToolEntry>("t").unwrap();
     for (collection, id, header) in a.all_versions().unwrap() {
-        let bytes = a.encoded_version(collection, &id).unwrap().unwrap();
+        let version = a.signed_version(collection, &id).unwrap().unwrap();
         assert!(
-            matches!(b.merge_encoded(collection, &id, &bytes), Ok(Merged::Applied(w)) if w.hlc == header.hlc)
+            matches!(b.merge_encoded(collection, &id, &version), Ok(Merged::Applied(w)) if w.hlc == header.hlc)
         );
     }
     assert_eq!(a.all_versions().unwrap(), b.all_versions().unwrap());

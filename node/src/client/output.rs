@@ -57,6 +57,11 @@ pub fn cut(text: &str, max: usize) -> String {
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+/// A time as RFC 3339 in UTC, to the millisecond (`2026-11-21T08:20:07.417Z`).
+pub fn rfc3339(ms: u64) -> String {
+    format!("{}.{:03}Z", time_of(ms).replace(' ', "T"), ms % 1000)
+}
+
 pub fn time_of(ms: u64) -> String {
     let secs = ms / 1000;
     let days = (secs / 86_400) as i64;
@@ -104,6 +109,7 @@ mod tests {
         assert_eq!(time_of(0), "1970-01-01 00:00:00");
         assert_eq!(time_of(1_795_249_207_417), "2026-11-21 08:20:07");
         assert_eq!(time_of(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(rfc3339(1_795_249_207_417), "2026-11-21T08:20:07.417Z");
     }
 
     #[test]

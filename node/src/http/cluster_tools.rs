@@ -95,9 +95,12 @@ async fn of_node(
 async fn one(
     State(app): State<AppState>,
     Path((node_id, name)): Path<(String, String)>,
+    params: Params,
 ) -> Result<Json<Value>> {
+    let key = gridnode_store::ClusterLocalTool::key(&node_id, &name);
     let hosted = app.registry.cluster_tool(node_id, name).await?;
-    Ok(Json(with_liveness(&app, hosted)))
+    let record = with_liveness(&app, hosted);
+    Ok(Json(params.with_provenance(record, &app.registry, gridnode_store::Collection::ClusterTools, &key)?))
 }
 
 /// A record with its `alive` flag (see [`crate::service::cluster::Cluster::is_alive`]).

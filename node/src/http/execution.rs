@@ -134,8 +134,11 @@ async fn get_action(
     State(app): State<AppState>,
     Path((org, action_type)): Path<(String, String)>,
     caller: Org,
-) -> Result<Json<Action>> {
-    Ok(Json(app.actions.get(&org, &action_type, caller?.0.as_deref()).await?))
+    params: Params,
+) -> Result<Json<Value>> {
+    let action = app.actions.get(&org, &action_type, caller?.0.as_deref()).await?;
+    let key = gridnode_store::Record::id(&action).into_owned();
+    Ok(Json(params.with_provenance(action, &app.registry, gridnode_store::Collection::Actions, &key)?))
 }
 
 async fn delete_action(
@@ -197,9 +200,15 @@ async fn execute_action(
 async fn get_allowed(
     State(app): State<AppState>,
     Path(org): Path<String>,
-) -> Result<Json<Vec<String>>> {
-    let list: AllowList = app.execution().orgs().get(org).await?;
-    Ok(Json(list.allowed_tools))
+    params: Params,
+) -> Result<Json<Value>> {
+    let list: AllowList = app.execution().orgs().get(org.clone()).await?;
+    if !params.provenance()? {
+        return Ok(Json(json!(list.allowed_tools)));
+    }
+    // An allow-list is a bare array: with its provenance it becomes an object.
+    let provenance = app.registry.provenance(gridnode_store::Collection::AllowLists, &org)?;
+    Ok(Json(json!({ "allowed_tools": list.allowed_tools, "provenance": provenance })))
 }
 
 /// `PUT /orgs/{org}/allowed-tools` with `["tool id or cluster tool name", …]`.

@@ -79,6 +79,33 @@ impl Params {
         }
     }
 
+    /// `?provenance=true|false` (default false).
+    pub fn provenance(&self) -> Result<bool, Error> {
+        match self.0.get("provenance").map(String::as_str) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(Error::BadRequest("provenance must be true or false".into())),
+        }
+    }
+
+    /// A record as JSON, with its `provenance` added when `?provenance=true` asked for it.
+    pub fn with_provenance(
+        &self,
+        record: impl serde::Serialize,
+        registry: &crate::service::Registry,
+        collection: gridnode_store::Collection,
+        id: &str,
+    ) -> Result<serde_json::Value, Error> {
+        let mut value = serde_json::to_value(record)
+            .map_err(|e| Error::Internal(format!("cannot render a record: {e}")))?;
+        if self.provenance()?
+            && let serde_json::Value::Object(fields) = &mut value
+        {
+            fields.insert("provenance".into(), registry.provenance(collection, id)?);
+        }
+        Ok(value)
+    }
+
     /// `?limit=` (1 to 1000, default 100) and `?offset=` (default 0).
     pub fn page(&self) -> Result<Page, Error> {
         let number = |name: &str| -> Result<Option<i64>, Error> {

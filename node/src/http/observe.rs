@@ -80,6 +80,7 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         published_versions: stats.published_versions,
         merged_versions: stats.merged_versions,
         rejected: stats.rejected,
+        peer_rejected: app.cluster.rejections(),
         in_flight_calls: app.cluster_tools.runtime().in_flight(),
         peer_ages: peers
             .iter()

@@ -114,8 +114,14 @@ async fn list<R: RegistryApi>(State(app): State<AppState>, params: Params) -> Re
 async fn read<R: RegistryApi>(
     State(app): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<R>> {
-    Ok(Json(app.registry.get::<R>(id).await?))
+    params: Params,
+) -> Result<axum::response::Response> {
+    let record = app.registry.get::<R>(id.clone()).await?;
+    if !params.provenance()? {
+        return Ok(axum::response::IntoResponse::into_response(Json(record)));
+    }
+    let value = params.with_provenance(record, &app.registry, R::COLLECTION, &id)?;
+    Ok(axum::response::IntoResponse::into_response(Json(value)))
 }
 
 async fn update<R: RegistryApi>(

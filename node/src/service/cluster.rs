@@ -18,6 +18,13 @@ pub struct NodeInfo {
     pub listeners: Listeners,
 }
 
+/// A member of the cluster, as `GET /cluster/members` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Member {
+    pub node_id: String,
+    pub peer_id: String,
+}
+
 /// Where this node listens, and what it tells peers to call.
 #[derive(Debug, Clone, Serialize)]
 pub struct Listeners {
@@ -65,6 +72,32 @@ impl Cluster {
             listeners,
         };
         Cluster { federation, info: Arc::new(info), unreachable: Arc::default(), unreachable_for }
+    }
+
+    /// The cluster's members: each node id with the peer id (key) bound to it.
+    pub fn members(&self) -> Vec<Member> {
+        self.federation
+            .members()
+            .into_iter()
+            .map(|(node_id, peer)| Member { node_id, peer_id: peer.to_string() })
+            .collect()
+    }
+
+    /// Releases `node_id`'s binding to its key (contract section 13, `cluster forget`).
+    pub async fn forget(&self, node_id: &str) -> crate::Result<()> {
+        gridnode_store::validate_id("node", node_id)?;
+        match self.federation.forget(node_id).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                Err(crate::Error::NotFound(format!("node '{node_id}' is not a bound member")))
+            }
+            Err(e) => Err(crate::Error::BadRequest(e)),
+        }
+    }
+
+    /// What was refused from peers, `(reason, count)` for every reason.
+    pub fn rejections(&self) -> Vec<(&'static str, u64)> {
+        self.federation.rejections()
     }
 
     /// This node's id.

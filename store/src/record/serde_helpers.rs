@@ -3,11 +3,12 @@
 //! Both check `is_human_readable()`: serde_json says yes, bincode says no.
 
 /// JSON-object fields: a JSON object through serde_json (`null` reads as `{}`); through bincode,
-/// which cannot decode a `serde_json::Value`, a compact tagged tree ([`BinValue`]).
+/// which cannot decode a `serde_json::Value`, a compact tagged tree ([`BinRef`]), read back
+/// with a nesting limit.
 pub mod json_field {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    use super::{BinMap, MapVisitor};
+    use super::{BinMap, MapSeed};
     use crate::record::JsonMap;
 
     pub fn serialize<S: Serializer>(map: &JsonMap, s: S) -> Result<S::Ok, S::Error> {
@@ -22,7 +23,7 @@ pub mod json_field {
         if d.is_human_readable() {
             Ok(Option::<JsonMap>::deserialize(d)?.unwrap_or_default())
         } else {
-            d.deserialize_seq(MapVisitor)
+            serde::de::DeserializeSeed::deserialize(MapSeed { depth: 0 }, d)
         }
     }
 }
@@ -43,9 +44,6 @@ impl serde::Serialize for BinMap<'_> {
 
 /// A JSON value written as an enum: one tag byte, then the payload. No text to parse back.
 struct BinRef<'a>(&'a serde_json::Value);
-
-/// A JSON value read back from [`BinRef`]'s form.
-struct BinValue(serde_json::Value);
 
 const VARIANTS: &[&str] = &["null", "bool", "u64", "i64", "f64", "string", "array", "object"];
 
@@ -74,51 +72,43 @@ impl serde::Serialize for BinRef<'_> {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for BinValue {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_enum("Value", VARIANTS, BinVisitor)
+// Reading the tree back: every level is a seed that knows its depth, so a tree nested past
+// `MAX_JSON_DEPTH` is an error before it can exhaust the stack (the bytes may be a peer's).
+
+/// Refuses to descend past the nesting limit.
+fn deeper<E: serde::de::Error>(depth: usize) -> Result<usize, E> {
+    if depth >= crate::codec::MAX_JSON_DEPTH {
+        Err(E::custom(format!(
+            "a json value nested deeper than {} levels",
+            crate::codec::MAX_JSON_DEPTH
+        )))
+    } else {
+        Ok(depth + 1)
     }
 }
 
-struct BinVisitor;
-
-/// Reads [`BinMap`]'s pairs straight into a map (no intermediate vector, no sort).
-struct MapVisitor;
-
-impl<'de> serde::de::Visitor<'de> for MapVisitor {
-    type Value = serde_json::Map<String, serde_json::Value>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a sequence of key-value pairs")
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut map = serde_json::Map::new();
-        while let Some((key, value)) = seq.next_element::<(String, BinValue)>()? {
-            map.insert(key, value.0);
-        }
-        Ok(map)
-    }
+/// One JSON value at `depth`.
+#[derive(Clone, Copy)]
+struct ValueSeed {
+    depth: usize,
 }
 
-struct MapSeed;
-
-impl<'de> serde::de::DeserializeSeed<'de> for MapSeed {
-    type Value = serde_json::Map<String, serde_json::Value>;
+impl<'de> serde::de::DeserializeSeed<'de> for ValueSeed {
+    type Value = serde_json::Value;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_seq(MapVisitor)
+        d.deserialize_enum("Value", VARIANTS, self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for BinVisitor {
-    type Value = BinValue;
+impl<'de> serde::de::Visitor<'de> for ValueSeed {
+    type Value = serde_json::Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a tagged json value")
     }
 
-    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<BinValue, A::Error> {
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
         use serde::de::{Error, VariantAccess};
         use serde_json::{Number, Value};
         let (tag, variant): (u32, _) = data.variant()?;
@@ -129,13 +119,105 @@ impl<'de> serde::de::Visitor<'de> for BinVisitor {
             3 => Value::from(variant.newtype_variant::<i64>()?),
             4 => Number::from_f64(variant.newtype_variant()?).map_or(Value::Null, Value::Number),
             5 => Value::String(variant.newtype_variant()?),
-            6 => Value::Array(
-                variant.newtype_variant::<Vec<BinValue>>()?.into_iter().map(|v| v.0).collect(),
-            ),
-            7 => Value::Object(variant.newtype_variant_seed(MapSeed)?),
+            6 => Value::Array(variant.newtype_variant_seed(ArraySeed { depth: self.depth })?),
+            7 => Value::Object(variant.newtype_variant_seed(MapSeed { depth: self.depth })?),
             other => return Err(A::Error::custom(format!("unknown json value tag {other}"))),
         };
-        Ok(BinValue(value))
+        Ok(value)
+    }
+}
+
+/// A JSON array whose items sit one level below `depth`.
+#[derive(Clone, Copy)]
+struct ArraySeed {
+    depth: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ArraySeed {
+    type Value = Vec<serde_json::Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let depth = deeper(self.depth)?;
+        d.deserialize_seq(ArraySeed { depth })
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ArraySeed {
+    type Value = Vec<serde_json::Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a sequence of json values")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(ValueSeed { depth: self.depth })? {
+            items.push(item);
+        }
+        Ok(items)
+    }
+}
+
+/// A JSON object (a sequence of key-value pairs) whose values sit one level below `depth`.
+/// Read straight into a map: no intermediate vector, no sort.
+#[derive(Clone, Copy)]
+struct MapSeed {
+    depth: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for MapSeed {
+    type Value = serde_json::Map<String, serde_json::Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let depth = deeper(self.depth)?;
+        d.deserialize_seq(MapSeed { depth })
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for MapSeed {
+    type Value = serde_json::Map<String, serde_json::Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a sequence of key-value pairs")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut map = serde_json::Map::new();
+        while let Some((key, value)) = seq.next_element_seed(PairSeed { depth: self.depth })? {
+            map.insert(key, value);
+        }
+        Ok(map)
+    }
+}
+
+/// One `(key, value)` pair of an object.
+#[derive(Clone, Copy)]
+struct PairSeed {
+    depth: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for PairSeed {
+    type Value = (String, serde_json::Value);
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_tuple(2, self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PairSeed {
+    type Value = (String, serde_json::Value);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a key-value pair")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let key = seq.next_element::<String>()?.ok_or_else(|| A::Error::invalid_length(0, &self))?;
+        let value = seq
+            .next_element_seed(ValueSeed { depth: self.depth })?
+            .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+        Ok((key, value))
     }
 }
 

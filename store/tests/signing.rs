@@ -1,0 +1,130 @@
+//! Signed versions: every write of a store with a signer carries its signature over
+//! `signed_message`, a merged version keeps its author's, provenance says who wrote what, and
+//! a store written before versions were signed is signed once, in place.
+
+use std::sync::Arc;
+
+use gridnode_store::{
+    ClusterLocalTool, Collection, Envelope, Hlc, Merged, Provenance, Resigned, Signer, SignedVersion,
+    Store, StoreConfig, ToolEntry, signed_message,
+};
+
+/// A stand-in signer: the "signature" is a keyed digest of the message, which the test can
+/// recompute (the federation signs with ed25519; the store only carries the bytes).
+#[derive(Debug)]
+struct Tagged(&'static str);
+
+impl Signer for Tagged {
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        let mut signature = self.0.as_bytes().to_vec();
+        signature.extend_from_slice(gridnode_store::sha256_hex(message).as_bytes());
+        signature
+    }
+}
+
+fn tool(id: &str) -> ToolEntry {
+    ToolEntry { tool_id: id.into(), ..ToolEntry::default() }
+}
+
+#[test]
+fn every_write_is_signed_and_a_merge_keeps_the_authors_signature() {
+    let a = Store::open(&StoreConfig::temporary("a").signed_by(Arc::new(Tagged("a")))).unwrap();
+    let b = Store::open(&StoreConfig::temporary("b").signed_by(Arc::new(Tagged("b")))).unwrap();
+    a.create(&tool("t")).unwrap();
+    let version = a.signed_version(Collection::Tools, "t").unwrap().unwrap();
+    let expected = Tagged("a").sign(&signed_message(Collection::Tools, "t", &version.envelope));
+    assert_eq!(version.signature, expected);
+    assert!(matches!(b.merge_encoded(Collection::Tools, "t", &version), Ok(Merged::Applied(_))));
+    assert_eq!(b.signed_version(Collection::Tools, "t").unwrap().unwrap(), version);
+    let provenance = b.provenance(Collection::Tools, "t").unwrap().unwrap();
+    assert_eq!(provenance.author, "a");
+    assert!(provenance.signed);
+    // A tombstone is signed too; a store without a signer writes unsigned versions.
+    a.delete::<ToolEntry>("t").unwrap();
+    assert!(!a.signed_version(Collection::Tools, "t").unwrap().unwrap().signature.is_empty());
+    let plain = Store::open(&StoreConfig::temporary("p")).unwrap();
+    plain.create(&tool("u")).unwrap();
+    assert!(plain.signed_version(Collection::Tools, "u").unwrap().unwrap().signature.is_empty());
+    assert!(!plain.provenance(Collection::Tools, "u").unwrap().unwrap().signed);
+    assert_eq!(plain.provenance(Collection::Tools, "nope").unwrap(), None);
+}
+
+#[test]
+fn a_store_from_before_signatures_is_signed_once_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        // Written unsigned, as the release before signatures wrote it: this node's own
+        // records, another node's tool, another node's node-local tool.
+        let old = Store::open(&StoreConfig::new(&path, "me")).unwrap();
+        old.create(&tool("mine")).unwrap();
+        old.create(&tool("gone")).unwrap();
+        old.delete::<ToolEntry>("gone").unwrap();
+        let theirs = Envelope::live(
+            Hlc { wall_ms: 5, counter: 0, node: "other".into() },
+            tool("theirs"),
+        );
+        old.merge("theirs", theirs).unwrap();
+        let hosted = ClusterLocalTool { name: "x".into(), node_id: "other".into(), ..Default::default() };
+        let id = gridnode_store::Record::id(&hosted).into_owned();
+        old.merge(&id, Envelope::live(Hlc { wall_ms: 5, counter: 0, node: "other".into() }, hosted))
+            .unwrap();
+        old.sync().unwrap();
+    }
+    // A plain sled handle puts the schema back to 1, as that release left it.
+    {
+        let db = sled::open(&path).unwrap();
+        db.open_tree("meta").unwrap().insert("schema_version", &1u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(&StoreConfig::new(&path, "me").signed_by(Arc::new(Tagged("me")))).unwrap();
+    let mine_before = store.provenance(Collection::Tools, "mine").unwrap().unwrap();
+    assert!(!mine_before.signed);
+    let done = store.sign_unsigned().unwrap();
+    assert_eq!(done, Resigned { signed: 2, restamped: 1, dropped: 1 });
+    let mine = store.provenance(Collection::Tools, "mine").unwrap().unwrap();
+    assert_eq!(mine, Provenance { signed: true, ..mine_before }, "signed in place, same clock");
+    let theirs = store.provenance(Collection::Tools, "theirs").unwrap().unwrap();
+    assert_eq!((theirs.author.as_str(), theirs.signed), ("me", true), "written again as ours");
+    assert_eq!(store.get::<ToolEntry>("theirs").unwrap(), tool("theirs"));
+    assert!(store.envelope::<ToolEntry>("gone").unwrap().unwrap().header.tombstone);
+    assert!(store.try_get::<ClusterLocalTool>("other/x").unwrap().is_none(), "its node announces it");
+    for (collection, id, _) in store.all_versions().unwrap() {
+        let SignedVersion { envelope, signature } =
+            store.signed_version(collection, &id).unwrap().unwrap();
+        assert_eq!(signature, Tagged("me").sign(&signed_message(collection, &id, &envelope)), "{id}");
+    }
+    // Once done, never again.
+    assert_eq!(store.sign_unsigned().unwrap(), Resigned::default());
+}
+
+#[test]
+fn a_json_tree_nested_past_the_limit_is_refused_not_a_stack_overflow() {
+    let s = Store::open(&StoreConfig::temporary("n")).unwrap();
+    let mut record = tool("deep");
+    record.tool_metadata.insert("zzmarker".into(), serde_json::Value::Null);
+    let hlc = Hlc { wall_ms: 1, counter: 0, node: "peer".into() };
+    let envelope = Envelope::live(hlc, record).encode().unwrap();
+    // The marker's null (tag 0) becomes 100 000 nested one-item arrays (tag 6, length 1).
+    let marker = b"\x08zzmarker\x00";
+    let at = envelope.windows(marker.len()).position(|w| w == marker).unwrap() + marker.len() - 1;
+    let mut deep = envelope[..at].to_vec();
+    for _ in 0..100_000 {
+        deep.extend_from_slice(&[6, 1]);
+    }
+    deep.push(0);
+    deep.extend_from_slice(&envelope[at + 1..]);
+    let version = SignedVersion { envelope: deep, signature: vec![] };
+    let error = s.merge_encoded(Collection::Tools, "deep", &version).unwrap_err();
+    assert!(error.to_string().contains("nested deeper"), "{error}");
+    // 100 levels is fine.
+    let mut ok = envelope[..at].to_vec();
+    for _ in 0..100 {
+        ok.extend_from_slice(&[6, 1]);
+    }
+    ok.push(0);
+    ok.extend_from_slice(&envelope[at + 1..]);
+    let version = SignedVersion { envelope: ok, signature: vec![] };
+    assert!(matches!(s.merge_encoded(Collection::Tools, "deep", &version), Ok(Merged::Applied(_))));
+    assert_eq!(s.last_seq(), 1);
+}
