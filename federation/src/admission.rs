@@ -59,11 +59,14 @@ impl ClusterKey {
     }
 
     pub fn from_base64(text: &str) -> Result<ClusterKey, String> {
-        let bytes = BASE64
-            .decode(text.trim())
-            .map_err(|e| format!("not base64 ({e}); make one with 'gridnode cluster keygen FILE'"))?;
+        let bytes = BASE64.decode(text.trim()).map_err(|e| {
+            format!("not base64 ({e}); make one with 'gridnode cluster keygen FILE'")
+        })?;
         let key: [u8; KEY_BYTES] = bytes.try_into().map_err(|b: Vec<u8>| {
-            format!("{} bytes, expected {KEY_BYTES}; make one with 'gridnode cluster keygen FILE'", b.len())
+            format!(
+                "{} bytes, expected {KEY_BYTES}; make one with 'gridnode cluster keygen FILE'",
+                b.len()
+            )
         })?;
         Ok(ClusterKey(key))
     }
@@ -88,8 +91,7 @@ impl ClusterKey {
             writeln!(file, "{}", key.to_base64())?;
             file.sync_all()
         };
-        write()
-            .map_err(|e| format!("cannot write the cluster key {}: {e}", path.display()))?;
+        write().map_err(|e| format!("cannot write the cluster key {}: {e}", path.display()))?;
         Ok(key)
     }
 
@@ -143,10 +145,10 @@ impl Admission {
             (Admission::Open, Answer::Open) => Ok(()),
             (Admission::Open, Answer::Proof(_)) => Err("the peer is in a closed cluster"),
             (Admission::Keyed(_), Answer::Open) => Err("the peer is in an open cluster"),
-            (Admission::Keyed(keys), Answer::Proof(proof)) => {
-                keys.mac(responder, requester, nonce)
-                    .verify_slice(proof).map_err(|_| "the peer does not hold the cluster key")
-            }
+            (Admission::Keyed(keys), Answer::Proof(proof)) => keys
+                .mac(responder, requester, nonce)
+                .verify_slice(proof)
+                .map_err(|_| "the peer does not hold the cluster key"),
         }
     }
 

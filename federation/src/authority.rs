@@ -23,7 +23,11 @@ use crate::rejections::{Reason, Rejection};
 use crate::wire::{Key, MAX_CLOCK_AHEAD_MS, MAX_VERSION_BYTES, Summary, Version};
 
 /// Checks a version from a peer; returns its header when it may be merged.
-pub fn check(version: &Version, own_node_id: &str, bindings: &Bindings) -> Result<Header, Rejection> {
+pub fn check(
+    version: &Version,
+    own_node_id: &str,
+    bindings: &Bindings,
+) -> Result<Header, Rejection> {
     let Some(collection) = version.key.collection() else {
         return Err(Rejection::new(
             Reason::Invalid,
@@ -45,23 +49,34 @@ pub fn check(version: &Version, own_node_id: &str, bindings: &Bindings) -> Resul
         let member = Envelope::<Member>::decode(&version.envelope)
             .map_err(|e| Rejection::new(Reason::Undecodable, e.to_string()))?
             .into_live()
-            .ok_or_else(|| Rejection::new(Reason::Invalid, "a live member version without its record"))?;
+            .ok_or_else(|| {
+                Rejection::new(Reason::Invalid, "a live member version without its record")
+            })?;
         if member.node_id != version.key.id || header.hlc.node != member.node_id {
             return Err(Rejection::new(
                 Reason::Authority,
-                format!("a member record for '{}' written by '{}'", version.key.id, header.hlc.node),
+                format!(
+                    "a member record for '{}' written by '{}'",
+                    version.key.id, header.hlc.node
+                ),
             ));
         }
         let peer: PeerId = member
             .peer_id
             .parse()
             .map_err(|_| Rejection::new(Reason::Invalid, "a member record with a bad peer id"))?;
-        let key = public_key(&peer)
-            .ok_or_else(|| Rejection::new(Reason::Invalid, "a member record whose peer id carries no key"))?;
+        let key = public_key(&peer).ok_or_else(|| {
+            Rejection::new(Reason::Invalid, "a member record whose peer id carries no key")
+        })?;
         if !key.verify(&message(), &version.signature) {
-            return Err(Rejection::new(Reason::Signature, format!("member record '{}'", member.node_id)));
+            return Err(Rejection::new(
+                Reason::Signature,
+                format!("member record '{}'", member.node_id),
+            ));
         }
-        bindings.check_claim(&member.node_id, &peer).map_err(|e| Rejection::new(Reason::Unbound, e))?;
+        bindings
+            .check_claim(&member.node_id, &peer)
+            .map_err(|e| Rejection::new(Reason::Unbound, e))?;
         return Ok(header);
     }
     let author = bindings.get(&header.hlc.node).ok_or_else(|| {
@@ -82,7 +97,11 @@ pub fn check(version: &Version, own_node_id: &str, bindings: &Bindings) -> Resul
 
 /// The checks a summary allows before its version is fetched: whether the version named could
 /// pass [`check`] as far as its key and clock tell.
-pub fn check_summary(summary: &Summary, own_node_id: &str, bindings: &Bindings) -> Result<(), Rejection> {
+pub fn check_summary(
+    summary: &Summary,
+    own_node_id: &str,
+    bindings: &Bindings,
+) -> Result<(), Rejection> {
     if summary.key.collection().is_none() {
         return Err(Rejection::new(Reason::Invalid, "unknown collection"));
     }
@@ -91,7 +110,10 @@ pub fn check_summary(summary: &Summary, own_node_id: &str, bindings: &Bindings) 
         && !summary.tombstone
         && summary.hlc.node == summary.key.id;
     if !self_written_member && bindings.get(&summary.hlc.node).is_none() {
-        return Err(Rejection::new(Reason::Unbound, format!("'{}' is not a bound member", summary.hlc.node)));
+        return Err(Rejection::new(
+            Reason::Unbound,
+            format!("'{}' is not a bound member", summary.hlc.node),
+        ));
     }
     check_writer(&summary.key, &summary.hlc, own_node_id, bindings)
 }
@@ -108,12 +130,20 @@ fn check_clock(key: &Key, hlc: &Hlc) -> Result<(), Rejection> {
 }
 
 /// Node-local tool records: only their node writes them, when it is a member.
-fn check_writer(key: &Key, hlc: &Hlc, own_node_id: &str, bindings: &Bindings) -> Result<(), Rejection> {
+fn check_writer(
+    key: &Key,
+    hlc: &Hlc,
+    own_node_id: &str,
+    bindings: &Bindings,
+) -> Result<(), Rejection> {
     if key.collection() != Some(Collection::ClusterTools) {
         return Ok(());
     }
     let Some((node_id, _)) = ClusterLocalTool::split_key(&key.id) else {
-        return Err(Rejection::new(Reason::Invalid, format!("malformed node-local tool key '{}'", key.id)));
+        return Err(Rejection::new(
+            Reason::Invalid,
+            format!("malformed node-local tool key '{}'", key.id),
+        ));
     };
     if node_id == own_node_id {
         return Err(Rejection::new(
@@ -137,7 +167,13 @@ mod tests {
     use super::*;
     use crate::identity::Identity;
 
-    fn signed<R: gridnode_store::Record>(author: &Identity, node: &str, id: &str, record: Option<R>, wall_ms: u64) -> Version {
+    fn signed<R: gridnode_store::Record>(
+        author: &Identity,
+        node: &str,
+        id: &str,
+        record: Option<R>,
+        wall_ms: u64,
+    ) -> Version {
         let hlc = Hlc { wall_ms, counter: 0, node: node.into() };
         let header = Header { hlc, tombstone: record.is_none() };
         let envelope = encode(&(&header, &record)).unwrap();
@@ -160,12 +196,17 @@ mod tests {
         assert_eq!(forged.reason, Reason::Signature, "b signs as a");
         let unbound = check(&signed(&b, "b", "t", tool("t"), now), "me", &bindings).unwrap_err();
         assert_eq!(unbound.reason, Reason::Unbound);
-        let future = check(&signed(&a, "a", "t", tool("t"), now + 600_000), "me", &bindings).unwrap_err();
+        let future =
+            check(&signed(&a, "a", "t", tool("t"), now + 600_000), "me", &bindings).unwrap_err();
         assert_eq!(future.reason, Reason::Clock);
         let mut tampered = signed(&a, "a", "t", tool("t"), now);
         tampered.key.id = "u".into();
         assert_eq!(check(&tampered, "me", &bindings).unwrap_err().reason, Reason::Signature);
-        let garbage = Version { key: Key::new(Collection::Tools, "t"), envelope: vec![0xff; 9], signature: vec![] };
+        let garbage = Version {
+            key: Key::new(Collection::Tools, "t"),
+            envelope: vec![0xff; 9],
+            signature: vec![],
+        };
         assert_eq!(check(&garbage, "me", &bindings).unwrap_err().reason, Reason::Undecodable);
     }
 

@@ -112,6 +112,8 @@ mod tests {
         let key = public_key(&identity.peer_id()).unwrap();
         assert!(key.verify(b"message", &signature));
         assert!(!key.verify(b"other", &signature));
-        assert!(!public_key(&Identity::generate().peer_id()).unwrap().verify(b"message", &signature));
+        assert!(
+            !public_key(&Identity::generate().peer_id()).unwrap().verify(b"message", &signature)
+        );
     }
 }

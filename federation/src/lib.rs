@@ -42,8 +42,8 @@ pub use libp2p::{Multiaddr, PeerId};
 pub use crate::admission::{Admission, ClusterKey};
 pub use crate::identity::Identity;
 use crate::members::Bindings;
-pub use crate::rejections::{Reason, Rejection};
 use crate::rejections::Rejections;
+pub use crate::rejections::{Reason, Rejection};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -358,6 +358,11 @@ impl Federation {
             anti_entropy_interval: config.anti_entropy_interval,
             tombstone_ttl: config.tombstone_ttl,
         });
+        let preparing = shared.clone();
+        tokio::task::spawn_blocking(move || replicator::prepare(&preparing))
+            .await
+            .map_err(|e| format!("the federation's start-up task failed: {e}"))?
+            .map_err(|e| format!("cannot prepare the store for the federation: {e}"))?;
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (inbound, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         let client = Client { commands: commands.clone() };
@@ -412,7 +417,7 @@ impl Federation {
         Some(peers.is_alive(node_id, Instant::now()))
     }
 
-    /// The peers connected right now.
+    /// The peers connected and admitted right now.
     pub fn connected_peers(&self) -> Vec<PeerId> {
         self.shared.connected_peers()
     }

@@ -117,7 +117,10 @@ mod tests {
     fn the_table_is_bounded() {
         let mut bindings = Bindings::default();
         for i in 0..MAX_MEMBERS {
-            bindings.set(&format!("n{i}"), Some(&member(&format!("n{i}"), Identity::generate().peer_id())));
+            bindings.set(
+                &format!("n{i}"),
+                Some(&member(&format!("n{i}"), Identity::generate().peer_id())),
+            );
         }
         assert_eq!(bindings.len(), MAX_MEMBERS);
         let late = Identity::generate().peer_id();

@@ -111,7 +111,11 @@ impl Rejections {
                 let quiet = previous.map_or(0, |(_, count)| total - 1 - count);
                 warn!(
                     "refused from peer {from}: {rejection}{}",
-                    if quiet > 0 { format!(" ({quiet} more of these not logged)") } else { String::new() }
+                    if quiet > 0 {
+                        format!(" ({quiet} more of these not logged)")
+                    } else {
+                        String::new()
+                    }
                 );
                 logged[index] = Some((now, total));
             }
@@ -120,7 +124,10 @@ impl Rejections {
 
     /// `(reason, count)` for every reason.
     pub fn counts(&self) -> Vec<(&'static str, u64)> {
-        Reason::ALL.iter().map(|r| (r.as_str(), self.counts[*r as usize].load(Ordering::Relaxed))).collect()
+        Reason::ALL
+            .iter()
+            .map(|r| (r.as_str(), self.counts[*r as usize].load(Ordering::Relaxed)))
+            .collect()
     }
 
     pub fn total(&self) -> u64 {

@@ -68,37 +68,39 @@ impl Client {
 /// Versions set in the version map per lock while loading it at start.
 const LOAD_BATCH: usize = 4096;
 
-pub(crate) async fn follow_feed(shared: Arc<Shared>, client: Client) {
-    let mut wake = shared.store.subscribe();
-    // Versions written before versions were signed are signed first (a store from an older
-    // release), so that they travel like every other.
-    let signing = shared.clone();
-    match tokio::task::spawn_blocking(move || signing.store.sign_unsigned()).await {
-        Ok(Ok(done)) if done != gridnode_store::Resigned::default() => info!(
+/// What start-up does before the federation's tasks run (blocking: call it on the blocking
+/// pool). Versions written before versions were signed (a store from an older release) are
+/// signed, so they travel like every other; the member bindings are read; and this node binds
+/// its id to its key if the store does not already.
+pub(crate) fn prepare(shared: &Shared) -> gridnode_store::Result<()> {
+    let done = shared.store.sign_unsigned()?;
+    if done != gridnode_store::Resigned::default() {
+        info!(
             "signed the versions held from before versions were signed: {} of this node's, \
              {} of other nodes' written again as this node's, {} node-local tools of other \
              nodes dropped (their nodes announce them again)",
             done.signed, done.restamped, done.dropped
-        ),
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => warn!("cannot sign the versions held: {e}"),
-        Err(_) => return,
+        );
     }
+    let members = shared.store.live::<Member>().collect::<Result<Vec<_>, _>>()?;
+    {
+        let mut bindings = shared.bindings_mut();
+        for member in &members {
+            bindings.set(&member.node_id, Some(member));
+        }
+    }
+    bind_self(shared)
+}
+
+pub(crate) async fn follow_feed(shared: Arc<Shared>, client: Client) {
+    let mut wake = shared.store.subscribe();
     let start = shared.store.last_seq();
     // Older changes reach peers through anti-entropy: the backlog starts here.
     shared.stats.followed(start);
     // Every version into the version map as the store is read, a batch per lock, so the store
-    // is never held twice in memory and merges are not kept waiting; then the bindings.
+    // is never held twice in memory and merges are not kept waiting.
     let loading = shared.clone();
     let loaded = tokio::task::spawn_blocking(move || {
-        let members = loading.store.live::<Member>().collect::<Result<Vec<_>, _>>()?;
-        {
-            let mut bindings = loading.bindings_mut();
-            for member in &members {
-                bindings.set(&member.node_id, Some(member));
-            }
-        }
-        bind_self(&loading)?;
         let mut batch = Vec::with_capacity(LOAD_BATCH);
         let mut items = loading.store.each_version().peekable();
         while items.peek().is_some() {
@@ -209,7 +211,8 @@ async fn publish(shared: &Arc<Shared>, client: &Client, own: Vec<(Key, gridnode_
             .filter_map(|(key, hlc)| {
                 let signed = store.signed_version(key.collection()?, &key.id).ok()??;
                 // A newer write of the same record follows in the feed; publish that one.
-                let header = gridnode_store::decode_header(key.collection()?, &signed.envelope).ok()?;
+                let header =
+                    gridnode_store::decode_header(key.collection()?, &signed.envelope).ok()?;
                 let version =
                     Version { key, envelope: signed.envelope, signature: signed.signature };
                 (header.hlc == hlc).then_some((version, header))
@@ -291,11 +294,16 @@ pub(crate) async fn serve(shared: Arc<Shared>, client: Client, inbound: mpsc::Re
 async fn handle(shared: &Arc<Shared>, client: &Client, syncing: &Syncing, message: Inbound) {
     match message {
         Inbound::Versions { via, message, versions } => {
-            let (_, verdict) = merge(shared, versions, via).await;
-            client.send(Command::Validated { message, via, acceptance: verdict }).await;
+            let merged = merge(shared, versions, via).await;
+            client.send(Command::Validated { message, via, acceptance: merged.verdict }).await;
+            // An author we have not bound yet (its member record has not reached us): the peer
+            // that passed the versions on knows it; a sync brings both now, not next round.
+            if merged.unbound {
+                start_sync(shared, client, syncing, via);
+            }
         }
         Inbound::Announce { origin, via, message, summaries } => {
-            let wanted = wanted(shared, summaries, via);
+            let (wanted, _) = wanted(shared, summaries);
             // Announced versions are fetched before the message is forwarded.
             let from = if shared.is_admitted(&origin) { origin } else { via };
             let acceptance = match fetch(shared, client, from, wanted).await {
@@ -366,41 +374,62 @@ fn start_sync(shared: &Arc<Shared>, client: &Client, syncing: &Syncing, peer: Pe
 
 /// One anti-entropy session: compare digests, list the differing buckets, pull what is newer
 /// there. Returns how many versions were merged.
+///
+/// A version whose author is not bound yet is left for later; when the session itself bound new
+/// members (their records sit in other buckets), it runs once more to take their versions now.
 async fn sync_with(shared: &Arc<Shared>, client: &Client, peer: PeerId) -> Result<usize, String> {
-    let digest = shared.versions().digest().buckets().to_vec();
-    let differing = match client.request(peer, SyncRequest::Digest(digest)).await? {
-        SyncResponse::Differing(buckets) => buckets,
-        other => return Err(format!("unexpected answer to a digest: {}", name(&other))),
-    };
     let mut merged = 0;
-    for chunk in differing.chunks(MAX_SUMMARY_BUCKETS / 2) {
-        let summaries = match client.request(peer, SyncRequest::Summaries(chunk.to_vec())).await? {
-            SyncResponse::Summaries(summaries) => summaries,
-            other => return Err(format!("unexpected answer to summaries: {}", name(&other))),
+    for _pass in 0..2 {
+        let members_before = shared.bindings().len();
+        let digest = shared.versions().digest().buckets().to_vec();
+        let differing = match client.request(peer, SyncRequest::Digest(digest)).await? {
+            SyncResponse::Differing(buckets) => buckets,
+            other => return Err(format!("unexpected answer to a digest: {}", name(&other))),
         };
-        let keys = wanted(shared, summaries, peer);
-        merged += fetch(shared, client, peer, keys).await?;
+        let mut left_unbound = false;
+        for chunk in differing.chunks(MAX_SUMMARY_BUCKETS / 2) {
+            let request = SyncRequest::Summaries(chunk.to_vec());
+            let summaries = match client.request(peer, request).await? {
+                SyncResponse::Summaries(summaries) => summaries,
+                other => return Err(format!("unexpected answer to summaries: {}", name(&other))),
+            };
+            let (keys, unbound) = wanted(shared, summaries);
+            left_unbound |= unbound;
+            merged += fetch(shared, client, peer, keys).await?;
+        }
+        if !left_unbound || shared.bindings().len() == members_before {
+            break;
+        }
     }
     Ok(merged)
 }
 
-/// The keys among `summaries` that `peer` holds newer versions of, and that we would take from
-/// it: not refused for good before, and passing the checks a summary allows.
-fn wanted(shared: &Shared, summaries: Vec<Summary>, _peer: PeerId) -> Vec<Key> {
+/// The keys among `summaries` that the peer holds newer versions of, and that we would take from
+/// it: not refused for good before, and passing the checks a summary allows. Also whether any
+/// was left out only because its author is not bound (yet).
+fn wanted(shared: &Shared, summaries: Vec<Summary>) -> (Vec<Key>, bool) {
     let horizon = now_ms().saturating_sub(shared.tombstone_ttl.as_millis() as u64);
     let versions = shared.versions();
     let bindings = shared.bindings();
     let refused = shared.refused();
     let own = shared.store.node_id();
-    summaries
+    let mut unbound = false;
+    let keys = summaries
         .into_iter()
         .filter(|s| versions.get(&s.key).is_none_or(|held| held < &s.hlc))
         // A tombstone past the horizon for a record we never had: it is being collected.
         .filter(|s| !(s.tombstone && s.hlc.wall_ms < horizon && versions.get(&s.key).is_none()))
         .filter(|s| !refused.contains(&(s.key.clone(), s.hlc.clone())))
-        .filter(|s| authority::check_summary(s, own, &bindings).is_ok())
+        .filter(|s| match authority::check_summary(s, own, &bindings) {
+            Ok(()) => true,
+            Err(rejection) => {
+                unbound |= rejection.reason == Reason::Unbound;
+                false
+            }
+        })
         .map(|s| s.key)
-        .collect()
+        .collect();
+    (keys, unbound)
 }
 
 /// Fetches `keys` from `peer` and merges them; returns how many were applied.
@@ -422,7 +451,7 @@ async fn fetch(
             break;
         }
         let got = versions.len();
-        merged += merge(shared, versions, peer).await.0;
+        merged += merge(shared, versions, peer).await.applied;
         keys = rest;
         if got < asked {
             // The answer was cut at its size limit; what was left is asked for next round.
@@ -432,17 +461,25 @@ async fn fetch(
     Ok(merged)
 }
 
-/// Checks and merges versions from `from` (the peer that passed them on); returns how many
-/// changed the store, and whether the lot may be forwarded (every one passed its checks).
-async fn merge(shared: &Arc<Shared>, versions: Vec<Version>, from: PeerId) -> (usize, MessageAcceptance) {
+/// What merging a lot of versions did.
+struct MergeOutcome {
+    /// How many changed the store.
+    applied: usize,
+    /// Whether the lot may be forwarded: every version passed its checks.
+    verdict: MessageAcceptance,
+    /// Whether any was refused because its author is not bound here.
+    unbound: bool,
+}
+
+/// Checks and merges versions from `from` (the peer that passed them on).
+async fn merge(shared: &Arc<Shared>, versions: Vec<Version>, from: PeerId) -> MergeOutcome {
     let task_shared = shared.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let shared = task_shared;
         let (mut applied, mut rejected) = (Vec::new(), Vec::new());
         // Member records first: a batch may bind the author of the versions that follow.
-        let (members, others): (Vec<_>, Vec<_>) = versions
-            .into_iter()
-            .partition(|v| v.key.collection() == Some(Collection::Members));
+        let (members, others): (Vec<_>, Vec<_>) =
+            versions.into_iter().partition(|v| v.key.collection() == Some(Collection::Members));
         for version in members.into_iter().chain(others) {
             match merge_one(&shared, &version) {
                 Ok(true) => applied.push(version.key),
@@ -458,9 +495,13 @@ async fn merge(shared: &Arc<Shared>, versions: Vec<Version>, from: PeerId) -> (u
         (applied, rejected)
     })
     .await;
-    let Ok((applied, rejected)) = outcome else { return (0, MessageAcceptance::Ignore) };
+    let Ok((applied, rejected)) = outcome else {
+        return MergeOutcome { applied: 0, verdict: MessageAcceptance::Ignore, unbound: false };
+    };
     Stats::add(&shared.stats.merged_versions, applied.len());
-    let verdict = if rejected.is_empty() { MessageAcceptance::Accept } else { MessageAcceptance::Reject };
+    let verdict =
+        if rejected.is_empty() { MessageAcceptance::Accept } else { MessageAcceptance::Reject };
+    let unbound = rejected.iter().any(|r| r.reason == Reason::Unbound);
     for rejection in rejected {
         shared.reject(from, rejection);
     }
@@ -468,7 +509,7 @@ async fn merge(shared: &Arc<Shared>, versions: Vec<Version>, from: PeerId) -> (u
     for key in applied {
         let _ = shared.events.send(Event::Merged { key, from });
     }
-    (count, verdict)
+    MergeOutcome { applied: count, verdict, unbound }
 }
 
 /// Checks and merges one version: `Ok(true)` when it changed the store. A version refused for

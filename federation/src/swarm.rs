@@ -373,9 +373,11 @@ impl Driver {
                 self.pending.insert(id, reply);
             }
             Command::Validated { message, via, acceptance } => {
-                let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                    &message, &via, acceptance,
-                );
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message, &via, acceptance);
             }
             Command::Respond { channel, response } => {
                 if self.swarm.behaviour_mut().sync.send_response(channel, response).is_err() {
@@ -532,14 +534,14 @@ impl Driver {
             // The connection the challenge went out on closed (a simultaneous dial leaves one
             // of two): ask again on the one that is left. A peer that is gone is counted when
             // its last connection closes; one that never answers, at the end of the grace.
-            request_response::Event::OutboundFailure { peer, error, .. } => {
-                if self.candidates.contains_key(&peer) && self.swarm.is_connected(&peer) {
-                    debug!("challenge to {peer} failed ({error}); asking again");
-                    let nonce = admission::nonce();
-                    self.swarm.behaviour_mut().admit.send_request(&peer, Challenge { nonce });
-                    if let Some(candidate) = self.candidates.get_mut(&peer) {
-                        candidate.nonce = nonce;
-                    }
+            request_response::Event::OutboundFailure { peer, error, .. }
+                if self.candidates.contains_key(&peer) && self.swarm.is_connected(&peer) =>
+            {
+                debug!("challenge to {peer} failed ({error}); asking again");
+                let nonce = admission::nonce();
+                self.swarm.behaviour_mut().admit.send_request(&peer, Challenge { nonce });
+                if let Some(candidate) = self.candidates.get_mut(&peer) {
+                    candidate.nonce = nonce;
                 }
             }
             _ => {}
@@ -592,9 +594,7 @@ impl Driver {
         {
             return;
         }
-        for addr in &addrs {
-            self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
-        }
+        // Kademlia hears of the peer once it is admitted, not before.
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
             .condition(PeerCondition::DisconnectedAndNotDialing)
@@ -605,30 +605,28 @@ impl Driver {
     }
 
     fn gossip(&mut self, event: gossipsub::Event) {
-        match event {
-            gossipsub::Event::Message { propagation_source: via, message_id, message } => {
-                // Ok(true): handed to the replicator, which reports the verdict itself.
-                let verdict = self.gossip_message(via, &message_id, message);
-                let acceptance = match verdict {
-                    Ok(true) => return,
-                    Ok(false) => MessageAcceptance::Accept,
-                    Err(rejection) => {
-                        let acceptance = match rejection.reason {
-                            Reason::Unadmitted | Reason::Busy => MessageAcceptance::Ignore,
-                            _ => MessageAcceptance::Reject,
-                        };
-                        self.shared.reject(via, rejection);
-                        acceptance
-                    }
+        let gossipsub::Event::Message { propagation_source: via, message_id, message } = event
+        else {
+            return;
+        };
+        // Ok(true): handed to the replicator, which reports the verdict itself.
+        let acceptance = match self.gossip_message(via, &message_id, message) {
+            Ok(true) => return,
+            Ok(false) => MessageAcceptance::Accept,
+            Err(rejection) => {
+                let acceptance = match rejection.reason {
+                    Reason::Unadmitted | Reason::Busy => MessageAcceptance::Ignore,
+                    _ => MessageAcceptance::Reject,
                 };
-                let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                    &message_id,
-                    &via,
-                    acceptance,
-                );
+                self.shared.reject(via, rejection);
+                acceptance
             }
-            _ => {}
-        }
+        };
+        let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+            &message_id,
+            &via,
+            acceptance,
+        );
     }
 
     /// Checks one gossip message: a heartbeat is taken here (`Ok(false)`); versions and
@@ -643,8 +641,9 @@ impl Driver {
         if !self.shared.is_admitted(&via) {
             return Err(Rejection::new(Reason::Unadmitted, "a gossip message"));
         }
-        let source =
-            message.source.ok_or_else(|| Rejection::new(Reason::Invalid, "an unsigned gossip message"))?;
+        let source = message
+            .source
+            .ok_or_else(|| Rejection::new(Reason::Invalid, "an unsigned gossip message"))?;
         let bytes = self
             .shared
             .admission
@@ -665,7 +664,9 @@ impl Driver {
             Gossip::Announce(summaries) if changes_topic => {
                 Inbound::Announce { origin: source, via, message: id.clone(), summaries }
             }
-            _ => return Err(Rejection::new(Reason::Invalid, "a gossip message on the wrong topic")),
+            _ => {
+                return Err(Rejection::new(Reason::Invalid, "a gossip message on the wrong topic"));
+            }
         };
         // Not lost when dropped: anti-entropy finds it.
         self.inbound
@@ -676,13 +677,22 @@ impl Driver {
 
     /// Takes a heartbeat from `source` if it is the bound member it claims to be.
     fn heartbeat(&mut self, heartbeat: Heartbeat, source: PeerId) -> Result<(), Rejection> {
-        let too_long = [&heartbeat.node_id, &heartbeat.peer_id, &heartbeat.grpc, &heartbeat.http, &heartbeat.version]
-            .iter()
-            .any(|field| field.len() > MAX_HEARTBEAT_TEXT)
+        let too_long = [
+            &heartbeat.node_id,
+            &heartbeat.peer_id,
+            &heartbeat.grpc,
+            &heartbeat.http,
+            &heartbeat.version,
+        ]
+        .iter()
+        .any(|field| field.len() > MAX_HEARTBEAT_TEXT)
             || heartbeat.p2p.len() > MAX_HEARTBEAT_ADDRS
             || heartbeat.p2p.iter().any(|a| a.len() > MAX_HEARTBEAT_TEXT);
         if too_long {
-            return Err(Rejection::new(Reason::Oversize, "a heartbeat with fields over their limits"));
+            return Err(Rejection::new(
+                Reason::Oversize,
+                "a heartbeat with fields over their limits",
+            ));
         }
         let bound = self.shared.bindings().get(&heartbeat.node_id).map(|b| b.peer);
         if bound != Some(source) {
@@ -715,7 +725,8 @@ impl Driver {
                         request.check().err().map(|reason| (Reason::Oversize, reason))
                     };
                     if let Some((reason, why)) = refusal {
-                        self.shared.reject(peer, Rejection::new(reason, format!("a sync request: {why}")));
+                        self.shared
+                            .reject(peer, Rejection::new(reason, format!("a sync request: {why}")));
                         let _ = self
                             .swarm
                             .behaviour_mut()

@@ -159,7 +159,10 @@ pub struct Codec<Req, Resp> {
 
 impl<Req, Resp> Clone for Codec<Req, Resp> {
     fn clone(&self) -> Self {
-        Codec { rejections: self.rejections.clone(), ..Codec::new(self.max_request, self.max_response) }
+        Codec {
+            rejections: self.rejections.clone(),
+            ..Codec::new(self.max_request, self.max_response)
+        }
     }
 }
 
@@ -182,7 +185,8 @@ impl<Req, Resp> Codec<Req, Resp> {
         io.take(limit as u64 + 1).read_to_end(&mut bytes).await?;
         decode_message(&bytes, limit).map_err(|e| {
             if let Some(rejections) = &self.rejections {
-                let rejection = Rejection::new(Reason::Undecodable, format!("a request or answer: {e}"));
+                let rejection =
+                    Rejection::new(Reason::Undecodable, format!("a request or answer: {e}"));
                 rejections.record(&"a peer's stream", &rejection);
             }
             std::io::Error::new(std::io::ErrorKind::InvalidData, e)

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gridnode_federation::{Admission, Event, Federation, FederationConfig, Identity, Load, Multiaddr, Reason};
+use gridnode_federation::{
+    Admission, Event, Federation, FederationConfig, Identity, Load, Multiaddr, Reason,
+};
 use gridnode_store::{ClusterLocalTool, Store, StoreConfig, ToolEntry};
 use support::*;
 
@@ -210,6 +212,10 @@ async fn a_node_cannot_write_another_nodes_tools() {
     })
     .await;
     eventually("a knows b", || a.fed.liveness("b") == Some(true)).await;
+    eventually("b's tool on c", || {
+        c.store.try_get::<ClusterLocalTool>("b/real").unwrap().is_some()
+    })
+    .await;
     let mut rejected = a.fed.subscribe();
     // c claims a tool hosted by b, and overwrites b's record.
     c.store
@@ -252,7 +258,6 @@ async fn a_node_cannot_write_another_nodes_tools() {
     assert!(a.store.try_get::<ClusterLocalTool>("b/fake").unwrap().is_none());
     assert_eq!(a.store.get::<ClusterLocalTool>("b/real").unwrap().description, "");
 }
-
 
 // ---- admission and identity -----------------------------------------------------------------
 
@@ -351,7 +356,8 @@ async fn a_store_from_before_signed_versions_opens_re_signs_and_replicates() {
     .await;
     let own = b.store.provenance(gridnode_store::Collection::Tools, "old-own").unwrap().unwrap();
     assert_eq!((own.author.as_str(), own.signed), ("a", true));
-    let adopted = b.store.provenance(gridnode_store::Collection::Tools, "old-peer").unwrap().unwrap();
+    let adopted =
+        b.store.provenance(gridnode_store::Collection::Tools, "old-peer").unwrap().unwrap();
     assert_eq!((adopted.author.as_str(), adopted.signed), ("a", true));
     eventually("a and b converge", || state(&a.store) == state(&b.store)).await;
 }

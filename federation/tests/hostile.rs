@@ -156,7 +156,8 @@ impl RawPeer {
         let deadline = Instant::now() + PATIENCE;
         while !done(self) {
             assert!(Instant::now() < deadline, "the raw peer timed out waiting for: {what}");
-            let next = tokio::time::timeout(Duration::from_millis(20), self.swarm.select_next_some());
+            let next =
+                tokio::time::timeout(Duration::from_millis(20), self.swarm.select_next_some());
             if let Ok(event) = next.await {
                 self.event(event);
             }
@@ -198,7 +199,11 @@ impl RawPeer {
     /// Whether `node` told us it subscribes to the changes topic (so a publish reaches it).
     fn hears(&self, node: PeerId) -> bool {
         let topic = self.changes.hash();
-        self.swarm.behaviour().gossipsub.all_peers().any(|(p, topics)| *p == node && topics.contains(&&topic))
+        self.swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .any(|(p, topics)| *p == node && topics.contains(&&topic))
     }
 
     /// Publishes `payload` on a topic, sealed with the key when it has one.
@@ -216,8 +221,17 @@ impl RawPeer {
     }
 
     /// A version of `id` stamped by `author` at `wall_ms`, signed with this peer's key.
-    fn version<R: Record>(&self, author: &str, id: &str, wall_ms: u64, record: Option<R>) -> Version {
-        let header = Header { hlc: Hlc { wall_ms, counter: 0, node: author.into() }, tombstone: record.is_none() };
+    fn version<R: Record>(
+        &self,
+        author: &str,
+        id: &str,
+        wall_ms: u64,
+        record: Option<R>,
+    ) -> Version {
+        let header = Header {
+            hlc: Hlc { wall_ms, counter: 0, node: author.into() },
+            tombstone: record.is_none(),
+        };
         let envelope = gridnode_store::encode(&(&header, &record)).unwrap();
         self.signed(R::COLLECTION, id, envelope)
     }
@@ -275,11 +289,18 @@ async fn a_peer_without_the_key_is_refused_disconnected_and_changes_nothing() {
     let a_peer = a.fed.peer_id();
     silent.swarm.dial(a.addr()).unwrap();
     silent.until("a's subscriptions", |p| p.hears(a_peer)).await;
-    let forged = silent.version("a", "evil", now_ms(), Some(ToolEntry { tool_id: "evil".into(), ..Default::default() }));
+    let forged = silent.version(
+        "a",
+        "evil",
+        now_ms(),
+        Some(ToolEntry { tool_id: "evil".into(), ..Default::default() }),
+    );
     silent.publish_versions(vec![forged]);
     let claim = silent.heartbeat("a");
     silent.publish(true, claim);
-    let request = gridnode_store::encode(&gridnode_federation::wire::SyncRequest::Summaries(vec![0, 1])).unwrap();
+    let request =
+        gridnode_store::encode(&gridnode_federation::wire::SyncRequest::Summaries(vec![0, 1]))
+            .unwrap();
     silent.swarm.behaviour_mut().sync.send_request(&a_peer, request);
     silent.until("a refuses the sync request", |p| !p.responses.is_empty()).await;
     assert!(
@@ -320,7 +341,11 @@ async fn an_admitted_peer_can_neither_crash_nor_forge_nor_grow_the_tables() {
     let mut rogue = RawPeer::new(&cluster, Answering::WithKey(Admission::keyed(&key)));
     let a_peer = a.fed.peer_id();
     rogue.swarm.dial(a.addr()).unwrap();
-    rogue.until("admitted by a", |p| p.hears(a_peer) && a.fed.connected_peers().contains(&p.peer_id())).await;
+    rogue
+        .until("admitted by a", |p| {
+            p.hears(a_peer) && a.fed.connected_peers().contains(&p.peer_id())
+        })
+        .await;
     let now = now_ms();
     let evil = |id: &str| Some(ToolEntry { tool_id: id.into(), ..ToolEntry::default() });
 
@@ -346,7 +371,8 @@ async fn an_admitted_peer_can_neither_crash_nor_forge_nor_grow_the_tables() {
     // A correctly signed record whose metadata nests 100 000 levels deep.
     let mut record = ToolEntry { tool_id: "deep".into(), ..ToolEntry::default() };
     record.tool_metadata.insert("zzmarker".into(), serde_json::Value::Null);
-    let header = Header { hlc: Hlc { wall_ms: now, counter: 0, node: "rogue".into() }, tombstone: false };
+    let header =
+        Header { hlc: Hlc { wall_ms: now, counter: 0, node: "rogue".into() }, tombstone: false };
     let plain = gridnode_store::encode(&(&header, &Some(record))).unwrap();
     let marker = b"\x08zzmarker\x00";
     let at = plain.windows(marker.len()).position(|w| w == marker).unwrap() + marker.len() - 1;
@@ -359,8 +385,13 @@ async fn an_admitted_peer_can_neither_crash_nor_forge_nor_grow_the_tables() {
     let deep = rogue.signed(Collection::Tools, "deep", deep);
     // Truncated and random bytes.
     let whole = rogue.version("rogue", "cut", now, evil("cut"));
-    let cut = rogue.signed(Collection::Tools, "cut", whole.envelope[..whole.envelope.len() / 2].to_vec());
-    let random = rogue.signed(Collection::Tools, "random", (0..200u32).map(|i| (i * 151 % 251) as u8).collect());
+    let cut =
+        rogue.signed(Collection::Tools, "cut", whole.envelope[..whole.envelope.len() / 2].to_vec());
+    let random = rogue.signed(
+        Collection::Tools,
+        "random",
+        (0..200u32).map(|i| (i * 151 % 251) as u8).collect(),
+    );
     // Signed by it, stamped with a's id: a forgery.
     let forged = rogue.version("a", "t0", now, evil("t0"));
     // A tombstone for every key, each stamped as its author.
@@ -368,7 +399,9 @@ async fn an_admitted_peer_can_neither_crash_nor_forge_nor_grow_the_tables() {
         (0..10).map(|i| rogue.version::<ToolEntry>("a", &format!("t{i}"), now + 1, None)).collect();
     // Ten minutes in the future.
     let future = rogue.version("rogue", "evil-future", now + 600_000, evil("evil-future"));
-    for versions in [vec![header_bomb], vec![deep], vec![cut, random], vec![forged], tombstones, vec![future]] {
+    for versions in
+        [vec![header_bomb], vec![deep], vec![cut, random], vec![forged], tombstones, vec![future]]
+    {
         rogue.publish_versions(versions);
         rogue.run_for(Duration::from_millis(50)).await;
     }
@@ -410,7 +443,11 @@ async fn an_admitted_peer_can_neither_crash_nor_forge_nor_grow_the_tables() {
             assert_eq!(description(&node.store, &format!("t{i}")).as_deref(), Some("honest"));
         }
         for id in ["evil-unbound", "bomb", "deep", "cut", "random", "evil-future"] {
-            assert!(node.store.try_get::<ToolEntry>(id).unwrap().is_none(), "{id} on {}", node.name);
+            assert!(
+                node.store.try_get::<ToolEntry>(id).unwrap().is_none(),
+                "{id} on {}",
+                node.name
+            );
         }
         assert!(node.fed.peers().len() <= 3, "the peer table grew: {}", node.fed.peers().len());
         assert!(node.fed.members().len() <= 3, "bindings grew: {:?}", node.fed.members().len());

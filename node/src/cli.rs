@@ -90,9 +90,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
     /// Write a new cluster key to FILE (mode 0600); give it to every node with --cluster-key FILE.
-    Keygen {
-        file: PathBuf,
-    },
+    Keygen { file: PathBuf },
     /// The members: each node id and the peer id (key) bound to it.
     Members {
         #[command(flatten)]

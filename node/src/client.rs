@@ -167,7 +167,9 @@ pub async fn run(command: &Command) -> Outcome {
             let node = Node::new(client);
             let path = format!("/cluster/members/{}", segment(node_id));
             let answer = node.send(node.request(Method::DELETE, &path)).await?;
-            node.print(&answer, || println!("released node id '{node_id}': a new key may claim it"));
+            node.print(&answer, || {
+                println!("released node id '{node_id}': a new key may claim it")
+            });
             Ok(())
         }
     }

@@ -674,9 +674,15 @@ mod tests {
             assert!(written.contains(key), "default-config.toml lacks '{key}'");
         }
         // Keys whose default is "unset" are there, commented out, with an example.
-        for key in
-            ["tools_dir", "cluster_key_file", "[resolver.kubernetes]", "label", "grpc_port", "cache_ttl", "kubeconfig"]
-        {
+        for key in [
+            "tools_dir",
+            "cluster_key_file",
+            "[resolver.kubernetes]",
+            "label",
+            "grpc_port",
+            "cache_ttl",
+            "kubeconfig",
+        ] {
             assert!(DEFAULT_TOML.contains(&format!("# {key}")), "no commented '{key}'");
         }
         // Uncommenting the Kubernetes table parses too.

@@ -20,4 +20,5 @@ pub mod service;
 
 pub use config::NodeConfig;
 pub use error::{Error, Result};
+pub use gridnode_federation::ClusterKey;
 pub use node::Node;

@@ -138,9 +138,8 @@ impl Registry {
     /// checked; this node's own are signed as they are written.
     pub fn provenance(&self, collection: gridnode_store::Collection, id: &str) -> Result<Value> {
         let found = self.store.provenance(collection, id)?;
-        let provenance = found.ok_or_else(|| {
-            Error::NotFound(format!("{} '{id}' not found", collection.kind()))
-        })?;
+        let provenance = found
+            .ok_or_else(|| Error::NotFound(format!("{} '{id}' not found", collection.kind())))?;
         Ok(serde_json::json!({
             "author": provenance.author,
             "signed": provenance.signed,

@@ -19,6 +19,8 @@ struct Running {
     base: String,
     /// The `p2p listening on` addresses.
     p2p: Vec<String>,
+    /// The `cluster key:` path, when the node made its own.
+    cluster_key: Option<String>,
 }
 
 impl Drop for Running {
@@ -42,8 +44,8 @@ fn command(data_dir: &Path) -> Command {
     cmd
 }
 
-/// Starts the binary and waits for its listener lines: `http`, `grpc`, then one `p2p` line per
-/// libp2p listener (two here).
+/// Starts the binary and waits for its start-up lines: `cluster key` (when it made its own),
+/// `http`, `grpc`, then one `p2p` line per libp2p listener (two here).
 fn start(mut cmd: Command) -> Running {
     let mut child = cmd.spawn().expect("the gridnode binary runs");
     let stdout = child.stdout.take().unwrap();
@@ -53,13 +55,18 @@ fn start(mut cmd: Command) -> Running {
             let _ = tx.send(line);
         }
     });
-    let mut lines = Vec::new();
-    while lines.len() < 4 {
+    let mut lines: Vec<String> = Vec::new();
+    while lines.iter().filter(|l| l.starts_with("p2p listening on ")).count() < 2 {
         match rx.recv_timeout(START_TIMEOUT) {
             Ok(line) => lines.push(line),
             Err(_) => break,
         }
     }
+    let cluster_key = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("cluster key: "))
+        .and_then(|rest| rest.split(" (").next())
+        .map(String::from);
     let http = lines.iter().find_map(|l| l.strip_prefix("http listening on "));
     let p2p: Vec<String> = lines
         .iter()
@@ -74,7 +81,7 @@ fn start(mut cmd: Command) -> Running {
             panic!("gridnode did not start: {}", String::from_utf8_lossy(&output.stderr));
         }
     };
-    Running { child, base: format!("http://{addr}"), p2p }
+    Running { child, base: format!("http://{addr}"), p2p, cluster_key }
 }
 
 #[tokio::test]
@@ -194,12 +201,17 @@ async fn two_binaries_federate_through_a_bootstrap_address() {
     let a = start(first);
     let tcp = walk::tcp_addr(&a.p2p);
     assert!(tcp.contains("/p2p/12D3KooW"), "the p2p line carries the peer id: {tcp}");
+    // a made its cluster key and said where; b joins with that one flag.
+    let key = a.cluster_key.clone().expect("a prints its cluster key's path");
+    assert_eq!(Path::new(&key), dir.path().join("a").join("cluster.key"));
     let mut second = command(&dir.path().join("b"));
     second
         .env("GRIDNODE_NODE_ID", "bin-b")
         .env("GRIDNODE_CLUSTER", &cluster)
-        .env("GRIDNODE_BOOTSTRAP", &tcp);
+        .env("GRIDNODE_BOOTSTRAP", &tcp)
+        .args(["--cluster-key", &key]);
     let b = start(second);
+    assert_eq!(b.cluster_key, None, "b uses the key it was given");
     let (api_a, api_b) = (Api::new(a.base.clone()), Api::new(b.base.clone()));
 
     let (status, node) = api_a.get("/node").await;

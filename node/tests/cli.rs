@@ -271,3 +271,39 @@ async fn bundle_round_trip_exec_resolve_peers_node_and_audit() {
     .await;
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_keygen_members_and_forget() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, url) = start(dir.path()).await;
+    let key = dir.path().join("site.key");
+    let key_arg = key.to_str().unwrap().to_owned();
+    let said = ok(&url, &["cluster", "keygen", &key_arg]);
+    assert!(said.contains("--cluster-key"), "{said}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(gridnode::ClusterKey::load(&key).is_ok());
+    // Never over an existing key: a typo must not lock a site out of its cluster.
+    let again = fails(&url, &["cluster", "keygen", &key_arg]);
+    assert!(again.contains("cannot write the cluster key"), "{again}");
+
+    let members = blocking({
+        let url = url.clone();
+        move || json_of(&url, &["cluster", "members"])
+    })
+    .await;
+    assert_eq!(members[0]["node_id"], "cli-node");
+    let table = blocking({
+        let url = url.clone();
+        move || ok(&url, &["cluster", "members"])
+    })
+    .await;
+    assert!(table.starts_with("NODE") && table.contains("cli-node"), "{table}");
+    let url2 = url.clone();
+    let own = blocking(move || fails(&url2, &["cluster", "forget", "cli-node"])).await;
+    assert!(own.contains("this node") && own.contains("(400"), "{own}");
+    let url2 = url.clone();
+    let unknown = blocking(move || fails(&url2, &["cluster", "forget", "nobody"])).await;
+    assert!(unknown.contains("not a bound member") && unknown.contains("(404"), "{unknown}");
+    node.shutdown().await.unwrap();
+}

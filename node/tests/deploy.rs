@@ -87,7 +87,8 @@ fn kubernetes_manifests_are_valid_least_privilege_and_start_a_node() {
     let spec = daemon.spec.template.spec.unwrap();
     assert_eq!(spec.service_account_name, account.metadata.name);
     assert_eq!(spec.host_network, Some(true));
-    let volumes: BTreeSet<String> = spec.volumes.unwrap().into_iter().map(|v| v.name).collect();
+    let spec_volumes = spec.volumes.clone().unwrap();
+    let volumes: BTreeSet<String> = spec_volumes.iter().map(|v| v.name.clone()).collect();
     let known = known_env();
     let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
     for container in containers {
@@ -145,6 +146,22 @@ fn kubernetes_manifests_are_valid_least_privilege_and_start_a_node() {
         ("nodeID", Some("worker-1"))
     );
     assert_eq!(parsed.http.to_string(), "0.0.0.0:8080");
+    // The cluster key comes from a Secret mounted read-only, readable by its owner alone.
+    let key_file = value("GRIDNODE_CLUSTER_KEY_FILE");
+    let mount = node
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| key_file.starts_with(&format!("{}/", m.mount_path)) && m.name == "cluster-key")
+        .expect("the key file lies in the cluster-key mount");
+    assert_eq!(mount.read_only, Some(true));
+    let secret = spec_volumes
+        .iter()
+        .find(|v| v.name == mount.name)
+        .and_then(|v| v.secret.clone())
+        .expect("the cluster key is a Secret");
+    assert_eq!(secret.secret_name.as_deref(), Some("gridnode-cluster-key"));
+    assert_eq!(secret.default_mode, Some(0o400));
 }
 
 #[test]
@@ -164,6 +181,9 @@ fn the_systemd_unit_runs_a_valid_command_and_config() {
         assert!(key == "RUST_LOG" || known_env().contains(key), "{key}");
     }
     assert_eq!(value("KillSignal"), ["SIGTERM"], "graceful shutdown");
+    // The cluster key is a systemd credential, and the node reads it from there.
+    assert_eq!(value("LoadCredential"), ["cluster.key:/etc/gridnode/cluster.key"]);
+    assert!(value("Environment").contains(&"GRIDNODE_CLUSTER_KEY_FILE=%d/cluster.key".to_owned()));
     let dir = tempfile::tempdir().unwrap();
     let effective = dry_run(&[
         ("GRIDNODE_CONFIG", repo("deploy/systemd/gridnode.toml").display().to_string()),

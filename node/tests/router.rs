@@ -18,7 +18,7 @@ use gridnode::runtime::{Runtime, builtin};
 use gridnode::service::cluster::{Cluster, Listeners};
 use gridnode::service::cluster_tools::ClusterTools;
 use gridnode::service::{Registry, Settings};
-use gridnode_federation::{Federation, FederationConfig, Load};
+use gridnode_federation::{Admission, ClusterKey, Federation, FederationConfig, Identity, Load};
 use gridnode_search::SearchIndex;
 use gridnode_store::{Store, StoreConfig, ToolEntry};
 use gridnode_tests::bundle::zip;
@@ -32,12 +32,18 @@ struct App {
     router: Router,
     store: Store,
     search: Arc<SearchIndex>,
+    /// The store's feed sequence once the node had started.
+    start_seq: u64,
     _dir: tempfile::TempDir,
 }
 
 async fn app() -> App {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&StoreConfig::new(dir.path().join("store"), "node-a")).unwrap();
+    let identity = Identity::generate();
+    let store = Store::open(
+        &StoreConfig::new(dir.path().join("store"), "node-a").signed_by(Arc::new(identity.clone())),
+    )
+    .unwrap();
     let limits = Limits {
         max_upload_bytes: 256 * 1024,
         max_unpacked_bytes: 1024 * 1024,
@@ -49,7 +55,7 @@ async fn app() -> App {
         search.clone(),
         Settings { advertise_http: "http://node-a.test:8080".into(), limits },
     );
-    let cluster = cluster(store.clone()).await;
+    let cluster = cluster(store.clone(), identity).await;
     let mut runtime = Runtime::new("node-a");
     for tool in builtin::all("node-a") {
         runtime.register(tool).unwrap();
@@ -77,12 +83,15 @@ async fn app() -> App {
         gridnode::node::services(&config, &registry, &cluster, &cluster_tools, &metrics).unwrap();
     let ready = Arc::new(AtomicBool::new(true));
     let router = router(AppState::new(registry, cluster, cluster_tools, actions, metrics, ready));
-    App { router, store, search, _dir: dir }
+    // The federation wrote this node's member record at start: nothing else from here on.
+    let start_seq = store.last_seq();
+    App { router, store, search, start_seq, _dir: dir }
 }
 
 /// A real federation of one, on loopback.
-async fn cluster(store: Store) -> Cluster {
-    let mut config = FederationConfig::new("node-a", "router-tests");
+async fn cluster(store: Store, identity: Identity) -> Cluster {
+    let admission = Admission::keyed(&ClusterKey::generate());
+    let mut config = FederationConfig::new("node-a", "router-tests", identity, admission);
     config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
     config.mdns = false;
     let federation = Federation::start(config, store, Arc::new(Load::default)).await.unwrap();
@@ -653,7 +662,7 @@ async fn bad_uploads_store_nothing() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(app.tool_count(), 0);
     assert!(app.store.get_blob(&gridnode_store::sha256_hex(&code)).unwrap().is_none());
-    assert_eq!(app.store.last_seq(), 0, "nothing was written at all");
+    assert_eq!(app.store.last_seq(), app.start_seq, "nothing was written at all");
 }
 
 #[tokio::test]
@@ -1050,7 +1059,9 @@ async fn metrics_count_requests_by_route_and_request_ids_are_echoed() {
         r#"gridnode_http_requests_total{route="unmatched",method="GET",status="404"} 1"#,
         r#"gridnode_http_request_duration_seconds_count{route="/tools",method="POST"} 3"#,
         "# TYPE gridnode_peers gauge",
-        "gridnode_store_last_seq 2",
+        &format!("gridnode_store_last_seq {}", app.start_seq + 2),
+        r#"gridnode_peer_rejected_total{reason="admission"} 0"#,
+        r#"gridnode_peer_rejected_total{reason="signature"} 0"#,
     ] {
         assert!(text.contains(line), "missing {line} in\n{text}");
     }
@@ -1068,4 +1079,67 @@ async fn metrics_count_requests_by_route_and_request_ids_are_echoed() {
     assert_ne!(replaced.headers()["x-request-id"], "bad id\twith tabs");
     let (first, second) = (ask(None).await.unwrap(), ask(None).await.unwrap());
     assert_ne!(first.headers()["x-request-id"], second.headers()["x-request-id"]);
+}
+
+#[tokio::test]
+async fn provenance_and_members_answer_and_refuse_bad_input() {
+    let app = app().await;
+    assert_eq!(app.json("POST", "/tools", &json!({"tool_id": "p1"})).await.0, StatusCode::CREATED);
+    let (status, plain) = app.get("/tools/p1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(plain.get("provenance").is_none(), "only when asked");
+    let (status, body) = app.get("/tools/p1?provenance=true").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["tool_id"], "p1");
+    let provenance = &body["provenance"];
+    assert_eq!(provenance["author"], "node-a");
+    assert_eq!(provenance["signed"], true);
+    let at = provenance["at"].as_str().unwrap();
+    assert!(at.len() == 24 && at.ends_with('Z') && at.as_bytes()[10] == b'T', "{at}");
+    for bad in ["maybe", "1", "", "true%00"] {
+        let (status, body) = app.get(&format!("/tools/p1?provenance={bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(error_of(&body).contains("provenance must be true or false"));
+    }
+    assert_eq!(app.get("/tools/nope?provenance=true").await.0, StatusCode::NOT_FOUND);
+    // The other record kinds.
+    let action = json!({"action_type": "pa", "mapping_org_id": "org1", "tool_ids": ["p1"]});
+    assert_eq!(app.json("POST", "/actions", &action).await.0, StatusCode::CREATED);
+    let (status, body) = app.get("/actions/org1/pa?provenance=true").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["provenance"]["author"], "node-a");
+    assert_eq!(app.json("PUT", "/orgs/org1/allowed-tools", &json!(["p1"])).await.0, StatusCode::OK);
+    let (_, body) = app.get("/orgs/org1/allowed-tools?provenance=true").await;
+    assert_eq!(body["allowed_tools"], json!(["p1"]));
+    assert_eq!(body["provenance"]["signed"], true);
+    assert_eq!(app.get("/orgs/org1/allowed-tools").await.1, json!(["p1"]), "unchanged shape");
+    let hosted = gridnode_store::ClusterLocalTool {
+        name: "echo".into(),
+        node_id: "node-a".into(),
+        ..Default::default()
+    };
+    app.store.put(&hosted).unwrap();
+    let (_, body) = app.get("/cluster-tools/node-a/echo?provenance=true").await;
+    assert_eq!(body["provenance"]["author"], "node-a", "{body}");
+
+    // Members: this node is bound to its own key.
+    let (status, members) = app.get("/cluster/members").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(members[0]["node_id"], "node-a");
+    assert!(members[0]["peer_id"].as_str().unwrap().starts_with("12D3KooW"));
+    for (uri, expected) in [
+        ("/cluster/members/node-a", StatusCode::BAD_REQUEST),
+        ("/cluster/members/nobody", StatusCode::NOT_FOUND),
+        ("/cluster/members/..%2F..%2Fetc", StatusCode::BAD_REQUEST),
+        ("/cluster/members/%00", StatusCode::BAD_REQUEST),
+    ] {
+        let (status, body) = app.call("DELETE", uri, None, Vec::new()).await;
+        assert_eq!(status, expected, "{uri}: {body}");
+        assert!(!error_of(&body).is_empty());
+    }
+    let long = "x".repeat(5000);
+    let (status, _) =
+        app.call("DELETE", &format!("/cluster/members/{long}"), None, Vec::new()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(app.get("/cluster/members").await.1.as_array().unwrap().len(), 1, "still bound");
 }

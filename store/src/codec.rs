@@ -32,9 +32,7 @@ pub fn decode_counted<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<(T
     // varint claims 8), so the claim limit is a multiple of the input's size tier.
     let decoded = match bytes.len() {
         0..=0x1_0000 => decode_from_slice(bytes, standard().with_limit::<0x20_0000>()),
-        0x1_0001..=0x10_0000 => {
-            decode_from_slice(bytes, standard().with_limit::<0x200_0000>())
-        }
+        0x1_0001..=0x10_0000 => decode_from_slice(bytes, standard().with_limit::<0x200_0000>()),
         0x10_0001..=MAX_DECODE_BYTES => {
             decode_from_slice(bytes, standard().with_limit::<0x1000_0000>())
         }

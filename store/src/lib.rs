@@ -25,16 +25,16 @@ mod record;
 mod store;
 
 pub use audit::{AuditEntry, AuditKind, AuditQuery};
+pub use codec::{MAX_DECODE_BYTES, MAX_JSON_DEPTH};
 pub use envelope::{Envelope, Header, decode_header};
 pub use error::{Error, Result};
 pub use feed::Change;
 pub use hlc::{Clock, Hlc, now_ms};
 pub use record::{
     Action, AllowList, ClusterLocalTool, Collection, FunctionEntry, ID_MAX_LEN, ID_RULE, JsonMap,
-    MAX_ACTION_TOOLS, Member, MAX_ALLOWED_TOOLS, MAX_INDEX_ENTRIES, MAX_INDEXED_VALUE_LEN, Record,
+    MAX_ACTION_TOOLS, MAX_ALLOWED_TOOLS, MAX_INDEX_ENTRIES, MAX_INDEXED_VALUE_LEN, Member, Record,
     RegistryEntry, ToolEntry, validate_id, validate_named,
 };
-pub use codec::{MAX_DECODE_BYTES, MAX_JSON_DEPTH};
 pub use store::{
     DEFAULT_CACHE_CAPACITY, MAX_RESULTS, Merged, Page, Provenance, Resigned, SCHEMA_VERSION,
     SignedVersion, Signer, Store, StoreConfig, Written, is_sha256_hex, sha256_hex, signed_message,

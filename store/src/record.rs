@@ -25,9 +25,9 @@ pub use action::{Action, MAX_ACTION_TOOLS};
 pub use allow_list::{AllowList, MAX_ALLOWED_TOOLS};
 pub use cluster_tool::ClusterLocalTool;
 pub use function::FunctionEntry;
-pub use member::Member;
 pub(crate) use id::truncate;
 pub use id::{ID_MAX_LEN, ID_RULE, validate_id, validate_named};
+pub use member::Member;
 pub(crate) use serde_helpers::{json_field, lenient};
 pub use tool::ToolEntry;
 

@@ -312,12 +312,17 @@ impl Store {
     /// The envelope stored under this id as its encoded bytes, tombstones included, with its
     /// signature (what replication ships; [`Store::merge_encoded`] takes it on the other side).
     /// Both are read in one transaction, so they always belong together.
-    pub fn signed_version(&self, collection: Collection, id: &str) -> Result<Option<SignedVersion>> {
+    pub fn signed_version(
+        &self,
+        collection: Collection,
+        id: &str,
+    ) -> Result<Option<SignedVersion>> {
         let key = signature_key(collection, id);
-        let read = (self.tree(collection), &self.inner.signatures).transaction(|(records, sigs)| {
-            let Some(envelope) = records.get(id.as_bytes())? else { return Ok(None) };
-            Ok::<_, ConflictableTransactionError<Error>>(Some((envelope, sigs.get(&key)?)))
-        })?;
+        let read =
+            (self.tree(collection), &self.inner.signatures).transaction(|(records, sigs)| {
+                let Some(envelope) = records.get(id.as_bytes())? else { return Ok(None) };
+                Ok::<_, ConflictableTransactionError<Error>>(Some((envelope, sigs.get(&key)?)))
+            })?;
         match read {
             None => Ok(None),
             Some((envelope, signature)) => Ok(Some(SignedVersion {
@@ -675,9 +680,7 @@ impl Store {
         match collection {
             Collection::Tools => self.merge_signed::<ToolEntry>(id, bytes, signature),
             Collection::Functions => self.merge_signed::<FunctionEntry>(id, bytes, signature),
-            Collection::ClusterTools => {
-                self.merge_signed::<ClusterLocalTool>(id, bytes, signature)
-            }
+            Collection::ClusterTools => self.merge_signed::<ClusterLocalTool>(id, bytes, signature),
             Collection::Actions => self.merge_signed::<Action>(id, bytes, signature),
             Collection::AllowLists => self.merge_signed::<AllowList>(id, bytes, signature),
             Collection::Members => self.merge_signed::<Member>(id, bytes, signature),

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use gridnode_store::{
-    ClusterLocalTool, Collection, Envelope, Hlc, Merged, Provenance, Resigned, Signer, SignedVersion,
-    Store, StoreConfig, ToolEntry, signed_message,
+    ClusterLocalTool, Collection, Envelope, Hlc, Merged, Provenance, Resigned, SignedVersion,
+    Signer, Store, StoreConfig, ToolEntry, signed_message,
 };
 
 /// A stand-in signer: the "signature" is a keyed digest of the message, which the test can
@@ -60,15 +60,17 @@ fn a_store_from_before_signatures_is_signed_once_in_place() {
         old.create(&tool("mine")).unwrap();
         old.create(&tool("gone")).unwrap();
         old.delete::<ToolEntry>("gone").unwrap();
-        let theirs = Envelope::live(
-            Hlc { wall_ms: 5, counter: 0, node: "other".into() },
-            tool("theirs"),
-        );
+        let theirs =
+            Envelope::live(Hlc { wall_ms: 5, counter: 0, node: "other".into() }, tool("theirs"));
         old.merge("theirs", theirs).unwrap();
-        let hosted = ClusterLocalTool { name: "x".into(), node_id: "other".into(), ..Default::default() };
+        let hosted =
+            ClusterLocalTool { name: "x".into(), node_id: "other".into(), ..Default::default() };
         let id = gridnode_store::Record::id(&hosted).into_owned();
-        old.merge(&id, Envelope::live(Hlc { wall_ms: 5, counter: 0, node: "other".into() }, hosted))
-            .unwrap();
+        old.merge(
+            &id,
+            Envelope::live(Hlc { wall_ms: 5, counter: 0, node: "other".into() }, hosted),
+        )
+        .unwrap();
         old.sync().unwrap();
     }
     // A plain sled handle puts the schema back to 1, as that release left it.
@@ -77,7 +79,8 @@ fn a_store_from_before_signatures_is_signed_once_in_place() {
         db.open_tree("meta").unwrap().insert("schema_version", &1u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
-    let store = Store::open(&StoreConfig::new(&path, "me").signed_by(Arc::new(Tagged("me")))).unwrap();
+    let store =
+        Store::open(&StoreConfig::new(&path, "me").signed_by(Arc::new(Tagged("me")))).unwrap();
     let mine_before = store.provenance(Collection::Tools, "mine").unwrap().unwrap();
     assert!(!mine_before.signed);
     let done = store.sign_unsigned().unwrap();
@@ -88,11 +91,18 @@ fn a_store_from_before_signatures_is_signed_once_in_place() {
     assert_eq!((theirs.author.as_str(), theirs.signed), ("me", true), "written again as ours");
     assert_eq!(store.get::<ToolEntry>("theirs").unwrap(), tool("theirs"));
     assert!(store.envelope::<ToolEntry>("gone").unwrap().unwrap().header.tombstone);
-    assert!(store.try_get::<ClusterLocalTool>("other/x").unwrap().is_none(), "its node announces it");
+    assert!(
+        store.try_get::<ClusterLocalTool>("other/x").unwrap().is_none(),
+        "its node announces it"
+    );
     for (collection, id, _) in store.all_versions().unwrap() {
         let SignedVersion { envelope, signature } =
             store.signed_version(collection, &id).unwrap().unwrap();
-        assert_eq!(signature, Tagged("me").sign(&signed_message(collection, &id, &envelope)), "{id}");
+        assert_eq!(
+            signature,
+            Tagged("me").sign(&signed_message(collection, &id, &envelope)),
+            "{id}"
+        );
     }
     // Once done, never again.
     assert_eq!(store.sign_unsigned().unwrap(), Resigned::default());

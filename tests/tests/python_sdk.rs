@@ -116,6 +116,9 @@ async fn a_python_sdk_node_registers_and_runs_its_tools_through_gridnode() {
         cluster: cluster.clone(),
         ..NodeConfig::loopback(dir.path().join("a"))
     };
+    let key = dir.path().join("cluster.key");
+    gridnode::ClusterKey::create(&key).unwrap();
+    config_a.federation.cluster_key_file = Some(key.clone());
     config_a.resolver.chain = vec![ResolverKind::Federation, ResolverKind::Kubernetes];
     config_a.resolver.kubernetes = Some(KubernetesSettings {
         grpc_port: port,
@@ -130,6 +133,7 @@ async fn a_python_sdk_node_registers_and_runs_its_tools_through_gridnode() {
         bootstrap: vec![tcp_a],
         ..NodeConfig::loopback(dir.path().join("b"))
     };
+    config_b.federation.cluster_key_file = Some(key);
     config_b.resolver.static_table.insert("py-node".into(), format!("127.0.0.1:{port}"));
     let b = Node::start(config_b).await.unwrap();
     let (api_a, api_b) = (

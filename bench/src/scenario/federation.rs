@@ -4,13 +4,18 @@
 //!   disk and a swarm each), beside the target p99 ≤ 200 ms at N = 10;
 //! - gossip payload bytes per replicated write, beside the record's own encoded size;
 //! - catch-up of a new node from a peer holding 10 000 records, beside the target ≤ 5 s;
-//! - idle CPU and memory of ten full nodes (store, search index, REST, gRPC, federation).
+//! - idle CPU and memory of ten full nodes (store, search index, REST, gRPC, federation);
+//! - what signed versions and admission cost: signing a write, checking (and verifying) a
+//!   received version beside the same check without the signature, merging with and without
+//!   it, the admission proof, and connect → admitted over loopback, closed beside open.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gridnode::{Node, NodeConfig};
-use gridnode_federation::{Federation, FederationConfig, Load, Multiaddr};
+use gridnode_federation::{
+    Admission, ClusterKey, Federation, FederationConfig, Identity, Load, Multiaddr,
+};
 use gridnode_store::{Collection, Store, StoreConfig, ToolEntry};
 
 use crate::corpus;
@@ -32,8 +37,22 @@ async fn member(
     cluster: &str,
     bootstrap: Vec<Multiaddr>,
 ) -> Result<Member, Box<dyn std::error::Error>> {
-    let store = Store::open(&StoreConfig::new(dir.join(name), name))?;
-    let mut config = FederationConfig::new(name, cluster);
+    // Every member of a cluster in this directory holds the same key; every one signs.
+    let (key, _) = ClusterKey::load_or_create(&dir.join(format!("{cluster}.key")))?;
+    member_with(dir, name, cluster, bootstrap, Admission::keyed(&key)).await
+}
+
+async fn member_with(
+    dir: &std::path::Path,
+    name: &str,
+    cluster: &str,
+    bootstrap: Vec<Multiaddr>,
+    admission: Admission,
+) -> Result<Member, Box<dyn std::error::Error>> {
+    let identity = Identity::generate();
+    let store =
+        Store::open(&StoreConfig::new(dir.join(name), name).signed_by(Arc::new(identity.clone())))?;
+    let mut config = FederationConfig::new(name, cluster, identity, admission);
     config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse()?, "/ip4/127.0.0.1/udp/0/quic-v1".parse()?];
     config.bootstrap = bootstrap;
     config.mdns = false;
@@ -72,6 +91,8 @@ pub fn run(quick: bool) -> BenchResult {
         }
         catch_up(if quick { 2_000 } else { 10_000 }).await?;
         idle(if quick { 3 } else { 10 }).await?;
+        signing(if quick { 500 } else { 5_000 })?;
+        admission(if quick { 5 } else { 40 }).await?;
         Ok(())
     })
 }
@@ -104,8 +125,10 @@ async fn visible(n: usize, writes: usize) -> BenchResult {
         let writer = &nodes[i % n];
         writer.store.put(&record)?;
         let id = record.tool_id.clone();
-        record_bytes +=
-            writer.store.encoded_version(Collection::Tools, &id)?.map_or(0, |b| b.len());
+        record_bytes += writer
+            .store
+            .signed_version(Collection::Tools, &id)?
+            .map_or(0, |v| v.envelope.len() + v.signature.len());
         samples.push(
             wait_until(&id, Duration::from_secs(30), || {
                 nodes.iter().all(|m| m.store.header::<ToolEntry>(&id).ok().flatten().is_some())
@@ -189,12 +212,13 @@ async fn idle(seconds: u64) -> BenchResult {
     for i in 0..10 {
         let bootstrap: Vec<String> =
             nodes.first().map(|n| n.p2p_addrs().into_iter().take(1).collect()).unwrap_or_default();
-        let config = NodeConfig {
+        let mut config = NodeConfig {
             node_id: format!("idle-{i}"),
             cluster: cluster.clone(),
             bootstrap,
             ..NodeConfig::loopback(dir.path().join(format!("idle-{i}")))
         };
+        config.federation.cluster_key_file = Some(super::cluster_key(dir.path(), &cluster)?);
         nodes.push(Node::start(config).await?);
     }
     wait_until("ten live nodes", Duration::from_secs(60), || {
@@ -215,6 +239,156 @@ async fn idle(seconds: u64) -> BenchResult {
     );
     for node in nodes {
         node.shutdown().await?;
+    }
+    Ok(())
+}
+
+/// The per-version target for signature checks on the receiving side (CPU).
+const VERIFY_TARGET: Duration = Duration::from_micros(60);
+
+/// Times `op` over `n` runs: the mean, per run.
+fn per_op(n: usize, mut op: impl FnMut(usize)) -> Duration {
+    let started = Instant::now();
+    for i in 0..n {
+        op(i);
+    }
+    started.elapsed() / n as u32
+}
+
+/// Signing and checking versions, each beside the same work without the signature, in one run.
+fn signing(n: usize) -> BenchResult {
+    use gridnode_federation::authority;
+    use gridnode_federation::members::Bindings;
+    use gridnode_federation::wire::{Key, Version};
+    use gridnode_store::{Member, SignedVersion, Signer, decode_header, signed_message};
+
+    crate::out!("\n### signed versions, per version ({n} versions of the corpus)\n");
+    crate::out!("| step | signed | unsigned | added | note |");
+    crate::out!("| --- | --- | --- | --- | --- |");
+    let dir = tempfile::tempdir()?;
+    let identity = Identity::generate();
+    let records = corpus::tools(n, 17);
+    // Writing: a store that signs every version beside one that does not.
+    let signed_store = Store::open(
+        &StoreConfig::new(dir.path().join("signed"), "w").signed_by(Arc::new(identity.clone())),
+    )?;
+    let plain_store = Store::open(&StoreConfig::new(dir.path().join("plain"), "w"))?;
+    let write = |store: &Store| per_op(n, |i| drop(store.put_unsynced(&records[i])));
+    let (signed_write, plain_write) = (write(&signed_store), write(&plain_store));
+    crate::out!(
+        "| write (put, unflushed) | {signed_write:.1?} | {plain_write:.1?} | {:.1?} | the ed25519 signature inside the transaction |",
+        signed_write.saturating_sub(plain_write)
+    );
+    // Receiving: the versions as a peer would get them.
+    let versions: Vec<Version> = records
+        .iter()
+        .map(|r| {
+            let SignedVersion { envelope, signature } = signed_store
+                .signed_version(Collection::Tools, &r.tool_id)
+                .ok()
+                .flatten()
+                .unwrap_or(SignedVersion { envelope: Vec::new(), signature: Vec::new() });
+            Version { key: Key::new(Collection::Tools, r.tool_id.clone()), envelope, signature }
+        })
+        .collect();
+    let mut bindings = Bindings::default();
+    bindings
+        .set("w", Some(&Member { node_id: "w".into(), peer_id: identity.peer_id().to_string() }));
+    let checked = per_op(n, |i| assert!(authority::check(&versions[i], "me", &bindings).is_ok()));
+    let unsigned_check = per_op(n, |i| {
+        let v = &versions[i];
+        // What the receiving side did before: the header, the clock, the writer rule.
+        let _ = decode_header(Collection::Tools, &v.envelope).map(|h| h.hlc.wall_ms);
+        let _ = signed_message(Collection::Tools, &v.key.id, &v.envelope);
+    });
+    let verdict = if checked <= VERIFY_TARGET { "met" } else { "NOT met" };
+    crate::out!(
+        "| check a received version | {checked:.1?} | {unsigned_check:.1?} | {:.1?} | target ≤ {VERIFY_TARGET:?} of CPU a version: {verdict} |",
+        checked.saturating_sub(unsigned_check)
+    );
+    let receiver = |name: &str| Store::open(&StoreConfig::new(dir.path().join(name), "r"));
+    let (with, without) = (receiver("with")?, receiver("without")?);
+    let merged = per_op(n, |i| {
+        let v = &versions[i];
+        if authority::check(v, "me", &bindings).is_ok() {
+            let signed =
+                SignedVersion { envelope: v.envelope.clone(), signature: v.signature.clone() };
+            let _ = with.merge_encoded(Collection::Tools, &v.key.id, &signed);
+        }
+    });
+    let unchecked = per_op(n, |i| {
+        let v = &versions[i];
+        let plain = SignedVersion { envelope: v.envelope.clone(), signature: Vec::new() };
+        let _ = without.merge_encoded(Collection::Tools, &v.key.id, &plain);
+    });
+    crate::out!(
+        "| check + merge (unflushed) | {merged:.1?} | {unchecked:.1?} | {:.1?} | the receiving side's whole per-version CPU |",
+        merged.saturating_sub(unchecked)
+    );
+    let sign = per_op(n, |i| {
+        drop(identity.sign(&signed_message(
+            Collection::Tools,
+            &versions[i].key.id,
+            &versions[i].envelope,
+        )))
+    });
+    crate::out!("| ed25519 sign alone | {sign:.1?} | | | |");
+    Ok(())
+}
+
+/// The admission handshake: the proof's CPU, and connect → admitted on loopback for a closed
+/// cluster beside an open one (where the same exchange carries no proof).
+async fn admission(samples: usize) -> BenchResult {
+    use gridnode_federation::admission::{Challenge, nonce};
+
+    crate::out!("\n### admission\n");
+    crate::out!("| step | samples | p50 | p99 | note |");
+    crate::out!("| --- | --- | --- | --- | --- |");
+    let key = ClusterKey::generate();
+    let keyed = Admission::keyed(&key);
+    let (a, b) = (Identity::generate().peer_id(), Identity::generate().peer_id());
+    let n = 10_000;
+    let proof = per_op(n, |_| {
+        let challenge = Challenge { nonce: nonce() };
+        let answer = keyed.answer(&b, &a, &challenge);
+        assert!(keyed.admits(&b, &a, &challenge.nonce, &answer).is_ok());
+    });
+    crate::out!(
+        "| proof made and checked (HMAC-SHA256, fresh nonce) | {n} | {proof:.1?} | | CPU per side per connection |"
+    );
+    for (name, admission) in [("closed (cluster key)", keyed), ("open", Admission::Open)] {
+        let dir = tempfile::tempdir()?;
+        let cluster = format!("bench-admit-{}", std::process::id());
+        let listener = member_with(dir.path(), "l", &cluster, vec![], admission.clone()).await?;
+        let mut events = listener.fed.subscribe();
+        let mut times = Vec::with_capacity(samples);
+        for i in 0..samples {
+            let started = Instant::now();
+            let dialer = member_with(
+                dir.path(),
+                &format!("d{i}"),
+                &cluster,
+                tcp_addr(&listener.fed),
+                admission.clone(),
+            )
+            .await?;
+            let peer = dialer.fed.peer_id();
+            loop {
+                match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+                    Ok(Ok(gridnode_federation::Event::PeerConnected(p))) if p == peer => break,
+                    Ok(_) => continue,
+                    Err(_) => return Err("no admission within 10 s".into()),
+                }
+            }
+            times.push(started.elapsed());
+            dialer.fed.shutdown().await;
+        }
+        row(
+            &format!("start a node → admitted by its bootstrap peer, {name}"),
+            &percentiles(times),
+            "includes the dialer's start (listeners, store) and the TCP+noise+yamux handshake",
+        );
+        listener.fed.shutdown().await;
     }
     Ok(())
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use gridnode_federation::{Admission, ClusterKey, Federation, FederationConfig, Identity, Load, Multiaddr};
+use gridnode_federation::{
+    Admission, ClusterKey, Federation, FederationConfig, Identity, Load, Multiaddr,
+};
 use gridnode_store::{Store, StoreConfig, ToolEntry};
 
 pub const PATIENCE: Duration = Duration::from_secs(20);

@@ -100,7 +100,12 @@ async fn one(
     let key = gridnode_store::ClusterLocalTool::key(&node_id, &name);
     let hosted = app.registry.cluster_tool(node_id, name).await?;
     let record = with_liveness(&app, hosted);
-    Ok(Json(params.with_provenance(record, &app.registry, gridnode_store::Collection::ClusterTools, &key)?))
+    Ok(Json(params.with_provenance(
+        record,
+        &app.registry,
+        gridnode_store::Collection::ClusterTools,
+        &key,
+    )?))
 }
 
 /// A record with its `alive` flag (see [`crate::service::cluster::Cluster::is_alive`]).

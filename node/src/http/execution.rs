@@ -138,7 +138,12 @@ async fn get_action(
 ) -> Result<Json<Value>> {
     let action = app.actions.get(&org, &action_type, caller?.0.as_deref()).await?;
     let key = gridnode_store::Record::id(&action).into_owned();
-    Ok(Json(params.with_provenance(action, &app.registry, gridnode_store::Collection::Actions, &key)?))
+    Ok(Json(params.with_provenance(
+        action,
+        &app.registry,
+        gridnode_store::Collection::Actions,
+        &key,
+    )?))
 }
 
 async fn delete_action(

@@ -213,7 +213,8 @@ impl<'de> serde::de::Visitor<'de> for PairSeed {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         use serde::de::Error;
-        let key = seq.next_element::<String>()?.ok_or_else(|| A::Error::invalid_length(0, &self))?;
+        let key =
+            seq.next_element::<String>()?.ok_or_else(|| A::Error::invalid_length(0, &self))?;
         let value = seq
             .next_element_seed(ValueSeed { depth: self.depth })?
             .ok_or_else(|| A::Error::invalid_length(1, &self))?;

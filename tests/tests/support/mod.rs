@@ -5,6 +5,14 @@ use std::path::{Path, PathBuf};
 use gridnode::{Node, NodeConfig};
 use gridnode_tests::api::Api;
 
+/// The key file of `cluster` in `dir`, made on first use: every node of a test's cluster
+/// holds it.
+pub fn cluster_key(dir: &Path, cluster: &str) -> PathBuf {
+    let path = dir.join(format!("{cluster}.key"));
+    gridnode::ClusterKey::load_or_create(&path).unwrap();
+    path
+}
+
 /// A node `name` under `dir`, in `cluster`, dialling `bootstrap`, hosting the process tools of
 /// `tools` (none when `None`), heartbeating every `heartbeat_ms`.
 pub async fn start(
@@ -23,6 +31,7 @@ pub async fn start(
         ..NodeConfig::loopback(dir.join(name))
     };
     config.federation.heartbeat_ms = heartbeat_ms;
+    config.federation.cluster_key_file = Some(cluster_key(dir, cluster));
     config.federation.anti_entropy_ms = 500;
     let node = Node::start(config).await.unwrap();
     let api = Api::new(format!("http://{}", node.http_addr()));
