@@ -4,6 +4,8 @@
 //!
 //! - The bytes decode within limits, the key names a known collection, the clock is not far
 //!   in the future.
+//! - This node's own member record comes only from this node: no peer can release or rebind
+//!   this node's id here (the replicator answers a newer one by writing its record again).
 //! - The signature verifies under the key bound to the clock's node (`hlc.node`): a version
 //!   is its author's, wherever it was relayed from. A member record is signed by the key it
 //!   binds, written by the node it names, and may not rebind a bound node id.
@@ -43,6 +45,12 @@ pub fn check(
     let header = decode_header(collection, &version.envelope)
         .map_err(|e| Rejection::new(Reason::Undecodable, e.to_string()))?;
     check_clock(&version.key, &header.hlc)?;
+    if collection == Collection::Members && version.key.id == own_node_id {
+        return Err(Rejection::new(
+            Reason::Authority,
+            format!("a version of this node's own member record '{own_node_id}' from a peer"),
+        ));
+    }
     let message = || signed_message(collection, &version.key.id, &version.envelope);
     if collection == Collection::Members && !header.tombstone {
         // A member record vouches for itself: it must be signed by the key it binds.

@@ -8,12 +8,14 @@ use std::path::Path;
 
 use gridnode_store::Signer;
 use libp2p::PeerId;
-use libp2p::identity::{Keypair, PublicKey};
+use libp2p::identity::{Keypair, PublicKey, ed25519};
 
-/// A node's key pair.
+/// A node's key pair (always ed25519: its peer id then carries its public key, and signing
+/// cannot fail).
 #[derive(Clone)]
 pub struct Identity {
     keypair: Keypair,
+    signing: ed25519::Keypair,
 }
 
 impl std::fmt::Debug for Identity {
@@ -25,17 +27,24 @@ impl std::fmt::Debug for Identity {
 impl Identity {
     /// A new identity, kept nowhere (tests; a node keeps its own in its data directory).
     pub fn generate() -> Identity {
-        Identity { keypair: Keypair::generate_ed25519() }
+        Identity::from_ed25519(ed25519::Keypair::generate())
+    }
+
+    fn from_ed25519(signing: ed25519::Keypair) -> Identity {
+        Identity { keypair: Keypair::from(signing.clone()), signing }
     }
 
     /// Reads the key at `path`, or creates one there (readable by this user only).
     pub fn load_or_create(path: &Path) -> Result<Identity, String> {
         match std::fs::read(path) {
             Ok(bytes) => Keypair::from_protobuf_encoding(&bytes)
-                .map(|keypair| Identity { keypair })
+                .map_err(|e| e.to_string())
+                .and_then(|keypair| keypair.try_into_ed25519().map_err(|e| e.to_string()))
+                .map(Identity::from_ed25519)
                 .map_err(|e| {
                     format!(
-                        "the p2p key {} is unreadable ({e}); move it away to make a new identity",
+                        "the p2p key {} is unreadable or not ed25519 ({e}); move it away to make \
+                         a new identity",
                         path.display()
                     )
                 }),
@@ -75,8 +84,7 @@ impl Identity {
 
 impl Signer for Identity {
     fn sign(&self, message: &[u8]) -> Vec<u8> {
-        // ed25519 signing cannot fail; an empty signature would be refused by every peer.
-        self.keypair.sign(message).unwrap_or_default()
+        self.signing.sign(message)
     }
 }
 

@@ -240,6 +240,8 @@ pub(crate) struct Shared {
     bindings: RwLock<Bindings>,
     refused: Mutex<Refused>,
     rejections: Arc<Rejections>,
+    /// Slots for fetching announced versions.
+    announce_fetches: Arc<tokio::sync::Semaphore>,
     versions: Mutex<VersionMap>,
     /// The peers connected and admitted.
     connected: Mutex<HashSet<PeerId>>,
@@ -349,6 +351,7 @@ impl Federation {
             bindings: RwLock::default(),
             refused: Mutex::default(),
             rejections,
+            announce_fetches: Arc::new(tokio::sync::Semaphore::new(replicator::ANNOUNCE_FETCHES)),
             versions: Mutex::new(VersionMap::default()),
             connected: Mutex::default(),
             listening: RwLock::new(listening),
@@ -456,6 +459,11 @@ impl Federation {
         if node_id == self.node_id() {
             return Err(format!(
                 "'{node_id}' is this node: forget it from another member once it is gone"
+            ));
+        }
+        if self.liveness(node_id) == Some(true) {
+            return Err(format!(
+                "'{node_id}' is alive: only a member that is gone can be forgotten (stop it first)"
             ));
         }
         let store = self.shared.store.clone();

@@ -91,6 +91,11 @@ impl Peers {
         self.seen.insert(heartbeat.node_id.clone(), (heartbeat, now));
     }
 
+    /// Forgets `node_id` (its binding was released): the table holds bound members only.
+    pub fn forget(&mut self, node_id: &str) {
+        self.seen.remove(node_id);
+    }
+
     /// The peer id that speaks for `node_id`, if it is a gridnode node heard from.
     pub fn holder(&self, node_id: &str) -> Option<&str> {
         self.seen.get(node_id).map(|(heartbeat, _)| heartbeat.peer_id.as_str())

@@ -73,19 +73,21 @@ impl Bindings {
         Ok(())
     }
 
-    /// Sets `node_id`'s binding from its live member record, or releases it (`None`).
-    pub fn set(&mut self, node_id: &str, member: Option<&Member>) {
+    /// Sets `node_id`'s binding from its live member record, or releases it (`None`). False when
+    /// the record names no usable key, or the table is full: the id is then not bound.
+    pub fn set(&mut self, node_id: &str, member: Option<&Member>) -> bool {
         if let Some(old) = self.by_node.remove(node_id) {
             self.by_peer.remove(&old.peer);
         }
-        let Some(member) = member else { return };
-        let Ok(peer) = member.peer_id.parse::<PeerId>() else { return };
-        let Some(key) = public_key(&peer) else { return };
+        let Some(member) = member else { return true };
+        let Ok(peer) = member.peer_id.parse::<PeerId>() else { return false };
+        let Some(key) = public_key(&peer) else { return false };
         if self.by_node.len() >= MAX_MEMBERS {
-            return;
+            return false;
         }
         self.by_peer.insert(peer, node_id.to_owned());
         self.by_node.insert(node_id.to_owned(), Bound { peer, key });
+        true
     }
 }
 

@@ -65,10 +65,15 @@ impl Reason {
         }
     }
 
-    /// Whether the same bytes would be refused again whatever happens meanwhile (so a version
-    /// refused for it need not be fetched again).
-    pub fn is_permanent(self) -> bool {
-        matches!(self, Reason::Undecodable | Reason::Oversize | Reason::Invalid | Reason::Signature)
+    /// What gossipsub is told of a message holding something refused for this reason: `Reject`
+    /// for what no honest node would send, `Ignore` for what may only be early (an author not
+    /// bound here yet, a clock a little ahead) or was dropped for load.
+    pub fn acceptance(self) -> libp2p::gossipsub::MessageAcceptance {
+        use libp2p::gossipsub::MessageAcceptance::{Ignore, Reject};
+        match self {
+            Reason::Unbound | Reason::Clock | Reason::Busy | Reason::Unadmitted => Ignore,
+            _ => Reject,
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gridnode_store::{Collection, Member, Merged, now_ms};
 use libp2p::PeerId;
@@ -27,6 +27,9 @@ use crate::{Event, Shared, Stats};
 
 /// Changes read from the feed per step.
 const FEED_BATCH: usize = 1024;
+/// Announced versions fetched at once, and how long one fetch may take.
+pub(crate) const ANNOUNCE_FETCHES: usize = 4;
+const ANNOUNCE_FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 /// Messages from peers handled at once.
 pub(crate) const INBOUND_WORKERS: usize = 8;
 /// A sync request refused because the peer has not admitted us yet is tried again this often.
@@ -82,14 +85,16 @@ pub(crate) fn prepare(shared: &Shared) -> gridnode_store::Result<()> {
             done.signed, done.restamped, done.dropped
         );
     }
+    // This node's own binding first: a full table must not leave it out.
+    bind_self(shared)?;
     let members = shared.store.live::<Member>().collect::<Result<Vec<_>, _>>()?;
-    {
-        let mut bindings = shared.bindings_mut();
-        for member in &members {
-            bindings.set(&member.node_id, Some(member));
+    let mut bindings = shared.bindings_mut();
+    for member in members.iter().filter(|m| m.node_id != shared.store.node_id()) {
+        if !bindings.set(&member.node_id, Some(member)) {
+            warn!("member '{}' is not bound: the member table is full", member.node_id);
         }
     }
-    bind_self(shared)
+    Ok(())
 }
 
 pub(crate) async fn follow_feed(shared: Arc<Shared>, client: Client) {
@@ -178,12 +183,40 @@ pub(crate) async fn follow_feed(shared: Arc<Shared>, client: Client) {
 }
 
 /// Sets `node_id`'s binding from the store's member record.
-/// Versions refused for good are remembered no longer: a signature that did not verify under
-/// the old binding may under the new one.
+/// The store is read under the table's lock, so two workers cannot leave an older record bound.
+/// A released id leaves the peer table too. Versions refused for good are remembered no longer
+/// (a record a member could not write may be its to write now).
 fn refresh_binding(shared: &Shared, node_id: &str) -> gridnode_store::Result<()> {
-    let member = shared.store.try_get::<Member>(node_id)?;
-    shared.bindings_mut().set(node_id, member.as_ref());
+    {
+        let mut bindings = shared.bindings_mut();
+        let member = shared.store.try_get::<Member>(node_id)?;
+        if member.is_none() {
+            warn!("node id '{node_id}' was released: a new key may claim it");
+            shared.peers_mut().forget(node_id);
+        }
+        if !bindings.set(node_id, member.as_ref()) {
+            warn!("member '{node_id}' is not bound: its record names no key, or the table is full");
+        }
+    }
     shared.refused_mut().clear();
+    Ok(())
+}
+
+/// Answers a peer's version of this node's own member record that is newer than the one held
+/// (an admin's `cluster forget` of this node, or another key's claim): this node writes its
+/// record again, newer still, so the cluster binds its id to its key again.
+fn reassert_self(shared: &Shared, seen: &gridnode_store::Hlc) -> gridnode_store::Result<()> {
+    let node_id = shared.store.node_id();
+    let held = shared.store.header::<Member>(node_id)?;
+    if held.is_some_and(|held| held.hlc >= *seen) {
+        return Ok(());
+    }
+    shared.store.observe(seen);
+    let member = Member { node_id: node_id.to_owned(), peer_id: shared.peer_id.to_string() };
+    shared.store.put(&member)?;
+    warn!(
+        "a peer released or claimed this node's id '{node_id}': bound it to this node's key again"
+    );
     Ok(())
 }
 
@@ -303,17 +336,33 @@ async fn handle(shared: &Arc<Shared>, client: &Client, syncing: &Syncing, messag
             }
         }
         Inbound::Announce { origin, via, message, summaries } => {
-            let (wanted, _) = wanted(shared, summaries);
-            // Announced versions are fetched before the message is forwarded.
-            let from = if shared.is_admitted(&origin) { origin } else { via };
-            let acceptance = match fetch(shared, client, from, wanted).await {
-                Ok(_) => MessageAcceptance::Accept,
-                Err(e) => {
-                    debug!("cannot fetch announced versions from {from}: {e}");
-                    MessageAcceptance::Ignore
-                }
+            // Announced versions are fetched before the message is forwarded, off the workers
+            // (a peer that never answers must not hold them) and a few at a time; past that the
+            // message is dropped and anti-entropy brings the versions.
+            let Ok(slot) = shared.announce_fetches.clone().try_acquire_owned() else {
+                let acceptance = MessageAcceptance::Ignore;
+                client.send(Command::Validated { message, via, acceptance }).await;
+                return;
             };
-            client.send(Command::Validated { message, via, acceptance }).await;
+            let (wanted, _) = wanted(shared, summaries);
+            let from = if shared.is_admitted(&origin) { origin } else { via };
+            let (shared, client) = (shared.clone(), client.clone());
+            tokio::spawn(async move {
+                let fetched = tokio::time::timeout(
+                    ANNOUNCE_FETCH_TIMEOUT,
+                    fetch(&shared, &client, from, wanted),
+                );
+                let acceptance = match fetched.await {
+                    Ok(Ok(_)) => MessageAcceptance::Accept,
+                    Ok(Err(e)) => {
+                        debug!("cannot fetch announced versions from {from}: {e}");
+                        MessageAcceptance::Ignore
+                    }
+                    Err(_) => MessageAcceptance::Ignore,
+                };
+                client.send(Command::Validated { message, via, acceptance }).await;
+                drop(slot);
+            });
         }
         Inbound::Request { peer, request, channel } => {
             let response = answer(shared, request).await;
@@ -512,23 +561,33 @@ async fn merge(shared: &Arc<Shared>, versions: Vec<Version>, from: PeerId) -> Me
     MergeOutcome { applied: count, verdict, unbound }
 }
 
-/// Checks and merges one version: `Ok(true)` when it changed the store. A version refused for
-/// a reason that cannot change is remembered, so anti-entropy does not fetch it again.
+/// Checks and merges one version: `Ok(true)` when it changed the store. A version its author
+/// signed that the store still refuses (an invalid record, one too large) is remembered, so
+/// anti-entropy does not fetch it again; a version refused before its signature was checked is
+/// not (a relay could otherwise poison the memory for a version it never had).
 fn merge_one(shared: &Shared, version: &Version) -> Result<bool, Rejection> {
-    let checked = authority::check(version, shared.store.node_id(), &shared.bindings());
-    let header = match checked {
-        Ok(header) => header,
-        Err(rejection) => {
-            if rejection.reason.is_permanent()
-                && let Some(collection) = version.key.collection()
-                && let Ok(header) = gridnode_store::decode_header(collection, &version.envelope)
-            {
-                shared.refused_mut().insert(version.key.clone(), header.hlc);
-            }
-            return Err(rejection);
-        }
-    };
-    let collection = version.key.collection().unwrap_or(Collection::Tools);
+    let own = shared.store.node_id();
+    let collection = version.key.collection();
+    if collection == Some(Collection::Members)
+        && version.key.id == own
+        && let Ok(header) = gridnode_store::decode_header(Collection::Members, &version.envelope)
+        && let Err(e) = reassert_self(shared, &header.hlc)
+    {
+        warn!("cannot bind this node's id again: {e}");
+    }
+    let header = authority::check(version, own, &shared.bindings())?;
+    let collection = collection.unwrap_or(Collection::Tools);
+    // An admin forgets gone nodes: a member heard from now cannot be released by another.
+    if collection == Collection::Members
+        && header.tombstone
+        && header.hlc.node != version.key.id
+        && shared.peers().is_alive(&version.key.id, Instant::now())
+    {
+        return Err(Rejection::new(
+            Reason::Authority,
+            format!("'{}' released member '{}', which is alive", header.hlc.node, version.key.id),
+        ));
+    }
     let signed = gridnode_store::SignedVersion {
         envelope: version.envelope.clone(),
         signature: version.signature.clone(),

@@ -50,7 +50,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connection limits: established in all, per peer (TCP and QUIC), and still handshaking.
 const MAX_CONNECTIONS: u32 = 512;
 const MAX_CONNECTIONS_PER_PEER: u32 = 2;
-const MAX_PENDING_INCOMING: u32 = 64;
+const MAX_PENDING_INCOMING: u32 = 32;
+/// Requests one peer may have in flight on one protocol (libp2p's default is 100): a peer that
+/// is not admitted yet can make a node read this many requests at most before it is cut off.
+const MAX_STREAMS_PER_PROTOCOL: usize = 8;
 const MAX_PENDING_OUTGOING: u32 = 64;
 /// Listen addresses kept per peer from identify while it is not admitted yet.
 const MAX_STASHED_ADDRS: usize = 16;
@@ -226,7 +229,9 @@ fn behaviour(
             StreamProtocol::try_from_owned(format!("/gridnode/{cluster}/sync/1"))?,
             ProtocolSupport::Full,
         )],
-        request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
+        request_response::Config::default()
+            .with_request_timeout(REQUEST_TIMEOUT)
+            .with_max_concurrent_streams(MAX_STREAMS_PER_PROTOCOL),
     );
     let admit = request_response::Behaviour::with_codec(
         Codec::new(MAX_ADMISSION_BYTES, MAX_ADMISSION_BYTES).counting(rejections),
@@ -234,7 +239,9 @@ fn behaviour(
             StreamProtocol::try_from_owned(format!("/gridnode/{cluster}/admit/1"))?,
             ProtocolSupport::Full,
         )],
-        request_response::Config::default().with_request_timeout(ADMISSION_GRACE),
+        request_response::Config::default()
+            .with_request_timeout(ADMISSION_GRACE)
+            .with_max_concurrent_streams(MAX_STREAMS_PER_PROTOCOL),
     );
     let limits = connection_limits::Behaviour::new(
         connection_limits::ConnectionLimits::default()
@@ -614,10 +621,7 @@ impl Driver {
             Ok(true) => return,
             Ok(false) => MessageAcceptance::Accept,
             Err(rejection) => {
-                let acceptance = match rejection.reason {
-                    Reason::Unadmitted | Reason::Busy => MessageAcceptance::Ignore,
-                    _ => MessageAcceptance::Reject,
-                };
+                let acceptance = rejection.reason.acceptance();
                 self.shared.reject(via, rejection);
                 acceptance
             }

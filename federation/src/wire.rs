@@ -32,9 +32,9 @@ pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 pub const MAX_RESPONSE_BYTES: usize = 32 << 20;
 /// Where a fetch answer stops adding versions (the requester asks again for the rest).
 pub const FETCH_REPLY_BYTES: usize = 8 << 20;
-/// Largest version that replicates: a larger one is neither served nor taken (refused once,
-/// not offered forever).
-pub const MAX_VERSION_BYTES: usize = FETCH_REPLY_BYTES;
+/// Largest version that replicates: the store refuses to write a larger record, so none is
+/// offered, and one a peer sends is refused.
+pub const MAX_VERSION_BYTES: usize = gridnode_store::MAX_VERSION_BYTES;
 /// Largest admission message.
 pub const MAX_ADMISSION_BYTES: usize = 256;
 /// Most keys one fetch may ask for.

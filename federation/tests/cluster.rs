@@ -299,17 +299,28 @@ async fn a_bound_node_id_cannot_be_taken_by_a_new_key_until_it_is_forgotten() {
     let a = Node::start(dir.path(), "a", &cluster, &[]).await;
     let b = Node::start(dir.path(), "b", &cluster, &[a.addr()]).await;
     eventually("a knows b", || a.fed.liveness("b") == Some(true)).await;
+    let live = a.fed.forget("b").await.unwrap_err();
+    assert!(live.contains("alive"), "a live member cannot be forgotten: {live}");
     let old_peer = b.fed.peer_id();
     let b_dir = b.stop().await;
+    let mut events = a.fed.subscribe();
     // b's disk is replaced: a new key claims the id "b".
     std::fs::remove_dir_all(&b_dir).unwrap();
     let impostor = Node::start(dir.path(), "b", &cluster, &[a.addr()]).await;
     assert_ne!(impostor.fed.peer_id(), old_peer);
     impostor.store.create(&tool("from-new-b", "not yet")).unwrap();
-    eventually("a refuses the new key", || {
-        a.fed.rejections().iter().any(|(reason, n)| *reason == "unbound" && *n > 0)
-    })
-    .await;
+    // a refuses the new key's claim on "b", naming the key the id is bound to.
+    let claim_refused = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Ok(Event::Rejected { rejection, .. }) = events.recv().await
+                && rejection.reason == Reason::Unbound
+                && rejection.detail.contains(&format!("node id 'b' is bound to peer {old_peer}"))
+            {
+                return;
+            }
+        }
+    });
+    claim_refused.await.expect("a refuses the new key's member record");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(description(&a.store, "from-new-b").is_none());
     assert_eq!(a.fed.liveness("b"), Some(false), "the holder stopped; nobody speaks for b");

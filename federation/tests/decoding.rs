@@ -89,6 +89,11 @@ static CAPPED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Every decoder a peer's bytes reach, run on `bytes` with the allocator capped at what is
 /// allocated now plus [`SMALL_INPUT_BOUND`]. Only errors come back, never a panic.
 fn decode_everything(store: &Store, bindings: &Bindings, bytes: &[u8]) {
+    decode_everything_within(store, bindings, bytes, SMALL_INPUT_BOUND);
+}
+
+/// [`decode_everything`] with the cap at `bound` more than what is allocated now.
+fn decode_everything_within(store: &Store, bindings: &Bindings, bytes: &[u8], bound: usize) {
     let _turn = CAPPED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let version = Version {
         key: Key::new(Collection::Tools, "t"),
@@ -97,7 +102,7 @@ fn decode_everything(store: &Store, bindings: &Bindings, bytes: &[u8]) {
     };
     let signed = SignedVersion { envelope: bytes.to_vec(), signature: vec![] };
     let before = ALLOCATOR.allocated();
-    ALLOCATOR.set_limit(before + SMALL_INPUT_BOUND).unwrap();
+    ALLOCATOR.set_limit(before + bound).unwrap();
     let _ = Gossip::decode(bytes);
     let _ = decode_message::<SyncRequest>(bytes, MAX_REQUEST_BYTES);
     let _ = decode_message::<SyncResponse>(bytes, MAX_REQUEST_BYTES);
@@ -152,6 +157,28 @@ proptest! {
         for message in valid {
             for bytes in mutations(&message, at, byte) {
                 decode_everything(&store, &bindings, &bytes);
+            }
+        }
+    }
+}
+
+#[test]
+fn large_inputs_are_bounded_by_their_size_tier() {
+    // Past 64 KiB the claim limit is 32 MiB, past 1 MiB 256 MiB (the codec's tiers): a length
+    // prefix anywhere in a large message still cannot make a decoder allocate past them.
+    let (store, bindings) = (store(), Bindings::default());
+    for (size, bound) in [(200 << 10, 48 << 20), (2 << 20, 300 << 20)] {
+        let record = ToolEntry {
+            tool_id: "t".into(),
+            tool_man_page_doc: "m".repeat(size),
+            ..ToolEntry::default()
+        };
+        let valid = Envelope::live(Hlc { wall_ms: 1, counter: 0, node: "a".into() }, record)
+            .encode()
+            .unwrap();
+        for at in [0, 1, 5, 9, 17, 40, valid.len() / 2, valid.len() - 1] {
+            for bytes in mutations(&valid, at, 0xfd) {
+                decode_everything_within(&store, &bindings, &bytes, bound);
             }
         }
     }

@@ -360,6 +360,20 @@ async fn an_admitted_peer_can_neither_crash_nor_forge_nor_grow_the_tables() {
     rogue.publish_versions(vec![bind]);
     eventually("a binds rogue", || a.fed.members().iter().any(|(n, _)| n == "rogue")).await;
 
+    // A member released and claimed in one message: b, alive, for a key of the rogue's; and a's
+    // own id, sent to a.
+    let thief = Keypair::generate_ed25519();
+    let stolen = Member { node_id: "b".into(), peer_id: thief.public().to_peer_id().to_string() };
+    let release = rogue.version::<Member>("rogue", "b", now + 1, None);
+    let header =
+        Header { hlc: Hlc { wall_ms: now + 2, counter: 0, node: "b".into() }, tombstone: false };
+    let envelope = gridnode_store::encode(&(&header, &Some(stolen))).unwrap();
+    let signature = thief.sign(&signed_message(Collection::Members, "b", &envelope)).unwrap();
+    let claim = Version { key: Key::new(Collection::Members, "b"), envelope, signature };
+    let release_a = rogue.version::<Member>("rogue", "a", now + 1, None);
+    rogue.publish_versions(vec![release, claim, release_a]);
+    rogue.run_for(Duration::from_millis(50)).await;
+
     // A gossip message whose first string declares 1 TiB.
     let mut huge = vec![0, 1, 1];
     huge.extend(one_tib());
@@ -428,7 +442,8 @@ async fn an_admitted_peer_can_neither_crash_nor_forge_nor_grow_the_tables() {
     // The raw peer's swarm must run for its messages to go out.
     rogue
         .until("every attack counted", |_| {
-            rejected(&a, "undecodable") >= 5
+            rejected(&a, "authority") >= 2
+                && rejected(&a, "undecodable") >= 5
                 && rejected(&a, "invalid") >= 2
                 && rejected(&a, "oversize") >= 2
                 && rejected(&a, "signature") >= 11
@@ -451,6 +466,10 @@ async fn an_admitted_peer_can_neither_crash_nor_forge_nor_grow_the_tables() {
         }
         assert!(node.fed.peers().len() <= 3, "the peer table grew: {}", node.fed.peers().len());
         assert!(node.fed.members().len() <= 3, "bindings grew: {:?}", node.fed.members().len());
+        for honest in [&a, &b] {
+            let bound = (honest.name.clone(), honest.fed.peer_id());
+            assert!(node.fed.members().contains(&bound), "{} lost {}", node.name, honest.name);
+        }
     }
     a.store.create(&tool("after", "still fine")).unwrap();
     eventually("after on b", || description(&b.store, "after").is_some()).await;

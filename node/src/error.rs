@@ -85,6 +85,7 @@ fn store_status(error: &StoreError) -> u16 {
         StoreError::NotFound { .. } => 404,
         StoreError::Conflict { .. } => 409,
         StoreError::Invalid(_) | StoreError::Query(_) => 400,
+        StoreError::TooLarge(_) => 413,
         StoreError::Corrupt(_) | StoreError::Schema { .. } | StoreError::Storage(_) => 500,
     }
 }

@@ -15,6 +15,9 @@ pub enum Error {
     /// The caller's input breaks a rule; the message says which and how to fix it.
     #[error("{0}")]
     Invalid(String),
+    /// A record too large to keep and replicate.
+    #[error("{0}")]
+    TooLarge(String),
     /// A filter that does not parse.
     #[error(transparent)]
     Query(#[from] QueryError),

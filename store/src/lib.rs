@@ -36,8 +36,9 @@ pub use record::{
     RegistryEntry, ToolEntry, validate_id, validate_named,
 };
 pub use store::{
-    DEFAULT_CACHE_CAPACITY, MAX_RESULTS, Merged, Page, Provenance, Resigned, SCHEMA_VERSION,
-    SignedVersion, Signer, Store, StoreConfig, Written, is_sha256_hex, sha256_hex, signed_message,
+    DEFAULT_CACHE_CAPACITY, MAX_RESULTS, MAX_VERSION_BYTES, Merged, Page, Provenance, Resigned,
+    SCHEMA_VERSION, SignedVersion, Signer, Store, StoreConfig, Written, is_sha256_hex, sha256_hex,
+    signed_message,
 };
 
 /// Decodes bytes that came from elsewhere (a peer, a file) with the store's limits: the one

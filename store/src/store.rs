@@ -43,6 +43,10 @@ pub const DEFAULT_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
 /// Most results any one query returns.
 pub const MAX_RESULTS: usize = 1000;
 
+/// Largest encoded version a record may have: every version must fit one replication answer, so
+/// a larger record is refused when it is written (and when a peer sends one).
+pub const MAX_VERSION_BYTES: usize = 8 << 20;
+
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_SEQ: &[u8] = b"feed_seq";
 /// Set once every version held is signed ([`Store::sign_unsigned`] ran to the end).
@@ -360,7 +364,9 @@ impl Store {
         before_wall_ms: u64,
     ) -> Result<Vec<(Collection, String, Hlc)>> {
         let mut removed = Vec::new();
-        for collection in Collection::ALL {
+        // A member's tombstone is a released binding: collected, a node away for longer could
+        // bind the released key again. There are few; they stay.
+        for collection in Collection::ALL.into_iter().filter(|c| *c != Collection::Members) {
             let tree = self.tree(collection);
             for item in tree.iter() {
                 let (key, bytes) = item?;
@@ -573,10 +579,12 @@ impl Store {
 
     /// Signs every version held that has no signature, once: the upgrade from a store written
     /// before versions were signed. This node's own versions are signed in place, with the
-    /// clock they have. Another node's versions are written again as this node's (a new
-    /// clock, the same record or tombstone): only their author could sign them as they are,
-    /// and it may be gone. Another node's node-local tool records are dropped: only that node
-    /// may write them, and it announces them again when it starts. Does nothing without a
+    /// clock they have. Another node's versions are written again as this node's, with the
+    /// same wall time and counter (only their author could sign them as they are, and it may
+    /// be gone): every node re-stamps the same version to the same time, so a newer version
+    /// held elsewhere still wins and the copies of one version converge by node id, whatever
+    /// order the nodes upgrade in. Another node's node-local tool records are dropped: only that
+    /// node may write them, and it announces them again when it starts. Does nothing without a
     /// signer, or once it has run to the end.
     pub fn sign_unsigned(&self) -> Result<Resigned> {
         let mut done = Resigned::default();
@@ -618,13 +626,14 @@ impl Store {
             if header.hlc.node == self.inner.node_id {
                 let signature = signer.sign(&signed_message(R::COLLECTION, &id, &bytes));
                 // Only if the version is still the one signed.
-                (tree, signatures).transaction(|(records, sigs)| {
-                    if records.get(&key)?.is_some_and(|now| now == bytes) {
+                let signed = (tree, signatures).transaction(|(records, sigs)| {
+                    let still = records.get(&key)?.is_some_and(|now| now == bytes);
+                    if still {
                         sigs.insert(signature_key.as_slice(), signature.as_slice())?;
                     }
-                    Ok::<_, ConflictableTransactionError<Error>>(())
+                    Ok::<_, ConflictableTransactionError<Error>>(still)
                 })?;
-                done.signed += 1;
+                done.signed += usize::from(signed);
             } else if R::COLLECTION == Collection::ClusterTools {
                 let old = Envelope::<R>::decode(&bytes)?.into_live();
                 (tree, &self.inner.index).transaction(|(records, index)| {
@@ -638,8 +647,25 @@ impl Store {
                 })?;
                 done.dropped += 1;
             } else {
-                self.commit::<R>(&id, Ok, None)?;
-                done.restamped += 1;
+                let envelope = Envelope::<R>::decode(&bytes)?;
+                let mut restamped = envelope.clone();
+                restamped.header.hlc.node = self.inner.node_id.clone();
+                let old = envelope.into_live();
+                let inner = &*self.inner;
+                let trees = (tree, &inner.index, &inner.feed, &inner.meta, &inner.signatures);
+                let written = trees.transaction(|(records, index, feed, meta, sigs)| {
+                    if records.get(&key)?.is_none_or(|now| now != bytes) {
+                        return Ok(None);
+                    }
+                    let trees = (records, index, feed, meta, sigs);
+                    let signing = Signing::Own(Some(signer));
+                    write_version(trees, &id, old.as_ref(), &restamped, signing).map(Some)
+                })?;
+                if let Some(seq) = written {
+                    self.observe(&restamped.header.hlc);
+                    self.notify(seq);
+                    done.restamped += 1;
+                }
             }
         }
         Ok(())
@@ -687,8 +713,25 @@ impl Store {
         }
     }
 
+    /// The bytes must be the canonical encoding of what they decode to: what is stored is then
+    /// byte for byte what the author signed (trailing bytes or another encoding of the same
+    /// values would leave a signature beside bytes it does not cover).
     fn merge_signed<R: Record>(&self, id: &str, bytes: &[u8], signature: &[u8]) -> Result<Merged> {
-        self.merge_unsynced(id, Envelope::<R>::decode(bytes)?, Signing::Peer(signature))
+        let envelope = Envelope::<R>::decode(bytes)?;
+        if envelope.encode()? != bytes {
+            return Err(Error::Invalid(format!(
+                "a {} version for '{}' that is not in canonical form",
+                R::COLLECTION.kind(),
+                crate::record::truncate(id, 64)
+            )));
+        }
+        self.merge_unsynced(id, envelope, Signing::Peer(signature))
+    }
+
+    /// Moves this node's clock past `hlc` (a version seen but not merged), so its next write
+    /// is newer.
+    pub fn observe(&self, hlc: &Hlc) {
+        self.inner.clock.lock().unwrap_or_else(PoisonError::into_inner).observe(hlc);
     }
 
     fn merge_unsynced<R: Record>(
@@ -908,6 +951,15 @@ fn write_version<R: Record>(
         update_index(index, new, true)?;
     }
     let bytes = envelope.encode().map_err(abort)?;
+    if bytes.len() > MAX_VERSION_BYTES {
+        return Err(abort(Error::TooLarge(format!(
+            "the {} '{}' would be {} bytes encoded; a record is at most {MAX_VERSION_BYTES} \
+             (make its manual or metadata smaller)",
+            R::COLLECTION.kind(),
+            crate::record::truncate(id, 64),
+            bytes.len()
+        ))));
+    }
     let signature = match signing {
         Signing::Own(Some(signer)) => signer.sign(&signed_message(R::COLLECTION, id, &bytes)),
         Signing::Own(None) => Vec::new(),

@@ -138,3 +138,38 @@ fn a_json_tree_nested_past_the_limit_is_refused_not_a_stack_overflow() {
     assert!(matches!(s.merge_encoded(Collection::Tools, "deep", &version), Ok(Merged::Applied(_))));
     assert_eq!(s.last_seq(), 1);
 }
+
+#[test]
+fn only_canonical_bytes_merge_and_an_oversized_record_is_refused_at_write() {
+    let (a, b) = (
+        Store::open(&StoreConfig::temporary("a")).unwrap(),
+        Store::open(&StoreConfig::temporary("b")).unwrap(),
+    );
+    a.create(&tool("t")).unwrap();
+    let mut version = a.signed_version(Collection::Tools, "t").unwrap().unwrap();
+    // Trailing bytes would sit beside a signature that does not cover them.
+    version.envelope.push(0);
+    let error = b.merge_encoded(Collection::Tools, "t", &version).unwrap_err();
+    assert!(error.to_string().contains("canonical"), "{error}");
+    version.envelope.pop();
+    assert!(matches!(b.merge_encoded(Collection::Tools, "t", &version), Ok(Merged::Applied(_))));
+    // A record that could not replicate is refused when it is written (413 through REST).
+    let big =
+        ToolEntry { tool_id: "big".into(), tool_man_page_doc: "x".repeat(9 << 20), ..tool("big") };
+    let error = a.create(&big).unwrap_err();
+    assert!(matches!(error, gridnode_store::Error::TooLarge(_)), "{error}");
+    assert!(a.try_get::<ToolEntry>("big").unwrap().is_none());
+}
+
+#[test]
+fn a_released_members_tombstone_is_never_collected() {
+    let s = Store::open(&StoreConfig::temporary("n")).unwrap();
+    s.create(&gridnode_store::Member { node_id: "gone".into(), peer_id: "12D3KooWabc".into() })
+        .unwrap();
+    s.delete::<gridnode_store::Member>("gone").unwrap();
+    s.create(&tool("t")).unwrap();
+    s.delete::<ToolEntry>("t").unwrap();
+    let removed = s.collect_tombstones(u64::MAX).unwrap();
+    assert_eq!(removed.len(), 1, "only the tool's: {removed:?}");
+    assert!(s.envelope::<gridnode_store::Member>("gone").unwrap().unwrap().header.tombstone);
+}
