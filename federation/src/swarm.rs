@@ -223,26 +223,16 @@ fn behaviour(
         .build()?;
     let gossipsub =
         gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)?;
-    let sync = request_response::Behaviour::with_codec(
+    let sync = protocol(
+        format!("/gridnode/{cluster}/sync/1"),
         Codec::new(MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES).counting(rejections.clone()),
-        [(
-            StreamProtocol::try_from_owned(format!("/gridnode/{cluster}/sync/1"))?,
-            ProtocolSupport::Full,
-        )],
-        request_response::Config::default()
-            .with_request_timeout(REQUEST_TIMEOUT)
-            .with_max_concurrent_streams(MAX_STREAMS_PER_PROTOCOL),
-    );
-    let admit = request_response::Behaviour::with_codec(
+        REQUEST_TIMEOUT,
+    )?;
+    let admit = protocol(
+        format!("/gridnode/{cluster}/admit/1"),
         Codec::new(MAX_ADMISSION_BYTES, MAX_ADMISSION_BYTES).counting(rejections),
-        [(
-            StreamProtocol::try_from_owned(format!("/gridnode/{cluster}/admit/1"))?,
-            ProtocolSupport::Full,
-        )],
-        request_response::Config::default()
-            .with_request_timeout(ADMISSION_GRACE)
-            .with_max_concurrent_streams(MAX_STREAMS_PER_PROTOCOL),
-    );
+        ADMISSION_GRACE,
+    )?;
     let limits = connection_limits::Behaviour::new(
         connection_limits::ConnectionLimits::default()
             .with_max_established(Some(MAX_CONNECTIONS))
@@ -269,6 +259,26 @@ fn behaviour(
         None
     };
     Ok(Behaviour { limits, admit, gossipsub, sync, identify, kad, mdns: Toggle::from(mdns) })
+}
+
+/// A request-response protocol of the cluster, with its codec's limits and a bound on the
+/// requests a peer may have in flight.
+fn protocol<Req, Resp>(
+    name: String,
+    codec: Codec<Req, Resp>,
+    timeout: Duration,
+) -> Result<request_response::Behaviour<Codec<Req, Resp>>, Box<dyn std::error::Error + Send + Sync>>
+where
+    Req: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    Resp: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+{
+    Ok(request_response::Behaviour::with_codec(
+        codec,
+        [(StreamProtocol::try_from_owned(name)?, ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(timeout)
+            .with_max_concurrent_streams(MAX_STREAMS_PER_PROTOCOL),
+    ))
 }
 
 /// A bootstrap address and what is known of the peer behind it.

@@ -115,27 +115,23 @@ fn a_json_tree_nested_past_the_limit_is_refused_not_a_stack_overflow() {
     record.tool_metadata.insert("zzmarker".into(), serde_json::Value::Null);
     let hlc = Hlc { wall_ms: 1, counter: 0, node: "peer".into() };
     let envelope = Envelope::live(hlc, record).encode().unwrap();
-    // The marker's null (tag 0) becomes 100 000 nested one-item arrays (tag 6, length 1).
+    // The marker's null (tag 0) becomes `levels` nested one-item arrays (tag 6, length 1).
     let marker = b"\x08zzmarker\x00";
     let at = envelope.windows(marker.len()).position(|w| w == marker).unwrap() + marker.len() - 1;
-    let mut deep = envelope[..at].to_vec();
-    for _ in 0..100_000 {
-        deep.extend_from_slice(&[6, 1]);
-    }
-    deep.push(0);
-    deep.extend_from_slice(&envelope[at + 1..]);
-    let version = SignedVersion { envelope: deep, signature: vec![] };
-    let error = s.merge_encoded(Collection::Tools, "deep", &version).unwrap_err();
+    let nested = |levels: usize| {
+        let mut bytes = envelope[..at].to_vec();
+        bytes.extend(std::iter::repeat_n([6u8, 1], levels).flatten());
+        bytes.push(0);
+        bytes.extend_from_slice(&envelope[at + 1..]);
+        SignedVersion { envelope: bytes, signature: vec![] }
+    };
+    let error = s.merge_encoded(Collection::Tools, "deep", &nested(100_000)).unwrap_err();
     assert!(error.to_string().contains("nested deeper"), "{error}");
     // 100 levels is fine.
-    let mut ok = envelope[..at].to_vec();
-    for _ in 0..100 {
-        ok.extend_from_slice(&[6, 1]);
-    }
-    ok.push(0);
-    ok.extend_from_slice(&envelope[at + 1..]);
-    let version = SignedVersion { envelope: ok, signature: vec![] };
-    assert!(matches!(s.merge_encoded(Collection::Tools, "deep", &version), Ok(Merged::Applied(_))));
+    assert!(matches!(
+        s.merge_encoded(Collection::Tools, "deep", &nested(100)),
+        Ok(Merged::Applied(_))
+    ));
     assert_eq!(s.last_seq(), 1);
 }
 
