@@ -273,9 +273,6 @@ impl Shared {
     fn refused(&self) -> MutexGuard<'_, Refused> {
         self.refused.lock().unwrap_or_else(PoisonError::into_inner)
     }
-    fn refused_mut(&self) -> MutexGuard<'_, Refused> {
-        self.refused()
-    }
     fn is_admitted(&self, peer: &PeerId) -> bool {
         self.connected.lock().unwrap_or_else(PoisonError::into_inner).contains(peer)
     }

@@ -86,7 +86,7 @@ pub(crate) fn prepare(shared: &Shared) -> gridnode_store::Result<()> {
         );
     }
     // This node's own binding first: a full table must not leave it out.
-    bind_self(shared)?;
+    bind_self(shared, None)?;
     let members = shared.store.live::<Member>().collect::<Result<Vec<_>, _>>()?;
     let mut bindings = shared.bindings_mut();
     for member in members.iter().filter(|m| m.node_id != shared.store.node_id()) {
@@ -168,7 +168,7 @@ pub(crate) async fn follow_feed(shared: Arc<Shared>, client: Client) {
                 for node_id in members {
                     refresh_binding(&rebinding, &node_id)?;
                 }
-                bind_self(&rebinding)
+                bind_self(&rebinding, None)
             });
             if let Ok(Err(e)) = rebound.await {
                 warn!("cannot read the member records: {e}");
@@ -198,36 +198,25 @@ fn refresh_binding(shared: &Shared, node_id: &str) -> gridnode_store::Result<()>
             warn!("member '{node_id}' is not bound: its record names no key, or the table is full");
         }
     }
-    shared.refused_mut().clear();
+    shared.refused().clear();
     Ok(())
 }
 
-/// Answers a peer's version of this node's own member record that is newer than the one held
-/// (an admin's `cluster forget` of this node, or another key's claim): this node writes its
-/// record again, newer still, so the cluster binds its id to its key again.
-fn reassert_self(shared: &Shared, seen: &gridnode_store::Hlc) -> gridnode_store::Result<()> {
+/// Writes this node's member record when the store does not bind its id to its key (the first
+/// start), or when a peer sent a version of it newer than the one held (`seen`: an admin's
+/// `cluster forget` of this node, another key's claim) — newer still, so the cluster binds the
+/// id to this node's key again; and binds it here.
+fn bind_self(shared: &Shared, seen: Option<&gridnode_store::Hlc>) -> gridnode_store::Result<()> {
     let node_id = shared.store.node_id();
-    let held = shared.store.header::<Member>(node_id)?;
-    if held.is_some_and(|held| held.hlc >= *seen) {
-        return Ok(());
-    }
-    shared.store.observe(seen);
     let member = Member { node_id: node_id.to_owned(), peer_id: shared.peer_id.to_string() };
-    shared.store.put(&member)?;
-    warn!(
-        "a peer released or claimed this node's id '{node_id}': bound it to this node's key again"
-    );
-    Ok(())
-}
-
-/// Writes this node's member record when the store does not bind its id to its key (first
-/// start, or after an admin's `cluster forget` of it), and binds it.
-fn bind_self(shared: &Shared) -> gridnode_store::Result<()> {
-    let node_id = shared.store.node_id();
-    let peer_id = shared.peer_id.to_string();
-    let held = shared.store.try_get::<Member>(node_id)?;
-    let member = Member { node_id: node_id.to_owned(), peer_id };
-    if held.as_ref() != Some(&member) {
+    let held = shared.store.envelope::<Member>(node_id)?;
+    let outdated = seen.filter(|seen| held.as_ref().is_none_or(|h| h.header.hlc < **seen));
+    let bound = held.and_then(|h| h.into_live()).as_ref() == Some(&member);
+    if !bound || outdated.is_some() {
+        if let Some(seen) = outdated {
+            shared.store.observe(seen);
+            warn!("a peer released or claimed this node's id '{node_id}': binding it again");
+        }
         shared.store.put(&member)?;
         info!("bound node id '{node_id}' to this node's key (peer {})", shared.peer_id);
     }
@@ -571,7 +560,7 @@ fn merge_one(shared: &Shared, version: &Version) -> Result<bool, Rejection> {
     if collection == Some(Collection::Members)
         && version.key.id == own
         && let Ok(header) = gridnode_store::decode_header(Collection::Members, &version.envelope)
-        && let Err(e) = reassert_self(shared, &header.hlc)
+        && let Err(e) = bind_self(shared, Some(&header.hlc))
     {
         warn!("cannot bind this node's id again: {e}");
     }
@@ -603,7 +592,7 @@ fn merge_one(shared: &Shared, version: &Version) -> Result<bool, Rejection> {
         }
         Ok(Merged::Ignored) => Ok(false),
         Err(e) => {
-            shared.refused_mut().insert(version.key.clone(), header.hlc);
+            shared.refused().insert(version.key.clone(), header.hlc);
             Err(Rejection::new(Reason::Invalid, format!("'{}': {e}", version.key.id)))
         }
     }

@@ -372,3 +372,33 @@ async fn a_store_from_before_signed_versions_opens_re_signs_and_replicates() {
     assert_eq!((adopted.author.as_str(), adopted.signed), ("a", true));
     eventually("a and b converge", || state(&a.store) == state(&b.store)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admission_works_over_quic_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster("quic");
+    let a = Node::start(dir.path(), "a", &cluster, &[]).await;
+    let quic = a
+        .fed
+        .listen_addrs()
+        .into_iter()
+        .find(|addr| addr.to_string().contains("/quic-v1"))
+        .unwrap();
+    // A node with the key over QUIC only: admitted, and records flow.
+    let b = Node::start(dir.path(), "b", &cluster, std::slice::from_ref(&quic)).await;
+    a.store.create(&tool("over-quic", "q")).unwrap();
+    eventually("the record over QUIC", || description(&b.store, "over-quic").is_some()).await;
+    assert!(a.fed.connected_peers().contains(&b.fed.peer_id()));
+    // One with another key, over QUIC: refused, and nothing crosses.
+    let other = Admission::keyed(&gridnode_federation::ClusterKey::generate());
+    let c = Node::start_with(dir.path(), "c", &cluster, std::slice::from_ref(&quic), other).await;
+    c.store.create(&tool("from-c", "c")).unwrap();
+    eventually("a refuses c over QUIC", || {
+        a.fed.rejections().iter().any(|(reason, n)| *reason == "admission" && *n >= 1)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(description(&a.store, "from-c").is_none());
+    assert!(description(&c.store, "over-quic").is_none());
+    assert!(!a.fed.connected_peers().contains(&c.fed.peer_id()));
+}
