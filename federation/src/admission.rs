@@ -27,6 +27,8 @@ use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::error::{Error, Result};
+
 /// A cluster key's length in bytes.
 pub const KEY_BYTES: usize = 32;
 /// A challenge nonce's length in bytes.
@@ -72,15 +74,16 @@ impl ClusterKey {
     }
 
     /// Reads a key file.
-    pub fn load(path: &Path) -> Result<ClusterKey, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the cluster key {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<ClusterKey> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Key(format!("cannot read the cluster key {}: {e}", path.display()))
+        })?;
         ClusterKey::from_base64(&text)
-            .map_err(|e| format!("the cluster key {} is {e}", path.display()))
+            .map_err(|e| Error::Key(format!("the cluster key {} is {e}", path.display())))
     }
 
     /// Writes a new key to `path` (readable by this user only); refuses to overwrite a file.
-    pub fn create(path: &Path) -> Result<ClusterKey, String> {
+    pub fn create(path: &Path) -> Result<ClusterKey> {
         let key = ClusterKey::generate();
         let write = || -> std::io::Result<()> {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -91,12 +94,14 @@ impl ClusterKey {
             writeln!(file, "{}", key.to_base64())?;
             file.sync_all()
         };
-        write().map_err(|e| format!("cannot write the cluster key {}: {e}", path.display()))?;
+        write().map_err(|e| {
+            Error::Key(format!("cannot write the cluster key {}: {e}", path.display()))
+        })?;
         Ok(key)
     }
 
     /// Reads the key at `path`, or creates one there: `(key, created)`.
-    pub fn load_or_create(path: &Path) -> Result<(ClusterKey, bool), String> {
+    pub fn load_or_create(path: &Path) -> Result<(ClusterKey, bool)> {
         if path.exists() {
             Ok((ClusterKey::load(path)?, false))
         } else {
@@ -298,6 +303,6 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(ClusterKey::create(&path).is_err(), "never overwritten");
         std::fs::write(&path, "c2hvcnQ=").unwrap();
-        assert!(ClusterKey::load(&path).unwrap_err().contains("expected 32"));
+        assert!(ClusterKey::load(&path).unwrap_err().to_string().contains("expected 32"));
     }
 }

@@ -7,6 +7,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use gridnode_store::Signer;
+
+use crate::error::{Error, Result};
 use libp2p::PeerId;
 use libp2p::identity::{Keypair, PublicKey, ed25519};
 
@@ -35,25 +37,25 @@ impl Identity {
     }
 
     /// Reads the key at `path`, or creates one there (readable by this user only).
-    pub fn load_or_create(path: &Path) -> Result<Identity, String> {
+    pub fn load_or_create(path: &Path) -> Result<Identity> {
         match std::fs::read(path) {
             Ok(bytes) => Keypair::from_protobuf_encoding(&bytes)
                 .map_err(|e| e.to_string())
                 .and_then(|keypair| keypair.try_into_ed25519().map_err(|e| e.to_string()))
                 .map(Identity::from_ed25519)
                 .map_err(|e| {
-                    format!(
+                    Error::Key(format!(
                         "the p2p key {} is unreadable or not ed25519 ({e}); move it away to make \
                          a new identity",
                         path.display()
-                    )
+                    ))
                 }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let identity = Identity::generate();
                 let bytes = identity
                     .keypair
                     .to_protobuf_encoding()
-                    .map_err(|e| format!("cannot encode a p2p key: {e}"))?;
+                    .map_err(|e| Error::Key(format!("cannot encode a p2p key: {e}")))?;
                 let write = || -> std::io::Result<()> {
                     if let Some(parent) = path.parent() {
                         std::fs::create_dir_all(parent)?;
@@ -66,10 +68,12 @@ impl Identity {
                     file.write_all(&bytes)?;
                     file.sync_all()
                 };
-                write().map_err(|e| format!("cannot write the p2p key {}: {e}", path.display()))?;
+                write().map_err(|e| {
+                    Error::Key(format!("cannot write the p2p key {}: {e}", path.display()))
+                })?;
                 Ok(identity)
             }
-            Err(e) => Err(format!("cannot read the p2p key {}: {e}", path.display())),
+            Err(e) => Err(Error::Key(format!("cannot read the p2p key {}: {e}", path.display()))),
         }
     }
 
@@ -110,7 +114,7 @@ mod tests {
         let again = Identity::load_or_create(&path).unwrap();
         assert_eq!(first.peer_id(), again.peer_id());
         std::fs::write(&path, b"not a key").unwrap();
-        assert!(Identity::load_or_create(&path).unwrap_err().contains("unreadable"));
+        assert!(Identity::load_or_create(&path).unwrap_err().to_string().contains("unreadable"));
     }
 
     #[test]

@@ -22,6 +22,7 @@
 pub mod admission;
 pub mod authority;
 pub mod digest;
+mod error;
 pub mod identity;
 pub mod liveness;
 pub mod members;
@@ -40,6 +41,7 @@ use gridnode_store::{Hlc, Store};
 pub use libp2p::{Multiaddr, PeerId};
 
 pub use crate::admission::{Admission, ClusterKey};
+pub use crate::error::{Error, Result};
 pub use crate::identity::Identity;
 use crate::members::Bindings;
 use crate::rejections::Rejections;
@@ -109,17 +111,17 @@ impl FederationConfig {
 }
 
 /// Checks a cluster name: it becomes part of protocol and topic names.
-pub fn validate_cluster(name: &str) -> Result<(), String> {
+pub fn validate_cluster(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(Error::Config(format!(
             "invalid cluster name '{}': use 1 to 64 of letters, digits, '-', '_' and '.'",
             name.chars().take(64).collect::<String>()
-        ))
+        )))
     }
 }
 
@@ -320,15 +322,15 @@ impl Federation {
         config: FederationConfig,
         store: Store,
         load: LoadSource,
-    ) -> Result<Federation, String> {
+    ) -> Result<Federation> {
         validate_cluster(&config.cluster)?;
         // The store stamps this node's writes with its id; the heartbeat must carry the same.
         if config.node_id != store.node_id() {
-            return Err(format!(
+            return Err(Error::Config(format!(
                 "the federation's node id '{}' is not the store's '{}'",
                 config.node_id,
                 store.node_id()
-            ));
+            )));
         }
         let peer_id = config.identity.peer_id();
         let names = Names::new(&config.cluster);
@@ -361,8 +363,7 @@ impl Federation {
         let preparing = shared.clone();
         tokio::task::spawn_blocking(move || replicator::prepare(&preparing))
             .await
-            .map_err(|e| format!("the federation's start-up task failed: {e}"))?
-            .map_err(|e| format!("cannot prepare the store for the federation: {e}"))?;
+            .map_err(|e| Error::Stopped(format!("its start-up task failed: {e}")))??;
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (inbound, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         let client = Client { commands: commands.clone() };
@@ -452,16 +453,16 @@ impl Federation {
     /// member record is deleted, and the tombstone replicates, so a node that lost its key
     /// can rejoin under its old id. `Ok(false)` when the id is not bound. A live node that is
     /// forgotten binds itself again at once.
-    pub async fn forget(&self, node_id: &str) -> Result<bool, String> {
+    pub async fn forget(&self, node_id: &str) -> Result<bool> {
         if node_id == self.node_id() {
-            return Err(format!(
+            return Err(Error::Refused(format!(
                 "'{node_id}' is this node: forget it from another member once it is gone"
-            ));
+            )));
         }
         if self.liveness(node_id) == Some(true) {
-            return Err(format!(
+            return Err(Error::Refused(format!(
                 "'{node_id}' is alive: only a member that is gone can be forgotten (stop it first)"
-            ));
+            )));
         }
         let store = self.shared.store.clone();
         let id = node_id.to_owned();
@@ -469,8 +470,8 @@ impl Federation {
         {
             Ok(Ok(_)) => Ok(true),
             Ok(Err(gridnode_store::Error::NotFound { .. })) => Ok(false),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(format!("the forget task failed: {e}")),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(Error::Stopped(format!("the forget task failed: {e}"))),
         }
     }
 

@@ -158,17 +158,18 @@ pub(crate) async fn build(
     key: identity::Keypair,
     names: &Names,
     rejections: Arc<crate::rejections::Rejections>,
-) -> Result<(Swarm<Behaviour>, Vec<Multiaddr>), String> {
+) -> crate::Result<(Swarm<Behaviour>, Vec<Multiaddr>)> {
+    use crate::Error::Listen;
     let cluster = config.cluster.clone();
     let mdns_on = config.mdns;
     let identify_name = names.identify.clone();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
-        .map_err(|e| format!("cannot set up tcp: {e}"))?
+        .map_err(|e| Listen(format!("cannot set up tcp: {e}")))?
         .with_quic()
         .with_behaviour(|key| behaviour(key, &cluster, mdns_on, identify_name, rejections))
-        .map_err(|e| format!("cannot set up the p2p protocols: {e}"))?
+        .map_err(|e| Listen(format!("cannot set up the p2p protocols: {e}")))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
         .build();
     for topic in [&names.changes, &names.heartbeats] {
@@ -176,12 +177,13 @@ pub(crate) async fn build(
             .behaviour_mut()
             .gossipsub
             .subscribe(topic)
-            .map_err(|e| format!("cannot subscribe: {e}"))?;
+            .map_err(|e| Listen(format!("cannot subscribe: {e}")))?;
     }
     let mut pending = HashSet::new();
     for addr in &config.listen {
-        let id =
-            swarm.listen_on(addr.clone()).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|e| Listen(format!("cannot listen on {addr}: {e}")))?;
         pending.insert(id);
     }
     let mut listening = Vec::new();
@@ -194,13 +196,13 @@ pub(crate) async fn build(
                     pending.remove(&listener_id);
                     listening.push(address);
                 }
-                SwarmEvent::ListenerError { error, .. } => return Err(format!("p2p listener failed: {error}")),
+                SwarmEvent::ListenerError { error, .. } => return Err(Listen(format!("p2p listener failed: {error}"))),
                 SwarmEvent::ListenerClosed { reason: Err(error), .. } => {
-                    return Err(format!("p2p listener closed: {error}"));
+                    return Err(Listen(format!("p2p listener closed: {error}")));
                 }
                 _ => {}
             },
-            () = &mut deadline => return Err("p2p listeners did not come up within 10 s".into()),
+            () = &mut deadline => return Err(Listen("p2p listeners did not come up within 10 s".into())),
         }
     }
     Ok((swarm, listening))

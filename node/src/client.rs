@@ -143,7 +143,7 @@ pub async fn run(command: &Command) -> Outcome {
         }
         Command::Bundle(command) => bundle::run(command),
         Command::Cluster(ClusterCommand::Keygen { file }) => {
-            gridnode_federation::ClusterKey::create(file)?;
+            gridnode_federation::ClusterKey::create(file).map_err(|e| e.to_string())?;
             println!(
                 "wrote a cluster key to {} (mode 0600); start every node with --cluster-key {}",
                 file.display(),

@@ -49,18 +49,22 @@ pub enum Error {
     /// The configuration is invalid; the message names the key.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// The federation could not start (a p2p listener, the p2p key).
-    #[error("federation: {0}")]
-    Federation(String),
+    /// The federation could not start (a p2p listener, a key), or refused a request.
+    #[error(transparent)]
+    Federation(#[from] gridnode_federation::Error),
 }
 
 impl Error {
     /// The HTTP status this error answers with (contract section 3). The service records it in
     /// the audit log; the REST layer answers with it.
     pub fn status(&self) -> u16 {
+        use gridnode_federation::Error as FederationError;
         use gridnode_search::Error as SearchError;
         match self {
-            Error::Store(store) | Error::Search(SearchError::Store(store)) => store_status(store),
+            Error::Store(store)
+            | Error::Search(SearchError::Store(store))
+            | Error::Federation(FederationError::Store(store)) => store_status(store),
+            Error::Federation(FederationError::Refused(_)) => 400,
             Error::Search(SearchError::Query(_)) => 400,
             Error::Search(SearchError::Index(_) | SearchError::Io { .. }) => 500,
             Error::BadRequest(_) => 400,

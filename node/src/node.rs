@@ -68,7 +68,7 @@ impl Node {
             Error::io(format!("cannot create data dir {}", config.data_dir.display()), e)
         })?;
         // The node's key signs every version its store writes, and is its peer id.
-        let identity = Identity::load_or_create(&config.key_file()).map_err(Error::Federation)?;
+        let identity = Identity::load_or_create(&config.key_file())?;
         let (admission, own_cluster_key) = admission(&config)?;
         let store_config = StoreConfig {
             path: Some(config.store_dir()),
@@ -343,7 +343,7 @@ async fn start_federation(
             in_flight_calls: runtime.in_flight(),
         }
     });
-    let federation = Federation::start(settings, store, load).await.map_err(Error::Federation)?;
+    let federation = Federation::start(settings, store, load).await?;
     let unreachable_for = Duration::from_millis(config.execute.unreachable_for_ms);
     Ok(Cluster::new(Arc::new(federation), listeners, unreachable_for))
 }
@@ -362,7 +362,7 @@ fn admission(config: &NodeConfig) -> Result<(Admission, Option<PathBuf>)> {
         })?;
         return Ok((Admission::keyed(&key), None));
     }
-    let (key, _) = ClusterKey::load_or_create(&path).map_err(Error::Federation)?;
+    let (key, _) = ClusterKey::load_or_create(&path)?;
     Ok((Admission::keyed(&key), Some(path)))
 }
 

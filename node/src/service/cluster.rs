@@ -91,7 +91,7 @@ impl Cluster {
             Ok(false) => {
                 Err(crate::Error::NotFound(format!("node '{node_id}' is not a bound member")))
             }
-            Err(e) => Err(crate::Error::BadRequest(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
