@@ -139,3 +139,36 @@ impl Rejections {
         self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use libp2p::gossipsub::MessageAcceptance;
+
+    use super::*;
+
+    #[test]
+    fn every_refusal_is_counted_by_reason_and_each_reason_is_listed() {
+        let rejections = Rejections::default();
+        for _ in 0..1000 {
+            rejections.record(&"peer", &Rejection::new(Reason::Signature, "forged"));
+        }
+        rejections.record(&"peer", &Rejection::new(Reason::Busy, "full"));
+        let counts = rejections.counts();
+        assert_eq!(counts.len(), Reason::ALL.len());
+        assert!(counts.contains(&("signature", 1000)));
+        assert!(counts.contains(&("busy", 1)));
+        assert!(counts.contains(&("admission", 0)));
+        assert_eq!(rejections.total(), 1001);
+        // One log line for the thousand: the second of them fell inside the quiet window.
+        let logged = rejections.logged.lock().unwrap()[Reason::Signature as usize];
+        assert_eq!(logged.map(|(_, at_count)| at_count), Some(1));
+    }
+
+    #[test]
+    fn only_what_may_be_early_is_ignored_rather_than_rejected() {
+        assert_eq!(Reason::Unbound.acceptance(), MessageAcceptance::Ignore);
+        assert_eq!(Reason::Clock.acceptance(), MessageAcceptance::Ignore);
+        assert_eq!(Reason::Signature.acceptance(), MessageAcceptance::Reject);
+        assert_eq!(Reason::Undecodable.acceptance(), MessageAcceptance::Reject);
+    }
+}
