@@ -340,40 +340,63 @@ async fn a_bound_node_id_cannot_be_taken_by_a_new_key_until_it_is_forgotten() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_store_from_before_signed_versions_opens_re_signs_and_replicates() {
+async fn a_data_dir_written_by_the_release_before_signatures_opens_re_signs_and_replicates() {
+    use gridnode_store::{Collection, FunctionEntry};
     let dir = tempfile::tempdir().unwrap();
     let cluster = cluster("upgrade");
-    let a_dir = dir.path().join("a");
-    {
-        // What the previous release wrote: unsigned versions (its own and a peer's), schema 1,
-        // a p2p key beside the store.
-        Identity::load_or_create(&a_dir.join("p2p.key")).unwrap();
-        let old = Store::open(&StoreConfig::new(a_dir.join("store"), "a")).unwrap();
-        old.create(&tool("old-own", "written by a")).unwrap();
-        let peer = gridnode_store::Envelope::live(
-            gridnode_store::Hlc { wall_ms: 1, counter: 0, node: "gone-node".into() },
-            tool("old-peer", "written by a node that is gone"),
-        );
-        old.merge("old-peer", peer).unwrap();
-        old.sync().unwrap();
-    }
-    {
-        let db = sled::open(a_dir.join("store")).unwrap();
-        db.open_tree("meta").unwrap().insert("schema_version", &1u32.to_be_bytes()).unwrap();
-        db.flush().unwrap();
-    }
-    let a = Node::start(dir.path(), "a", &cluster, &[]).await;
-    let b = Node::start(dir.path(), "b", &cluster, &[a.addr()]).await;
-    eventually("both records on b", || {
-        description(&b.store, "old-own").is_some() && description(&b.store, "old-peer").is_some()
+    // A copy of what that release wrote (see tests/fixtures/README.md): its store and p2p key.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pre-signing-data-dir");
+    copy_dir(&fixture, &dir.path().join("old-a"));
+    let before = {
+        let old = Store::open(&StoreConfig::new(dir.path().join("old-a/store"), "old-a")).unwrap();
+        let held = old.provenance(Collection::Tools, "kept-from-b").unwrap().unwrap();
+        assert!(!held.signed && held.author == "old-b", "the fixture is unsigned: {held:?}");
+        held
+    };
+    let a = Node::start(dir.path(), "old-a", &cluster, &[]).await;
+    let fresh = Node::start(dir.path(), "fresh", &cluster, &[a.addr()]).await;
+    // Its own versions signed in place; old-b's written again as old-a's, at the same time.
+    let own = a.store.provenance(Collection::Tools, "written-on-a").unwrap().unwrap();
+    assert_eq!((own.author.as_str(), own.signed), ("old-a", true));
+    let adopted = a.store.provenance(Collection::Tools, "kept-from-b").unwrap().unwrap();
+    assert_eq!(
+        (adopted.author.as_str(), adopted.signed, adopted.at_ms),
+        ("old-a", true, before.at_ms)
+    );
+    assert!(
+        a.store.try_get::<ClusterLocalTool>("old-b/echo").unwrap().is_none(),
+        "old-b announces its own"
+    );
+    assert!(a.store.try_get::<ClusterLocalTool>("old-a/echo").unwrap().is_some());
+    // Everything it held reaches a node that never saw the old release, the delete included.
+    eventually("the old records on the fresh node", || {
+        description(&fresh.store, "written-on-a").is_some()
+            && description(&fresh.store, "kept-from-b").as_deref() == Some("kept")
+            && fresh.store.try_get::<FunctionEntry>("fn-on-b").unwrap().is_some()
+            && fresh.store.try_get::<gridnode_store::AllowList>("acme").unwrap().is_some()
+            && fresh
+                .store
+                .envelope::<ToolEntry>("written-on-b")
+                .unwrap()
+                .is_some_and(|e| e.header.tombstone)
     })
     .await;
-    let own = b.store.provenance(gridnode_store::Collection::Tools, "old-own").unwrap().unwrap();
-    assert_eq!((own.author.as_str(), own.signed), ("a", true));
-    let adopted =
-        b.store.provenance(gridnode_store::Collection::Tools, "old-peer").unwrap().unwrap();
-    assert_eq!((adopted.author.as_str(), adopted.signed), ("a", true));
-    eventually("a and b converge", || state(&a.store) == state(&b.store)).await;
+    let fetched = fresh.store.provenance(Collection::Tools, "kept-from-b").unwrap().unwrap();
+    assert_eq!((fetched.author.as_str(), fetched.signed), ("old-a", true));
+    eventually("both converge", || state(&a.store) == state(&fresh.store)).await;
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
