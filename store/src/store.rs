@@ -321,19 +321,29 @@ impl Store {
         collection: Collection,
         id: &str,
     ) -> Result<Option<SignedVersion>> {
+        // First two plain reads, not a transaction (sled runs those one at a time, writers
+        // included: anti-entropy serving thousands of versions would queue behind them). A
+        // signature row names the clock of the version it signs, so a write landing between the
+        // two reads shows as a mismatch; the pair is then read in a transaction.
         let key = signature_key(collection, id);
-        let read =
-            (self.tree(collection), &self.inner.signatures).transaction(|(records, sigs)| {
-                let Some(envelope) = records.get(id.as_bytes())? else { return Ok(None) };
-                Ok::<_, ConflictableTransactionError<Error>>(Some((envelope, sigs.get(&key)?)))
-            })?;
-        match read {
-            None => Ok(None),
-            Some((envelope, signature)) => Ok(Some(SignedVersion {
-                envelope: envelope.to_vec(),
-                signature: signature.map(|s| s.to_vec()).unwrap_or_default(),
-            })),
+        let (records, signatures) = (self.tree(collection), &self.inner.signatures);
+        let Some(envelope) = records.get(id.as_bytes())? else { return Ok(None) };
+        let row = signatures.get(&key)?;
+        if let Some(signed) = matching(collection, &envelope, row.as_deref())? {
+            return Ok(Some(signed));
         }
+        let read = (records, signatures).transaction(|(records, sigs)| {
+            let Some(envelope) = records.get(id.as_bytes())? else { return Ok(None) };
+            Ok::<_, ConflictableTransactionError<Error>>(Some((envelope, sigs.get(&key)?)))
+        })?;
+        let Some((envelope, row)) = read else { return Ok(None) };
+        matching(collection, &envelope, row.as_deref())?.map(Some).ok_or_else(|| {
+            Error::Corrupt(format!(
+                "the signature of {} '{}' is not its version's",
+                collection.kind(),
+                crate::record::truncate(id, 64)
+            ))
+        })
     }
 
     /// Who wrote the version held under this id (tombstones included), if there is one.
@@ -625,11 +635,12 @@ impl Store {
             let header = decode_header(R::COLLECTION, &bytes)?;
             if header.hlc.node == self.inner.node_id {
                 let signature = signer.sign(&signed_message(R::COLLECTION, &id, &bytes));
+                let row = signature_row_of(&header.hlc, &signature)?;
                 // Only if the version is still the one signed.
                 let signed = (tree, signatures).transaction(|(records, sigs)| {
                     let still = records.get(&key)?.is_some_and(|now| now == bytes);
                     if still {
-                        sigs.insert(signature_key.as_slice(), signature.as_slice())?;
+                        sigs.insert(signature_key.as_slice(), row.as_slice())?;
                     }
                     Ok::<_, ConflictableTransactionError<Error>>(still)
                 })?;
@@ -918,6 +929,39 @@ enum Signing<'a> {
     Peer(&'a [u8]),
 }
 
+/// A signatures-tree row: the signed version's clock, then the signature. The clock lets a
+/// reader tell the row from one of another version of the same record.
+fn signature_row_of(hlc: &Hlc, signature: &[u8]) -> Result<Vec<u8>> {
+    let mut row = encode(hlc)?;
+    row.extend_from_slice(signature);
+    Ok(row)
+}
+
+/// `envelope` with the signature of `row`, unless the row signs another version (`None`).
+fn matching(
+    collection: Collection,
+    envelope: &[u8],
+    row: Option<&[u8]>,
+) -> Result<Option<SignedVersion>> {
+    let signature = match row {
+        None => Vec::new(),
+        Some(row) => {
+            let (hlc, signature) = signature_row(row)?;
+            if decode_header(collection, envelope)?.hlc != hlc {
+                return Ok(None);
+            }
+            signature.to_vec()
+        }
+    };
+    Ok(Some(SignedVersion { envelope: envelope.to_vec(), signature }))
+}
+
+/// A signatures-tree row read back: `(clock, signature)`.
+fn signature_row(row: &[u8]) -> Result<(Hlc, &[u8])> {
+    let (hlc, used) = crate::codec::decode_counted::<Hlc>(row)?;
+    Ok((hlc, &row[used..]))
+}
+
 /// The signatures tree's key of a version.
 fn signature_key(collection: Collection, id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + id.len());
@@ -969,7 +1013,8 @@ fn write_version<R: Record>(
     if signature.is_empty() {
         signatures.remove(key)?;
     } else {
-        signatures.insert(key, signature)?;
+        let row = signature_row_of(&envelope.header.hlc, &signature).map_err(abort)?;
+        signatures.insert(key, row)?;
     }
     records.insert(id.as_bytes(), bytes)?;
     let seq = next_seq(meta)?;

@@ -169,3 +169,27 @@ fn a_released_members_tombstone_is_never_collected() {
     assert_eq!(removed.len(), 1, "only the tool's: {removed:?}");
     assert!(s.envelope::<gridnode_store::Member>("gone").unwrap().unwrap().header.tombstone);
 }
+
+#[test]
+fn a_version_is_always_read_with_its_own_signature_while_it_is_rewritten() {
+    let store = Store::open(&StoreConfig::temporary("w").signed_by(Arc::new(Tagged("w")))).unwrap();
+    store.create(&tool("hot")).unwrap();
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for i in 0..2000 {
+                let record = ToolEntry { tool_search_description: format!("v{i}"), ..tool("hot") };
+                store.put_unsynced(&record).unwrap();
+            }
+        })
+    };
+    let mut reads = 0;
+    while !writer.is_finished() || reads < 100 {
+        let version = store.signed_version(Collection::Tools, "hot").unwrap().unwrap();
+        let expected =
+            Tagged("w").sign(&signed_message(Collection::Tools, "hot", &version.envelope));
+        assert_eq!(version.signature, expected, "a signature of another version (read {reads})");
+        reads += 1;
+    }
+    writer.join().unwrap();
+}
