@@ -159,7 +159,6 @@ pub struct Stats {
     heartbeat_sent_bytes: AtomicU64,
     published_versions: AtomicU64,
     merged_versions: AtomicU64,
-    rejected: AtomicU64,
     sync_served_bytes: AtomicU64,
     followed_seq: AtomicU64,
 }
@@ -176,7 +175,8 @@ pub struct StatsSnapshot {
     pub published_versions: u64,
     /// Versions from peers that changed the store.
     pub merged_versions: u64,
-    /// Messages and versions from peers dropped.
+    /// Connections, messages and versions from peers refused (every reason of
+    /// [`Federation::rejections`] summed).
     pub rejected: u64,
     /// Envelope bytes served to peers' anti-entropy fetches.
     pub sync_served_bytes: u64,
@@ -202,7 +202,7 @@ impl Stats {
             heartbeat_sent_bytes: get(&self.heartbeat_sent_bytes),
             published_versions: get(&self.published_versions),
             merged_versions: get(&self.merged_versions),
-            rejected: get(&self.rejected),
+            rejected: 0,
             sync_served_bytes: get(&self.sync_served_bytes),
             followed_seq: get(&self.followed_seq),
         }
@@ -281,7 +281,6 @@ impl Shared {
     /// Counts and (rate-limited) logs a refusal, and tells subscribers.
     fn reject(&self, from: PeerId, rejection: Rejection) {
         self.rejections.record(&from, &rejection);
-        Stats::add(&self.stats.rejected, 1);
         let _ = self.events.send(Event::Rejected { from, rejection });
     }
     fn connected(&self, peer: PeerId, up: bool) {
@@ -429,7 +428,7 @@ impl Federation {
     }
 
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot()
+        StatsSnapshot { rejected: self.shared.rejections.total(), ..self.shared.stats.snapshot() }
     }
 
     /// What was refused from peers, `(reason, count)` for every reason.

@@ -526,10 +526,16 @@ impl Driver {
 
     /// Asks a newly connected peer to prove it holds the cluster key.
     fn challenge(&mut self, peer: PeerId, dialed: Option<Multiaddr>) {
-        let nonce = admission::nonce();
-        self.swarm.behaviour_mut().admit.send_request(&peer, Challenge { nonce });
+        let nonce = self.send_challenge(peer);
         let addrs = dialed.into_iter().collect();
         self.candidates.insert(peer, Candidate { since: Instant::now(), nonce, addrs });
+    }
+
+    /// Sends `peer` a challenge with a fresh nonce, and returns the nonce.
+    fn send_challenge(&mut self, peer: PeerId) -> [u8; NONCE_BYTES] {
+        let nonce = admission::nonce();
+        self.swarm.behaviour_mut().admit.send_request(&peer, Challenge { nonce });
+        nonce
     }
 
     /// Answers challenges (from anyone: the answer proves only that this node holds the key),
@@ -557,8 +563,7 @@ impl Driver {
                 if self.candidates.contains_key(&peer) && self.swarm.is_connected(&peer) =>
             {
                 debug!("challenge to {peer} failed ({error}); asking again");
-                let nonce = admission::nonce();
-                self.swarm.behaviour_mut().admit.send_request(&peer, Challenge { nonce });
+                let nonce = self.send_challenge(peer);
                 if let Some(candidate) = self.candidates.get_mut(&peer) {
                     candidate.nonce = nonce;
                 }

@@ -117,6 +117,7 @@ async fn read<R: RegistryApi>(
     params: Params,
 ) -> Result<axum::response::Response> {
     let record = app.registry.get::<R>(id.clone()).await?;
+    // The common read renders the record straight: no detour through a JSON value.
     if !params.provenance()? {
         return Ok(axum::response::IntoResponse::into_response(Json(record)));
     }
