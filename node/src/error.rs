@@ -52,6 +52,12 @@ pub enum Error {
     /// The federation could not start (a p2p listener, a key), or refused a request.
     #[error(transparent)]
     Federation(#[from] gridnode_federation::Error),
+    /// The Kubernetes resolver cannot reach or read its API server.
+    #[error(transparent)]
+    Kubernetes(#[from] crate::resolve::kubernetes::Error),
+    /// A tool cannot be hosted (its definition, or this machine, is at fault).
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::Error),
 }
 
 impl Error {
@@ -75,7 +81,25 @@ impl Error {
             Error::Unavailable(_) => 503,
             Error::Unreachable(_) => 502,
             Error::Resolve(ResolveError::Misconfigured(_) | ResolveError::Unavailable(_)) => 500,
-            Error::Internal(_) | Error::Io { .. } | Error::Config(_) | Error::Federation(_) => 500,
+            Error::Runtime(error) if error.is_definition() => 400,
+            Error::Internal(_)
+            | Error::Io { .. }
+            | Error::Config(_)
+            | Error::Federation(_)
+            | Error::Kubernetes(_)
+            | Error::Runtime(_) => 500,
+        }
+    }
+
+    /// The gRPC code of the same meaning as [`Error::status`]: one mapping, from the status.
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self.status() {
+            400 | 413 | 415 => tonic::Code::InvalidArgument,
+            403 => tonic::Code::PermissionDenied,
+            404 => tonic::Code::NotFound,
+            409 => tonic::Code::AlreadyExists,
+            502 | 503 => tonic::Code::Unavailable,
+            _ => tonic::Code::Internal,
         }
     }
 

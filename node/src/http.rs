@@ -1,7 +1,7 @@
 //! The REST API: thin axum handlers over the service layer.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{Method, StatusCode, Uri, header};
@@ -14,11 +14,7 @@ use serde_json::json;
 use crate::error::{Error, Result};
 use crate::graphql::GraphSchema;
 use crate::http::extract::{JsonBody, Params};
-use crate::service::Registry;
-use crate::service::actions::Actions;
-use crate::service::cluster::Cluster;
-use crate::service::cluster_tools::ClusterTools;
-use crate::service::execution::Execution;
+use crate::services::Services;
 
 pub mod cluster_tools;
 pub mod error;
@@ -27,58 +23,16 @@ pub mod extract;
 pub mod observe;
 pub mod registry;
 
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub registry: Registry,
-    pub cluster: Cluster,
-    pub cluster_tools: ClusterTools,
-    pub actions: Actions,
-    pub metrics: crate::metrics::Metrics,
-    pub graphql: GraphSchema,
-    /// True once the store is open and every listener is bound.
-    pub ready: Arc<AtomicBool>,
-}
-
-impl AppState {
-    pub fn new(
-        registry: Registry,
-        cluster: Cluster,
-        cluster_tools: ClusterTools,
-        actions: Actions,
-        metrics: crate::metrics::Metrics,
-        ready: Arc<AtomicBool>,
-    ) -> AppState {
-        AppState {
-            graphql: crate::graphql::schema(registry.clone()),
-            registry,
-            cluster,
-            cluster_tools,
-            actions,
-            metrics,
-            ready,
-        }
-    }
-}
-
-impl AppState {
-    /// Execute by id, allow-lists, audit and blobs (the actions service's).
-    pub fn execution(&self) -> &Execution {
-        self.actions.execution()
-    }
-}
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("registry", &self.registry).finish_non_exhaustive()
-    }
-}
+/// What every handler can reach: the node's services.
+pub type AppState = Arc<Services>;
 
 /// The whole REST API.
 pub fn router(state: AppState) -> Router {
     let limits = &state.registry.settings().limits;
     let max_json = limits.max_json_body_bytes as usize;
     let max_upload = limits.max_upload_bytes as usize;
+    let schema = crate::graphql::schema(state.registry.clone());
+    let graphql = move |request| graphql(schema.clone(), request);
     Router::new()
         .merge(registry::routes::<ToolEntry>(max_upload))
         .merge(registry::routes::<FunctionEntry>(max_upload))
@@ -90,7 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/cluster/members/{node_id}", axum::routing::delete(forget))
         .route("/blobs/{sha256}", get(blob))
         .route("/search", get(search))
-        .route("/graphql", get(|| graphiql("/graphql")).post(graphql))
+        .route("/graphql", get(|| graphiql("/graphql")).post(graphql.clone()))
         .route("/functions/graphql", get(|| graphiql("/functions/graphql")).post(graphql))
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/readyz", get(ready))
@@ -98,7 +52,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe))
+        .layer(observe::layers(state.metrics.clone()))
         .with_state(state)
 }
 
@@ -109,11 +63,12 @@ async fn blob(
     Path(sha256): Path<String>,
     params: Params,
 ) -> Result<impl IntoResponse> {
-    let bytes = match params.0.get("local").map(String::as_str) {
-        Some("true") => app.registry.blob(sha256).await?,
-        None | Some("false") => app.execution().blobs().fetch(&sha256, None).await?,
+    let local_only = match params.0.get("local").map(String::as_str) {
+        Some("true") => true,
+        None | Some("false") => false,
         Some(_) => return Err(Error::BadRequest("local must be true or false".into())),
     };
+    let bytes = app.blobs.get(sha256, local_only).await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes))
 }
 
@@ -160,10 +115,10 @@ async fn search(
 
 /// `POST /graphql`: one GraphQL request as JSON; answers `{data, errors}` (errors with 200).
 async fn graphql(
-    State(app): State<AppState>,
+    schema: GraphSchema,
     JsonBody(request): JsonBody<async_graphql::Request>,
 ) -> Json<async_graphql::Response> {
-    Json(app.graphql.execute(request).await)
+    Json(schema.execute(request).await)
 }
 
 /// `GET /graphql`: the GraphiQL page, pointed at the same path.

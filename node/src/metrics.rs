@@ -1,17 +1,39 @@
-//! Prometheus metrics (contract section 10), kept in process and rendered as text at
-//! `GET /metrics`: HTTP requests by route, method and status with a latency histogram; tool
-//! calls by tool and result; executions by kind and status; peers; replication. No exporter
-//! crate: a few maps of counters and the text format, which is small and stable.
+//! Prometheus metrics (contract section 10), kept in process through `prometheus-client` and
+//! rendered at `GET /metrics`: HTTP requests by route, method and status with a latency
+//! histogram; tool calls by tool and result; executions by kind and status; peers; replication.
+//!
+//! The exposition is OpenMetrics text (what `prometheus-client` writes), served as
+//! `application/openmetrics-text; version=1.0.0`: its counter `# TYPE` lines name the family
+//! without `_total` and it ends with `# EOF`, so calling it `text/plain; version=0.0.4` would
+//! mislabel it (a 0.0.4 parser would find no type for `…_total` samples). Prometheus has read
+//! OpenMetrics since 2.5 and asks for it first; the series it stores keep the names and labels
+//! they had (`gridnode_http_requests_total{route,method,status}`, …). What reads differently:
+//! histogram bounds are canonical floats (`le="1.0"` where it was `le="1"`, as Prometheus 3
+//! normalises them anyway), `le` is written first among a bucket's labels (their order carries no
+//! meaning), a histogram's `_sum` and `_count` come before its buckets, and a counter's `# HELP`
+//! and `# TYPE` lines name it without `_total`.
 //!
 //! Label values are bounded: routes are axum's route templates (`/tools/{id}`, never the raw
 //! path), tools are names this node hosts or registry ids that existed when called (a call of an
-//! unknown tool counts under `_unknown`; past 1 000 distinct tools, under `_other`), peers are
-//! capped at 1 000.
+//! unknown tool counts under `_unknown`; past 1 000 distinct tools, under `_other`: a `Family`
+//! grows without end otherwise), peers are capped at 1 000.
+//!
+//! What only exists when asked (peers, the store's sequence, replication counters, calls in
+//! flight) is read by the `/metrics` handler into [`Gauges`] and encoded by a collector made for
+//! that one scrape, so a peer that left has no series left behind.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
 pub const BUCKETS: [f64; 14] =
@@ -27,29 +49,86 @@ pub const OTHER_TOOLS: &str = "_other";
 /// Peers listed by `gridnode_peer_last_seen_seconds` at most (the first by node id).
 pub const MAX_PEER_SERIES: usize = 1000;
 
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// The metrics of one node. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
-    /// By route, then by (method, status): a request allocates nothing once its route is known.
-    requests: Mutex<BTreeMap<String, RouteSeries>>,
-    /// Per tool: `[successes, failures]`.
-    tool_calls: Mutex<BTreeMap<String, [u64; 2]>>,
-    executions: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// Everything below, registered once. (`prometheus-client` names a counter's samples
+    /// `<name>_total` itself, and adds the final `.` of each help text.)
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    tool_calls: Family<ToolLabels, Counter>,
+    /// The tools that have a label of their own, at most [`MAX_TOOL_SERIES`].
+    tools: Mutex<HashSet<String>>,
+    executions: Family<ExecutionLabels, Counter>,
 }
 
-/// One route's requests by (method, status).
-type RouteSeries = BTreeMap<(&'static str, u16), Histogram>;
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: &'static str,
+    status: u16,
+}
 
-#[derive(Debug, Clone, Default)]
-struct Histogram {
-    count: u64,
-    sum: f64,
-    buckets: [u64; BUCKETS.len()],
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+    method: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToolLabels {
+    tool: String,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExecutionLabels {
+    kind: &'static str,
+    status: u16,
+}
+
+impl Default for Inner {
+    fn default() -> Inner {
+        let inner = Inner {
+            registry: Registry::default(),
+            requests: Family::default(),
+            durations: Family::new_with_constructor(|| Histogram::new(BUCKETS)),
+            tool_calls: Family::default(),
+            tools: Mutex::default(),
+            executions: Family::default(),
+        };
+        let mut registry = Registry::default();
+        registry.register(
+            "gridnode_http_requests",
+            "HTTP requests answered, by route template, method and status",
+            inner.requests.clone(),
+        );
+        registry.register(
+            "gridnode_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template and method",
+            inner.durations.clone(),
+        );
+        registry.register(
+            "gridnode_tool_calls",
+            "Tool calls this node ran, by tool and result",
+            inner.tool_calls.clone(),
+        );
+        registry.register(
+            "gridnode_executions",
+            "Executions asked of this node (as audited), by kind and status",
+            inner.executions.clone(),
+        );
+        Inner { registry, ..inner }
+    }
 }
 
 /// Gauges read when `/metrics` is asked for.
@@ -78,231 +157,132 @@ impl Metrics {
 
     /// One answered HTTP request.
     pub fn request(&self, route: &str, method: &'static str, status: u16, took: Duration) {
-        let seconds = took.as_secs_f64();
-        let mut requests = self.inner.requests.lock().unwrap_or_else(PoisonError::into_inner);
-        if !requests.contains_key(route) {
-            requests.insert(route.to_owned(), BTreeMap::new());
-        }
-        let Some(series) = requests.get_mut(route) else { return };
-        let histogram = series.entry((method, status)).or_default();
-        histogram.count += 1;
-        histogram.sum += seconds;
-        for (bucket, bound) in histogram.buckets.iter_mut().zip(BUCKETS) {
-            if seconds <= bound {
-                *bucket += 1;
-            }
-        }
+        let route = route.to_owned();
+        self.inner
+            .durations
+            .get_or_create(&RouteLabels { route: route.clone(), method })
+            .observe(took.as_secs_f64());
+        self.inner.requests.get_or_create(&RequestLabels { route, method, status }).inc();
     }
 
     /// One tool call run by this node (its runtime, a bundle, a remote tool's HTTP call).
     pub fn tool_call(&self, tool: &str, success: bool) {
-        let mut calls = self.inner.tool_calls.lock().unwrap_or_else(PoisonError::into_inner);
-        let result = usize::from(!success);
-        if let Some(counts) = calls.get_mut(tool) {
-            counts[result] += 1;
-            return;
-        }
-        let label = if calls.len() < MAX_TOOL_SERIES { tool } else { OTHER_TOOLS };
-        calls.entry(label.to_owned()).or_default()[result] += 1;
+        let admitted = {
+            let mut tools = self.inner.tools.lock().unwrap_or_else(PoisonError::into_inner);
+            tools.contains(tool) || (tools.len() < MAX_TOOL_SERIES && tools.insert(tool.to_owned()))
+        };
+        let tool = if admitted { tool } else { OTHER_TOOLS };
+        let result = if success { "success" } else { "failure" };
+        self.inner.tool_calls.get_or_create(&ToolLabels { tool: tool.to_owned(), result }).inc();
     }
 
     /// One execution asked of this node, as audited (`kind`: tool, function, cluster_tool).
     pub fn execution(&self, kind: &'static str, status: u16) {
-        let mut executions = self.inner.executions.lock().unwrap_or_else(PoisonError::into_inner);
-        *executions.entry((kind, status)).or_default() += 1;
+        self.inner.executions.get_or_create(&ExecutionLabels { kind, status }).inc();
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The OpenMetrics text of every metric (see [`CONTENT_TYPE`]).
     pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::with_capacity(4096);
-        let requests: Vec<((String, &str, u16), Histogram)> = self
-            .inner
-            .requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .flat_map(|(route, series)| {
-                series
-                    .iter()
-                    .map(|((method, status), h)| ((route.clone(), *method, *status), h.clone()))
-            })
-            .collect();
-        header(
-            &mut out,
-            "gridnode_http_requests_total",
-            "counter",
-            "HTTP requests answered, by route template, method and status.",
-        );
-        for ((route, method, status), h) in &requests {
-            let _ = writeln!(
-                out,
-                "gridnode_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {}",
-                escape(route),
-                escape(method),
-                h.count
-            );
-        }
-        header(
-            &mut out,
-            "gridnode_http_request_duration_seconds",
-            "histogram",
-            "Time to answer an HTTP request, by route template and method.",
-        );
-        let mut merged: BTreeMap<(&str, &str), Histogram> = BTreeMap::new();
-        for ((route, method, _), h) in &requests {
-            let total = merged.entry((route.as_str(), method)).or_default();
-            total.count += h.count;
-            total.sum += h.sum;
-            for (sum, add) in total.buckets.iter_mut().zip(h.buckets) {
-                *sum += add;
-            }
-        }
-        for ((route, method), h) in &merged {
-            let labels = format!("route=\"{}\",method=\"{}\"", escape(route), escape(method));
-            for (bound, count) in BUCKETS.iter().zip(h.buckets) {
-                let _ = writeln!(
-                    out,
-                    "gridnode_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "gridnode_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ =
-                writeln!(out, "gridnode_http_request_duration_seconds_sum{{{labels}}} {}", h.sum);
-            let _ = writeln!(
-                out,
-                "gridnode_http_request_duration_seconds_count{{{labels}}} {}",
-                h.count
-            );
-        }
-        header(
-            &mut out,
-            "gridnode_tool_calls_total",
-            "counter",
-            "Tool calls this node ran, by tool and result.",
-        );
-        for (tool, counts) in
-            self.inner.tool_calls.lock().unwrap_or_else(PoisonError::into_inner).iter()
+        let mut scrape = Registry::default();
+        scrape.register_collector(Box::new(AtScrape(gauges.clone())));
+        // Writing to a `String` cannot fail, and neither can the encoders of these metrics.
+        if let Err(error) = text::encode_registry(&mut out, &self.inner.registry)
+            .and_then(|()| text::encode(&mut out, &scrape))
         {
-            for (result, count) in ["success", "failure"].into_iter().zip(counts) {
-                if *count > 0 {
-                    let _ = writeln!(
-                        out,
-                        "gridnode_tool_calls_total{{tool=\"{}\",result=\"{result}\"}} {count}",
-                        escape(tool)
-                    );
-                }
-            }
+            tracing::warn!(%error, "metrics could not be encoded");
         }
-        header(
-            &mut out,
-            "gridnode_executions_total",
-            "counter",
-            "Executions asked of this node (as audited), by kind and status.",
-        );
-        for ((kind, status), count) in
-            self.inner.executions.lock().unwrap_or_else(PoisonError::into_inner).iter()
-        {
-            let _ = writeln!(
-                out,
-                "gridnode_executions_total{{kind=\"{kind}\",status=\"{status}\"}} {count}"
-            );
-        }
-        header(
-            &mut out,
-            "gridnode_peers",
-            "gauge",
-            "Nodes of the cluster heard from, by state (this node included).",
-        );
-        let _ = writeln!(out, "gridnode_peers{{state=\"alive\"}} {}", gauges.peers_alive);
-        let _ = writeln!(out, "gridnode_peers{{state=\"silent\"}} {}", gauges.peers_silent);
-        header(
-            &mut out,
-            "gridnode_peer_last_seen_seconds",
-            "gauge",
-            "Seconds since each node's last heartbeat.",
-        );
-        for (node, age) in gauges.peer_ages.iter().take(MAX_PEER_SERIES) {
-            let _ = writeln!(
-                out,
-                "gridnode_peer_last_seen_seconds{{node=\"{}\"}} {age:.3}",
-                escape(node)
-            );
-        }
-        let gauge = |out: &mut String, name: &str, kind: &str, help: &str, value: String| {
-            header(out, name, kind, help);
-            let _ = writeln!(out, "{name} {value}");
-        };
-        gauge(
-            &mut out,
-            "gridnode_replication_backlog_changes",
-            "gauge",
-            "Changes committed here not yet handed to the federation (replication lag, in changes).",
-            gauges.replication_backlog.to_string(),
-        );
-        gauge(
-            &mut out,
-            "gridnode_replication_published_versions_total",
-            "counter",
-            "Versions of this node's writes published to peers.",
-            gauges.published_versions.to_string(),
-        );
-        gauge(
-            &mut out,
-            "gridnode_replication_merged_versions_total",
-            "counter",
-            "Versions from peers that changed this node's store.",
-            gauges.merged_versions.to_string(),
-        );
-        gauge(
-            &mut out,
-            "gridnode_replication_rejected_total",
-            "counter",
-            "Messages and versions from peers dropped.",
-            gauges.rejected.to_string(),
-        );
-        header(
-            &mut out,
-            "gridnode_peer_rejected_total",
-            "counter",
-            "Connections, messages and versions refused from peers, by reason.",
-        );
-        for (reason, count) in &gauges.peer_rejected {
-            let _ = writeln!(out, "gridnode_peer_rejected_total{{reason=\"{reason}\"}} {count}");
-        }
-        gauge(
-            &mut out,
-            "gridnode_store_last_seq",
-            "gauge",
-            "The store's change-feed sequence number.",
-            gauges.store_seq.to_string(),
-        );
-        gauge(
-            &mut out,
-            "gridnode_in_flight_calls",
-            "gauge",
-            "Tool calls running on this node now.",
-            gauges.in_flight_calls.to_string(),
-        );
         out
     }
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
+/// The metrics read at scrape time, encoded in a fixed order. (A collector writes its help
+/// texts as given: they end with their `.` here.)
+#[derive(Debug)]
+struct AtScrape(Gauges);
 
-/// A label value as the text format wants it.
-fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+impl Collector for AtScrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let gauges = &self.0;
+        let mut peers = encoder.encode_descriptor(
+            "gridnode_peers",
+            "Nodes of the cluster heard from, by state (this node included).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (state, count) in [("alive", gauges.peers_alive), ("silent", gauges.peers_silent)] {
+            ConstGauge::new(count).encode(peers.encode_family(&[("state", state)])?)?;
+        }
+        let mut last_seen = encoder.encode_descriptor(
+            "gridnode_peer_last_seen_seconds",
+            "Seconds since each node's last heartbeat.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (node, age) in gauges.peer_ages.iter().take(MAX_PEER_SERIES) {
+            // Milliseconds are all a heartbeat age can tell.
+            let age = (age * 1000.0).round() / 1000.0;
+            ConstGauge::new(age).encode(last_seen.encode_family(&[("node", node.as_str())])?)?;
+        }
+        ConstGauge::new(gauges.replication_backlog).encode(encoder.encode_descriptor(
+            "gridnode_replication_backlog_changes",
+            "Changes committed here not yet handed to the federation (replication lag, in changes).",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        for (name, help, count) in [
+            (
+                "gridnode_replication_published_versions",
+                "Versions of this node's writes published to peers.",
+                gauges.published_versions,
+            ),
+            (
+                "gridnode_replication_merged_versions",
+                "Versions from peers that changed this node's store.",
+                gauges.merged_versions,
+            ),
+            (
+                "gridnode_replication_rejected",
+                "Messages and versions from peers dropped.",
+                gauges.rejected,
+            ),
+        ] {
+            ConstCounter::new(count).encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                MetricType::Counter,
+            )?)?;
+        }
+        let mut rejected = encoder.encode_descriptor(
+            "gridnode_peer_rejected",
+            "Connections, messages and versions refused from peers, by reason.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, count) in &gauges.peer_rejected {
+            ConstCounter::new(*count).encode(rejected.encode_family(&[("reason", *reason)])?)?;
+        }
+        ConstGauge::new(gauges.store_seq).encode(encoder.encode_descriptor(
+            "gridnode_store_last_seq",
+            "The store's change-feed sequence number.",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        ConstGauge::new(gauges.in_flight_calls).encode(encoder.encode_descriptor(
+            "gridnode_in_flight_calls",
+            "Tool calls running on this node now.",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     #[test]
@@ -315,8 +295,11 @@ mod tests {
         let text = metrics.render(&Gauges::default());
         let series = text.lines().filter(|l| l.starts_with("gridnode_tool_calls_total{")).count();
         assert!(series <= 2 * MAX_TOOL_SERIES + 2, "{series}");
-        assert!(text.contains("gridnode_tool_calls_total{tool=\"_other\",result=\"success\"} "));
-        assert!(text.contains("gridnode_tool_calls_total{tool=\"t0\",result=\"failure\"} 1"));
+        assert!(
+            text.contains("gridnode_tool_calls_total{tool=\"_other\",result=\"success\"} 50\n")
+        );
+        assert!(text.contains("gridnode_tool_calls_total{tool=\"t0\",result=\"failure\"} 1\n"));
+        assert!(!text.contains("tool=\"t1000\""));
     }
 
     #[test]
@@ -330,8 +313,12 @@ mod tests {
         assert!(text.contains(
             "gridnode_http_requests_total{route=\"/tools/{id}\",method=\"GET\",status=\"404\"} 1"
         ));
-        assert!(text.contains("gridnode_http_request_duration_seconds_bucket{route=\"/tools/{id}\",method=\"GET\",le=\"0.0005\"} 1"));
-        assert!(text.contains("gridnode_http_request_duration_seconds_bucket{route=\"/tools/{id}\",method=\"GET\",le=\"+Inf\"} 2"));
+        assert!(text.contains("gridnode_http_request_duration_seconds_bucket{le=\"0.0005\",route=\"/tools/{id}\",method=\"GET\"} 1"));
+        assert!(text.contains("gridnode_http_request_duration_seconds_bucket{le=\"0.05\",route=\"/tools/{id}\",method=\"GET\"} 2"));
+        assert!(text.contains("gridnode_http_request_duration_seconds_bucket{le=\"+Inf\",route=\"/tools/{id}\",method=\"GET\"} 2"));
+        assert!(text.contains(
+            "gridnode_http_request_duration_seconds_count{route=\"/tools/{id}\",method=\"GET\"} 2"
+        ));
         assert!(
             text.contains(
                 "gridnode_tool_calls_total{tool=\"say \\\"hi\\\"\",result=\"success\"} 1"
@@ -339,5 +326,99 @@ mod tests {
         );
         assert!(text.contains("gridnode_executions_total{kind=\"tool\",status=\"403\"} 1"));
         assert!(text.contains("gridnode_peers{state=\"alive\"} 2"));
+        assert!(text.contains("gridnode_peers{state=\"silent\"} 0"));
+    }
+
+    /// The exposed names, types and help texts are what dashboards know: byte for byte.
+    #[test]
+    fn metrics_keep_their_names_types_and_help() {
+        let metrics = Metrics::new();
+        metrics.request("/healthz", "GET", 200, Duration::from_millis(1));
+        metrics.tool_call("t", true);
+        metrics.execution("function", 200);
+        let gauges = Gauges {
+            peers_alive: 3,
+            peers_silent: 1,
+            store_seq: 42,
+            replication_backlog: 2,
+            published_versions: 7,
+            merged_versions: 5,
+            rejected: 1,
+            peer_rejected: vec![("admission", 0), ("signature", 4)],
+            in_flight_calls: 6,
+            peer_ages: vec![("n1".into(), 1.2344), ("we\"ird\n".into(), 0.5)],
+        };
+        let text = metrics.render(&gauges);
+        let samples: BTreeSet<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(['{', ' ']).next().unwrap_or_default())
+            .collect();
+        let expected = BTreeSet::from([
+            "gridnode_http_requests_total",
+            "gridnode_http_request_duration_seconds_bucket",
+            "gridnode_http_request_duration_seconds_sum",
+            "gridnode_http_request_duration_seconds_count",
+            "gridnode_tool_calls_total",
+            "gridnode_executions_total",
+            "gridnode_peers",
+            "gridnode_peer_last_seen_seconds",
+            "gridnode_replication_backlog_changes",
+            "gridnode_replication_published_versions_total",
+            "gridnode_replication_merged_versions_total",
+            "gridnode_replication_rejected_total",
+            "gridnode_peer_rejected_total",
+            "gridnode_store_last_seq",
+            "gridnode_in_flight_calls",
+        ]);
+        assert_eq!(samples, expected, "{text}");
+        for line in [
+            "# HELP gridnode_http_requests HTTP requests answered, by route template, method and status.",
+            "# TYPE gridnode_http_requests counter",
+            "# HELP gridnode_http_request_duration_seconds Time to answer an HTTP request, by route template and method.",
+            "# TYPE gridnode_http_request_duration_seconds histogram",
+            "# TYPE gridnode_tool_calls counter",
+            "# HELP gridnode_executions Executions asked of this node (as audited), by kind and status.",
+            "# TYPE gridnode_peers gauge",
+            "# HELP gridnode_peers Nodes of the cluster heard from, by state (this node included).",
+            "# TYPE gridnode_peer_last_seen_seconds gauge",
+            "# TYPE gridnode_replication_backlog_changes gauge",
+            "# TYPE gridnode_replication_published_versions counter",
+            "# HELP gridnode_replication_rejected Messages and versions from peers dropped.",
+            "# TYPE gridnode_peer_rejected counter",
+            "# TYPE gridnode_store_last_seq gauge",
+            "# HELP gridnode_in_flight_calls Tool calls running on this node now.",
+            "gridnode_http_request_duration_seconds_bucket{le=\"0.001\",route=\"/healthz\",method=\"GET\"} 1",
+            "gridnode_http_request_duration_seconds_bucket{le=\"10.0\",route=\"/healthz\",method=\"GET\"} 1",
+            "gridnode_executions_total{kind=\"function\",status=\"200\"} 1",
+            "gridnode_peers{state=\"alive\"} 3",
+            "gridnode_peers{state=\"silent\"} 1",
+            "gridnode_peer_last_seen_seconds{node=\"n1\"} 1.234",
+            "gridnode_peer_last_seen_seconds{node=\"we\\\"ird\\n\"} 0.5",
+            "gridnode_replication_backlog_changes 2",
+            "gridnode_replication_published_versions_total 7",
+            "gridnode_replication_merged_versions_total 5",
+            "gridnode_replication_rejected_total 1",
+            "gridnode_peer_rejected_total{reason=\"admission\"} 0",
+            "gridnode_peer_rejected_total{reason=\"signature\"} 4",
+            "gridnode_store_last_seq 42",
+            "gridnode_in_flight_calls 6",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        assert!(text.ends_with("gridnode_in_flight_calls 6\n# EOF\n"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1);
+    }
+
+    #[test]
+    fn peer_series_are_capped() {
+        let gauges = Gauges {
+            peer_ages: (0..MAX_PEER_SERIES + 10).map(|i| (format!("n{i:05}"), 1.0)).collect(),
+            ..Gauges::default()
+        };
+        let text = Metrics::new().render(&gauges);
+        let series =
+            text.lines().filter(|l| l.starts_with("gridnode_peer_last_seen_seconds{")).count();
+        assert_eq!(series, MAX_PEER_SERIES);
     }
 }

@@ -1,15 +1,17 @@
-//! A running node: opens the store and the search index, hosts its tools, binds the REST and
-//! gRPC listeners, serves, and shuts down gracefully.
+//! A running node: opens the store and the search index, hosts its tools, starts the
+//! federation, builds the services, binds the REST and gRPC listeners, serves, and shuts down
+//! gracefully.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use gridnode_search::{Follower, SearchIndex};
 use gridnode_store::{ClusterLocalTool, Record, Store, StoreConfig};
 use serde_json::Value;
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -17,27 +19,17 @@ use gridnode_federation::{Admission, ClusterKey, Federation, FederationConfig, I
 
 use crate::config::{NodeConfig, ResolverKind};
 use crate::error::{Error, Result};
-use crate::http::{self, AppState};
+use crate::grpc::Executor;
 use crate::load::Sampler;
 use crate::metrics::Metrics;
 use crate::resolve::federation::FederationResolver;
 use crate::resolve::kubernetes::KubernetesResolver;
 use crate::resolve::static_table::StaticResolver;
 use crate::resolve::{Chain, Resolver};
-use crate::runtime::grpc::Executor;
-use crate::runtime::process::{self, ProcessSettings};
-use crate::runtime::{Runtime, builtin};
-use crate::service::actions::Actions;
-use crate::service::audit::Audit;
-use crate::service::blobs::Blobs;
-use crate::service::bundle_cache::BundleCache;
+use crate::runtime::{Runtime, builtin, process};
+use crate::service::Registry;
 use crate::service::cluster::{Cluster, Listeners};
-use crate::service::cluster_tools::ClusterTools;
-use crate::service::execution::{Execution, Parts};
-use crate::service::orgs::Orgs;
-use crate::service::remote::Remote;
-use crate::service::selection::Selection;
-use crate::service::{Registry, Settings};
+use crate::services::{Parts, Services, process_settings};
 
 /// How long shutdown waits for in-flight requests.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -48,15 +40,12 @@ pub struct Node {
     config: NodeConfig,
     http_addr: SocketAddr,
     grpc_addr: SocketAddr,
-    registry: Registry,
+    services: Arc<Services>,
     stop: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
     stop_grpc: oneshot::Sender<()>,
     grpc: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
     follower: Follower,
-    cluster: Cluster,
-    cluster_tools: ClusterTools,
-    actions: Actions,
     own_cluster_key: Option<PathBuf>,
 }
 
@@ -70,124 +59,45 @@ impl Node {
         // The node's key signs every version its store writes, and is its peer id.
         let identity = Identity::load_or_create(&config.key_file())?;
         let (admission, own_cluster_key) = admission(&config)?;
-        let store_config = StoreConfig {
-            path: Some(config.store_dir()),
-            cache_capacity: config.store.cache_mb * 1024 * 1024,
-            node_id: config.node_id.clone(),
-            signer: Some(Arc::new(identity.clone())),
-        };
-        let hosting = config.clone();
         let metrics = Metrics::new();
-        let mut runtime = tokio::task::spawn_blocking(move || host_tools(&hosting))
-            .await
-            .map_err(|e| Error::Internal(format!("tool loading task failed: {e}")))?;
-        runtime.set_metrics(metrics.clone());
-        let runtime = Arc::new(runtime);
-        let index_dir = config.index_dir();
-        let records = runtime.records();
-        let node_id = config.node_id.clone();
-        // Opening the index catches it up with the store (or rebuilds it) before we serve.
-        let (store, search) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let store = Store::open(&store_config)?;
-            announce(&store, &node_id, &records)?;
-            let search = SearchIndex::open(&index_dir, store.clone())?;
-            Ok((store, Arc::new(search)))
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("store open task failed: {e}")))??;
+        let runtime = host_tools(&config, &metrics).await?;
+        let (store, search) = open_store(&config, &identity, &runtime).await?;
         let follower = gridnode_search::follow(search.clone(), store.subscribe());
-
-        let (listener, http_addr) = bind(config.http, "http").await?;
+        let (http_listener, http_addr) = bind(config.http, "http").await?;
         let (grpc_listener, grpc_addr) = bind(config.grpc, "grpc").await?;
-        let advertise_http = if config.advertise_http.is_empty() {
-            format!("http://{http_addr}")
-        } else {
-            config.advertise_http.clone()
-        };
-        let advertise_grpc = if config.advertise_grpc.is_empty() {
-            grpc_addr.to_string()
-        } else {
-            config.advertise_grpc.clone()
-        };
-        if crate::resolve::federation::is_unspecified(&advertise_grpc) {
-            tracing::warn!(%advertise_grpc, "the gRPC endpoint told to peers is a wildcard: they cannot call this node's tools; set --advertise-grpc HOST:PORT");
-        }
+        let listeners = listeners(&config, http_addr, grpc_addr);
+        let advertise_http = listeners.advertise_http.clone();
         let cluster = start_federation(
             &config,
             (identity, admission),
             store.clone(),
             runtime.clone(),
-            Listeners {
-                http: http_addr.to_string(),
-                grpc: grpc_addr.to_string(),
-                p2p: Vec::new(),
-                advertise_http: advertise_http.clone(),
-                advertise_grpc: advertise_grpc.clone(),
-            },
+            listeners,
         )
         .await?;
-        let registry = Registry::new(
-            store,
-            search,
-            Settings { advertise_http, limits: config.limits.clone() },
-        );
-        let chain = match resolvers(&config, &cluster, kubernetes).await {
-            Ok(chain) => chain,
+        let built = async {
+            let chain = resolvers(&config, &cluster, kubernetes).await?;
+            let parts = Parts {
+                store,
+                search,
+                cluster: cluster.clone(),
+                runtime,
+                chain,
+                metrics,
+                advertise_http,
+            };
+            Services::build(&config, parts)
+        };
+        let services = match built.await {
+            Ok(services) => Arc::new(services),
             Err(error) => {
                 cluster.federation().shutdown().await;
                 return Err(error);
             }
         };
-        let cluster_tools = ClusterTools::new(
-            registry.clone(),
-            runtime.clone(),
-            cluster.clone(),
-            chain,
-            config.execute.clone(),
-            config.runtime.max_output_bytes as usize,
-        );
-
-        let actions = match services(&config, &registry, &cluster, &cluster_tools, &metrics) {
-            Ok(actions) => actions,
-            Err(error) => {
-                cluster.federation().shutdown().await;
-                return Err(error);
-            }
-        };
-
-        // gRPC: TCP_NODELAY on every accepted connection (tonic does not set it on sockets it is
-        // handed, and payloads over ~512 bytes would then wait for Nagle).
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-        let (stop_grpc, grpc_stopped) = oneshot::channel::<()>();
-        let service = Executor::new(runtime.clone()).into_service();
-        let grpc = tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = grpc_stopped.await;
-                })
-                .await
-        });
-
-        let ready = Arc::new(AtomicBool::new(false));
-        let app = http::router(AppState::new(
-            registry.clone(),
-            cluster.clone(),
-            cluster_tools.clone(),
-            actions.clone(),
-            metrics,
-            ready.clone(),
-        ));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        ready.store(true, Ordering::Release);
+        let (stop_grpc, grpc) = serve_grpc(grpc_listener, services.clone());
+        let (stop, server) = serve_http(http_listener, services.clone());
+        services.ready.store(true, Ordering::Release);
         tracing::info!(
             node_id = %config.node_id,
             peer_id = %cluster.node().peer_id,
@@ -200,15 +110,12 @@ impl Node {
             config,
             http_addr,
             grpc_addr,
-            registry,
+            services,
             stop,
             server,
             stop_grpc,
             grpc,
             follower,
-            cluster,
-            cluster_tools,
-            actions,
             own_cluster_key,
         })
     }
@@ -231,41 +138,31 @@ impl Node {
 
     /// The gRPC endpoint other nodes are told to call.
     pub fn advertise_grpc(&self) -> &str {
-        self.cluster.advertise_grpc()
+        self.services.cluster.advertise_grpc()
     }
 
     pub fn config(&self) -> &NodeConfig {
         &self.config
     }
 
-    /// The service layer, for in-process callers and tests.
+    /// Every service of this node, for in-process callers (benchmarks, tests).
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    /// The registry service.
     pub fn registry(&self) -> &Registry {
-        &self.registry
+        &self.services.registry
     }
 
     /// This node in its federation.
     pub fn cluster(&self) -> &Cluster {
-        &self.cluster
-    }
-
-    /// Resolution and execution across the federation.
-    pub fn cluster_tools(&self) -> &ClusterTools {
-        &self.cluster_tools
-    }
-
-    /// Execute by id, allow-lists, the audit log and the bundle cache.
-    pub fn execution(&self) -> &Execution {
-        self.actions.execution()
-    }
-
-    /// Actions and selection.
-    pub fn actions(&self) -> &Actions {
-        &self.actions
+        &self.services.cluster
     }
 
     /// The libp2p listen addresses, each ending in `/p2p/<peer id>`.
     pub fn p2p_addrs(&self) -> Vec<String> {
-        self.cluster.node().listeners.p2p
+        self.services.cluster.node().listeners.p2p
     }
 
     /// Stops accepting requests, lets in-flight ones finish (for at most [`SHUTDOWN_GRACE`]),
@@ -297,11 +194,11 @@ impl Node {
         };
         // No more replication: what peers send from now on, this node gets by anti-entropy at
         // its next start.
-        self.cluster.federation().shutdown().await;
+        self.services.cluster.federation().shutdown().await;
         // Stop indexing after the batch in hand, then release the index writer and its lock, so
         // the next start (in this process too) can take it. A restart catches up from the feed.
         self.follower.stop().await;
-        let registry = self.registry;
+        let registry = self.services.registry.clone();
         tokio::task::spawn_blocking(move || {
             registry.search_index().close();
             registry.store().sync()
@@ -386,7 +283,7 @@ async fn resolvers(
                 Some(connected) => connected,
                 None => {
                     let settings = config.resolver.kubernetes.clone().unwrap_or_default();
-                    Arc::new(KubernetesResolver::connect(&settings).await.map_err(Error::Config)?)
+                    Arc::new(KubernetesResolver::connect(&settings).await?)
                 }
             },
         });
@@ -395,8 +292,8 @@ async fn resolvers(
 }
 
 /// Binds a listener; port 0 picks a free port, so the bound address is returned with it.
-async fn bind(addr: SocketAddr, what: &str) -> Result<(tokio::net::TcpListener, SocketAddr)> {
-    let listener = tokio::net::TcpListener::bind(addr)
+async fn bind(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| Error::io(format!("cannot listen for {what} on {addr}"), e))?;
     let bound = listener
@@ -417,8 +314,8 @@ async fn node_id_from_label(
     else {
         return Ok((config, None));
     };
-    let resolver = Arc::new(KubernetesResolver::connect(&settings).await.map_err(Error::Config)?);
-    let label = resolver.label_of(&node_name).await.map_err(Error::Config)?;
+    let resolver = Arc::new(KubernetesResolver::connect(&settings).await?);
+    let label = resolver.label_of(&node_name).await?;
     config.node_id = match label {
         Some(id) => id,
         None => {
@@ -430,58 +327,18 @@ async fn node_id_from_label(
     Ok((config.validate()?, Some(resolver)))
 }
 
-/// The services of contract section 11 (execute by id, selection, actions, allow-lists, audit),
-/// over the registry, cluster and cluster tools of a node (public for in-process tests).
-pub fn services(
-    config: &NodeConfig,
-    registry: &Registry,
-    cluster: &Cluster,
-    cluster_tools: &ClusterTools,
-    metrics: &Metrics,
-) -> Result<Actions> {
-    let remote = Remote::new(
-        Duration::from_millis(config.execute.call_timeout_ms),
-        Duration::from_millis(config.execute.connect_timeout_ms),
-        config.runtime.max_output_bytes as usize,
-    )?;
-    let blobs = Blobs::new(
-        registry.clone(),
-        cluster.clone(),
-        remote.clone(),
-        Duration::from_millis(config.bundles.fetch_timeout_ms),
-    );
-    let orgs = Orgs::new(registry.clone());
-    let execution = Execution::new(Parts {
-        registry: registry.clone(),
-        cluster_tools: cluster_tools.clone(),
-        orgs: orgs.clone(),
-        audit: Audit::new(registry.clone(), config.audit.max_entries, metrics.clone()),
-        blobs,
-        bundles: BundleCache::new(
-            config.bundle_dir(),
-            config.bundles.cache_max_bytes,
-            config.limits.max_unpacked_bytes,
-        ),
-        remote,
-        process: process_settings(config, config.work_dir().join("bundles")),
-        metrics: metrics.clone(),
-    });
-    let selection = Selection::new(registry.clone(), cluster_tools.clone(), cluster.clone(), orgs);
-    Ok(Actions::new(registry.clone(), selection, execution))
+/// The built-in tools and the process tools of the tools dir, their calls counted in `metrics`.
+/// A tool folder that cannot be used is logged and skipped: the node still starts.
+async fn host_tools(config: &NodeConfig, metrics: &Metrics) -> Result<Arc<Runtime>> {
+    let config = config.clone();
+    let mut runtime = tokio::task::spawn_blocking(move || hosted(&config))
+        .await
+        .map_err(|e| Error::Internal(format!("tool loading task failed: {e}")))?;
+    runtime.set_metrics(metrics.clone());
+    Ok(Arc::new(runtime))
 }
 
-fn process_settings(config: &NodeConfig, work_root: PathBuf) -> ProcessSettings {
-    ProcessSettings {
-        default_timeout: Duration::from_millis(config.runtime.default_timeout_ms),
-        max_output_bytes: config.runtime.max_output_bytes as usize,
-        max_concurrent: config.runtime.max_concurrent_per_tool,
-        work_root,
-    }
-}
-
-/// The built-in tools and the process tools of the tools dir. A tool folder that cannot be used
-/// is logged and skipped: the node still starts.
-fn host_tools(config: &NodeConfig) -> Runtime {
+fn hosted(config: &NodeConfig) -> Runtime {
     let mut runtime = Runtime::new(config.node_id.clone());
     for tool in builtin::all(&config.node_id) {
         if let Err(problem) = runtime.register(tool) {
@@ -499,6 +356,82 @@ fn host_tools(config: &NodeConfig) -> Runtime {
         }
     }
     runtime
+}
+
+/// Opens the store (this node's key signing its writes), announces the hosted tools, and opens
+/// the search index, which catches up with the store (or is rebuilt) before anything is served.
+async fn open_store(
+    config: &NodeConfig,
+    identity: &Identity,
+    runtime: &Runtime,
+) -> Result<(Store, Arc<SearchIndex>)> {
+    let store_config = StoreConfig {
+        path: Some(config.store_dir()),
+        cache_capacity: config.store.cache_mb * 1024 * 1024,
+        node_id: config.node_id.clone(),
+        signer: Some(Arc::new(identity.clone())),
+    };
+    let (index_dir, node_id, records) =
+        (config.index_dir(), config.node_id.clone(), runtime.records());
+    tokio::task::spawn_blocking(move || -> Result<_> {
+        let store = Store::open(&store_config)?;
+        announce(&store, &node_id, &records)?;
+        let search = SearchIndex::open(&index_dir, store.clone())?;
+        Ok((store, Arc::new(search)))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("store open task failed: {e}")))?
+}
+
+/// The bound addresses, and the endpoints peers are told (the bound ones unless configured).
+fn listeners(config: &NodeConfig, http: SocketAddr, grpc: SocketAddr) -> Listeners {
+    let or_bound =
+        |given: &str, bound: String| if given.is_empty() { bound } else { given.to_owned() };
+    let advertise_http = or_bound(&config.advertise_http, format!("http://{http}"));
+    let advertise_grpc = or_bound(&config.advertise_grpc, grpc.to_string());
+    if crate::resolve::federation::is_unspecified(&advertise_grpc) {
+        tracing::warn!(%advertise_grpc, "the gRPC endpoint told to peers is a wildcard: they cannot call this node's tools; set --advertise-grpc HOST:PORT");
+    }
+    Listeners {
+        http: http.to_string(),
+        grpc: grpc.to_string(),
+        p2p: Vec::new(),
+        advertise_http,
+        advertise_grpc,
+    }
+}
+
+type Serving<E> = (oneshot::Sender<()>, JoinHandle<std::result::Result<(), E>>);
+
+/// Serves the ToolExecutor until told to stop. TCP_NODELAY on every accepted connection (tonic
+/// does not set it on sockets it is handed, and payloads over ~512 bytes would wait for Nagle).
+fn serve_grpc(listener: TcpListener, services: Arc<Services>) -> Serving<tonic::transport::Error> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let service = Executor::new(services).into_service();
+    let task = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (stop, task)
+}
+
+/// Serves the REST API until told to stop.
+fn serve_http(listener: TcpListener, services: Arc<Services>) -> Serving<std::io::Error> {
+    let app = crate::http::router(services);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (stop, task)
 }
 
 /// Replaces this node's `ClusterLocalTools` records with the tools it hosts now, as the seed's

@@ -1,7 +1,10 @@
-//! The local tool runtime (contract section 6): the tools this node hosts, each a [`Tool`] —
-//! built-ins compiled in, and process tools from the tools dir — with their input validated
-//! against the tool's spec before it runs. The gRPC server ([`grpc`]) and the node's own REST
-//! routes are thin adapters over [`Runtime::call`].
+//! The local tool runtime (contract section 6), the only place a tool runs on this node: the
+//! tools it hosts, each a [`Tool`] — built-ins compiled in, and process tools from the tools
+//! dir — with their input validated against the tool's spec before it runs, and the short-lived
+//! tools execution hands it (a registry tool's unpacked bundle, [`Runtime::run`]). Calls in
+//! flight (the heartbeat's load), call metadata and the tool-call metrics are kept here, once.
+//!
+//! Execution ([`crate::service::execution`]) decides *what* runs *where*; the runtime runs it.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -15,9 +18,13 @@ use serde_json::Value;
 use tracing::Instrument;
 
 pub mod builtin;
-pub mod grpc;
+mod error;
+mod input;
 pub mod process;
 pub mod spec;
+
+pub use error::Error;
+pub use input::Input;
 
 use spec::InputValidator;
 
@@ -39,7 +46,7 @@ pub trait Tool: Send + Sync + 'static {
         JsonMap::new()
     }
     /// Runs the tool on input that has already passed its spec.
-    fn call<'a>(&'a self, input: &'a [u8]) -> ToolFuture<'a>;
+    fn call<'a>(&'a self, input: &'a Input) -> ToolFuture<'a>;
 }
 
 /// The outcome of one call, as the gRPC response carries it.
@@ -92,15 +99,17 @@ impl Runtime {
 
     /// Hosts a tool, compiling its input spec once. A duplicate name or a bad spec is an error
     /// that names the tool.
-    pub fn register(&mut self, tool: Arc<dyn Tool>) -> Result<(), String> {
+    pub fn register(&mut self, tool: Arc<dyn Tool>) -> Result<(), Error> {
         let name = tool.name().to_owned();
         if self.tools.contains_key(&name) {
-            return Err(format!("tool '{name}' is defined twice"));
+            return Err(Error::Duplicate(name));
         }
-        gridnode_store::validate_id("tool", &name).map_err(|e| format!("tool '{name}': {e}"))?;
+        if let Err(source) = gridnode_store::validate_id("tool", &name) {
+            return Err(Error::Name { tool: name, source });
+        }
         let spec = tool.input_spec();
-        let validator =
-            InputValidator::compile(&spec).map_err(|e| format!("tool '{name}': {e}"))?;
+        let validator = InputValidator::compile(&spec)
+            .map_err(|why| Error::Spec { tool: name.clone(), why })?;
         let metadata = tool.metadata();
         let call_metadata = metadata
             .iter()
@@ -130,12 +139,6 @@ impl Runtime {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Counts a call made outside the runtime (a bundle tool's run) among the calls in flight
-    /// that this node's heartbeat reports, until the guard is dropped.
-    pub fn track(&self) -> InFlight<'_> {
-        InFlight::enter(&self.in_flight)
-    }
-
     /// This node's `ClusterLocalTools` records.
     pub fn records(&self) -> Vec<ClusterLocalTool> {
         self.tools
@@ -150,35 +153,75 @@ impl Runtime {
             .collect()
     }
 
-    /// Validates the input against the tool's spec, then runs it. Never panics on bad input:
-    /// an unknown tool, invalid input or a failing tool is `success: false` with a clear error.
-    pub async fn call(&self, name: &str, input: &[u8]) -> CallOutcome {
+    /// Validates the input against the tool's spec (unless it passed that spec already on its
+    /// way here), then runs it. Never panics on bad input: an unknown tool, invalid input or a
+    /// failing tool is `success: false` with a clear error.
+    pub async fn call(&self, name: &str, input: &Input) -> CallOutcome {
         let span =
             tracing::debug_span!("tool_call", tool = %name.chars().take(128).collect::<String>());
-        self.call_in(name, input).instrument(span).await
-    }
-
-    async fn call_in(&self, name: &str, input: &[u8]) -> CallOutcome {
-        let started = Instant::now();
-        let _running = InFlight::enter(&self.in_flight);
-        let hosted = self.tools.get(name);
-        let mut metadata = hosted.map(|h| h.call_metadata.clone()).unwrap_or_default();
-        let result = match hosted {
-            None => Err(format!(
+        let Some(hosted) = self.tools.get(name) else {
+            let error = format!(
                 "tool '{}' is not hosted on node '{}' (it hosts: {})",
                 name.chars().take(128).collect::<String>(),
                 self.node_id,
                 self.tools.keys().cloned().collect::<Vec<_>>().join(", ")
-            )),
-            Some(hosted) => match hosted.validator.validate(input) {
+            );
+            return self.finish(
+                crate::metrics::UNKNOWN_TOOL,
+                Err(error),
+                BTreeMap::new(),
+                Instant::now(),
+            );
+        };
+        let run = async {
+            match hosted.validator.validate(input) {
                 Err(why) => Err(format!("invalid input for '{name}': {why}")),
                 Ok(()) => hosted.tool.call(input).await,
-            },
+            }
         };
+        self.counted(name, hosted.call_metadata.clone(), run).instrument(span).await
+    }
+
+    /// Runs a tool this node does not host, for one call: a registry tool's bundle, whose
+    /// input execution has checked against the record's spec. `label` names it in the metrics
+    /// (the registry id); `metadata` is what the answer carries besides `node_id` and
+    /// `duration_ms`.
+    pub async fn run(
+        &self,
+        label: &str,
+        tool: &dyn Tool,
+        input: &Input,
+        metadata: BTreeMap<String, String>,
+    ) -> CallOutcome {
+        let span = tracing::debug_span!("tool_call", tool = %label);
+        self.counted(label, metadata, tool.call(input)).instrument(span).await
+    }
+
+    /// Runs `call` counted among the calls in flight, timed and metered.
+    async fn counted(
+        &self,
+        label: &str,
+        metadata: BTreeMap<String, String>,
+        call: impl Future<Output = ToolResult>,
+    ) -> CallOutcome {
+        let started = Instant::now();
+        let result = {
+            let _running = InFlight::enter(&self.in_flight);
+            call.await
+        };
+        self.finish(label, result, metadata, started)
+    }
+
+    fn finish(
+        &self,
+        label: &str,
+        result: ToolResult,
+        mut metadata: BTreeMap<String, String>,
+        started: Instant,
+    ) -> CallOutcome {
         metadata.insert("node_id".into(), self.node_id.clone());
         metadata.insert("duration_ms".into(), started.elapsed().as_millis().to_string());
         if let Some(metrics) = &self.metrics {
-            let label = if hosted.is_some() { name } else { crate::metrics::UNKNOWN_TOOL };
             metrics.tool_call(label, result.is_ok());
         }
         match result {
@@ -190,7 +233,7 @@ impl Runtime {
 
 /// Counts a call as running until dropped (also when the caller goes away mid-call).
 #[derive(Debug)]
-pub struct InFlight<'a>(&'a AtomicU32);
+struct InFlight<'a>(&'a AtomicU32);
 
 impl<'a> InFlight<'a> {
     fn enter(counter: &'a AtomicU32) -> InFlight<'a> {

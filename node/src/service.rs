@@ -29,6 +29,17 @@ pub mod orgs;
 pub mod remote;
 pub mod selection;
 
+/// Runs a blocking store call off the async executor (every service's door to the store).
+pub(crate) async fn blocking<T: Send + 'static>(
+    store: &Store,
+    call: impl FnOnce(&Store) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || call(&store))
+        .await
+        .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
+}
+
 /// The default page size of every array result.
 pub const DEFAULT_LIMIT: usize = 100;
 
@@ -109,10 +120,7 @@ impl Registry {
         &self,
         call: impl FnOnce(&Store) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || call(&store))
-            .await
-            .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
+        blocking(&self.store, call).await
     }
 
     /// Registers a new record given as JSON; 409 if its id is taken.
@@ -291,16 +299,6 @@ impl Registry {
             HostedTool::at(store, &ClusterLocalTool::key(&node_id, &name))?.ok_or_else(|| {
                 Error::NotFound(format!("tool '{name}' is not registered on node '{node_id}'"))
             })
-        })
-        .await
-    }
-
-    /// A blob by sha256.
-    pub async fn blob(&self, sha256: String) -> Result<axum::body::Bytes> {
-        self.blocking(move |store| {
-            store
-                .get_blob(&sha256)?
-                .ok_or_else(|| Error::NotFound(format!("blob '{sha256}' not found")))
         })
         .await
     }

@@ -199,7 +199,7 @@ async fn two_binaries_federate_through_a_bootstrap_address() {
     let mut first = command(&dir.path().join("a"));
     first.env("GRIDNODE_NODE_ID", "bin-a").env("GRIDNODE_CLUSTER", &cluster);
     let a = start(first);
-    let tcp = walk::tcp_addr(&a.p2p);
+    let tcp = gridnode_tests::tcp_addr(&a.p2p);
     assert!(tcp.contains("/p2p/12D3KooW"), "the p2p line carries the peer id: {tcp}");
     // a made its cluster key and said where; b joins with that one flag.
     let key = a.cluster_key.clone().expect("a prints its cluster key's path");

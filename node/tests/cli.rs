@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use gridnode::{Node, NodeConfig};
+use gridnode::Node;
 use serde_json::{Value, json};
 
 /// Runs `gridnode ARGS` against `node` (its URL in `GRIDNODE_URL`), with `stdin` given.
@@ -64,10 +64,8 @@ fn fails(node: &str, args: &[&str]) -> String {
 }
 
 async fn start(dir: &Path) -> (Node, String) {
-    let config = NodeConfig { node_id: "cli-node".into(), ..NodeConfig::loopback(dir) };
-    let node = Node::start(config).await.unwrap();
-    let url = format!("http://{}", node.http_addr());
-    (node, url)
+    let (node, api) = gridnode_tests::node(dir, "cli-node").start().await;
+    (node, api.base)
 }
 
 /// Runs blocking binary calls off the test's runtime (the node in-process keeps serving).

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::api::{Api, ids};
 use crate::bundle::zip;
+use crate::wait::{EVENTUALLY, until};
 
 /// The seed's sample tool (`tools-registry.txt`, GraphQL sample response).
 pub fn seed_tool() -> Value {
@@ -167,18 +168,13 @@ async fn functions(api: &Api) {
     );
 }
 
-/// Polls `path` until its records' `field`s are `expected` (at most [`EVENTUALLY`]), then
-/// asserts it.
+/// Polls `path` until its records' `field`s are `expected` (at most [`EVENTUALLY`]).
 pub async fn eventually_ids(api: &Api, path: &str, field: &str, expected: &[&str]) {
-    let deadline = std::time::Instant::now() + EVENTUALLY;
-    loop {
+    until(path, EVENTUALLY, async || {
         let found = ids(&api.get(path).await.1, field);
-        if found == expected || std::time::Instant::now() > deadline {
-            assert_eq!(found, expected, "{path}");
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+        if found == expected { Ok(()) } else { Err(found) }
+    })
+    .await
 }
 
 /// Polls `path` until `check` holds of its body (at most [`EVENTUALLY`]) and returns the body.
@@ -187,24 +183,12 @@ pub async fn eventually(
     path: &str,
     check: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + EVENTUALLY;
-    loop {
+    until(path, EVENTUALLY, async || {
         let (_, body) = api.get(path).await;
-        if check(&body) {
-            return body;
-        }
-        assert!(std::time::Instant::now() < deadline, "{path} never matched; last: {body}");
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+        if check(&body) { Ok(body) } else { Err(body) }
+    })
+    .await
 }
-
-/// The TCP one of a node's p2p listen addresses (to bootstrap another node from).
-pub fn tcp_addr(p2p_addrs: &[String]) -> String {
-    p2p_addrs.iter().find(|a| a.contains("/tcp/")).expect("a tcp p2p listener").clone()
-}
-
-/// How long a test waits for something the node does in the background.
-pub const EVENTUALLY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The state [`every_route`] leaves, checked record by record and through the indexes.
 pub async fn check_state(api: &Api) {

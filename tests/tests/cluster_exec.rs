@@ -3,15 +3,14 @@
 //! the others — local first, least loaded next, failover when a node goes away, 502 when none
 //! is left.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gridnode::Node;
-
-mod support;
+use gridnode_tests::EVENTUALLY;
 use gridnode_tests::api::Api;
+use gridnode_tests::node::NodeBuilder;
 use gridnode_tests::tool_dir::write_tool;
-use gridnode_tests::walk::{EVENTUALLY, eventually, tcp_addr};
+use gridnode_tests::walk::eventually;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -19,18 +18,8 @@ use serde_json::{Value, json};
 /// see a call to it fail over.
 const HEARTBEAT_MS: u64 = 1500;
 
-async fn start(
-    dir: &Path,
-    name: &str,
-    cluster: &str,
-    bootstrap: Vec<String>,
-    tools: Option<PathBuf>,
-) -> (Node, Api) {
-    support::start(dir, name, cluster, bootstrap, tools, HEARTBEAT_MS).await
-}
-
-fn tcp(node: &Node) -> String {
-    tcp_addr(&node.p2p_addrs())
+fn node(dir: &Path, name: &str, cluster: &str) -> NodeBuilder {
+    gridnode_tests::node(dir, name).in_cluster(cluster).brisk(HEARTBEAT_MS)
 }
 
 fn peer<'a>(peers: &'a Value, node_id: &str) -> Option<&'a Value> {
@@ -44,7 +33,7 @@ async fn execute(api: &Api, tool: &str, input: Value) -> (StatusCode, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn any_tool_from_any_node_with_load_and_failover() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = format!("exec-{}", std::process::id());
+    let cluster = gridnode_tests::unique_cluster("exec");
     // `whoami` only on b; `shout` on b and c; `hold` (busy for a while) on c.
     let tools_b = dir.path().join("tools-b");
     let tools_c = dir.path().join("tools-c");
@@ -60,9 +49,9 @@ async fn any_tool_from_any_node_with_load_and_failover() {
         "cat >/dev/null; sleep 6; echo '{}'",
     );
 
-    let (a, api_a) = start(dir.path(), "a", &cluster, vec![], None).await;
-    let (b, _api_b) = start(dir.path(), "b", &cluster, vec![tcp(&a)], Some(tools_b)).await;
-    let (c, api_c) = start(dir.path(), "c", &cluster, vec![tcp(&a)], Some(tools_c)).await;
+    let (a, api_a) = node(dir.path(), "a", &cluster).start().await;
+    let (b, _api_b) = node(dir.path(), "b", &cluster).bootstrap(&a).tools(tools_b).start().await;
+    let (c, api_c) = node(dir.path(), "c", &cluster).bootstrap(&a).tools(tools_c).start().await;
     for api in [&api_a, &api_c] {
         eventually(api, "/cluster-tools", |records| {
             records
@@ -89,7 +78,7 @@ async fn any_tool_from_any_node_with_load_and_failover() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert!(body["error"].as_str().unwrap().contains("field 'x'"), "{body}");
     }
-    let remote_calls = a.cluster_tools().stats().remote_calls;
+    let remote_calls = a.services().cluster_tools.stats().remote_calls;
     assert_eq!(remote_calls, 1, "invalid input never left the node");
 
     // A tool every node has runs where it is asked, in-process.
@@ -97,8 +86,8 @@ async fn any_tool_from_any_node_with_load_and_failover() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["output"], json!({"result": "dlrow olleh"}));
     assert_eq!(body["metadata"]["node_id"], "a");
-    assert_eq!(a.cluster_tools().stats().local_calls, 1);
-    assert_eq!(a.cluster_tools().stats().remote_calls, remote_calls);
+    assert_eq!(a.services().cluster_tools.stats().local_calls, 1);
+    assert_eq!(a.services().cluster_tools.stats().remote_calls, remote_calls);
     // Pinned to a node.
     let pinned = json!({"tool_name": "reverse_text", "input": {"text": "ab"}, "node_id": "c"});
     let (_, body) = api_a.post("/cluster-tools/execute", &pinned).await;
@@ -128,16 +117,20 @@ async fn any_tool_from_any_node_with_load_and_failover() {
     // b goes away. a still has its recent heartbeat, tries b first, cannot reach it, and
     // fails over to c: the caller sees a plain success.
     b.shutdown().await.unwrap();
-    let failovers = a.cluster_tools().stats().failovers;
+    let failovers = a.services().cluster_tools.stats().failovers;
     let (status, body) = execute(&api_a, "shout", json!({"text": "still here"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["output"], json!({"TEXT": "STILL HERE"}));
     assert_eq!(body["metadata"]["node_id"], "c");
-    assert_eq!(a.cluster_tools().stats().failovers, failovers + 1, "b was tried and failed");
+    assert_eq!(
+        a.services().cluster_tools.stats().failovers,
+        failovers + 1,
+        "b was tried and failed"
+    );
     // b now counts as down until it is heard from again: no second failover.
     let (_, body) = execute(&api_a, "shout", json!({})).await;
     assert_eq!(body["metadata"]["node_id"], "c");
-    assert_eq!(a.cluster_tools().stats().failovers, failovers + 1);
+    assert_eq!(a.services().cluster_tools.stats().failovers, failovers + 1);
     let (_, whoami) = execute(&api_a, "whoami", json!({"x": 1})).await;
     assert_eq!(whoami["success"], false);
 

@@ -2,15 +2,13 @@
 //! 11), against real nodes on 127.0.0.1: bundle tools that travel between nodes, remote tools
 //! and functions against an HTTP server started here, system tools through the cluster path.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::routing::{get, post};
-use gridnode::{Node, NodeConfig};
-
-mod support;
+use gridnode_tests::node::NodeBuilder;
 
 /// Heartbeats every half second: peers and load show up quickly.
 const HEARTBEAT_MS: u64 = 500;
@@ -18,18 +16,12 @@ use gridnode_store::sha256_hex;
 use gridnode_tests::api::Api;
 use gridnode_tests::bundle::zip;
 use gridnode_tests::tool_dir::write_tool;
-use gridnode_tests::walk::{eventually, tcp_addr};
+use gridnode_tests::walk::eventually;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-async fn start(
-    dir: &Path,
-    name: &str,
-    cluster: &str,
-    bootstrap: Vec<String>,
-    tools: Option<PathBuf>,
-) -> (Node, Api) {
-    support::start(dir, name, cluster, bootstrap, tools, HEARTBEAT_MS).await
+fn node(dir: &Path, name: &str, cluster: &str) -> NodeBuilder {
+    gridnode_tests::node(dir, name).in_cluster(cluster).brisk(HEARTBEAT_MS)
 }
 
 /// A bundle whose `run` prints its input, its argument count and the credentials it was given.
@@ -59,7 +51,7 @@ async fn as_org(api: &Api, org: &str, path: &str, body: &Value) -> (StatusCode, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bundles_travel_selection_weighs_load_and_allow_lists_replicate() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = format!("byid-{}", std::process::id());
+    let cluster = gridnode_tests::unique_cluster("byid");
     let tools_b = dir.path().join("tools-b");
     let tools_c = dir.path().join("tools-c");
     write_tool(&tools_b, "work_b", json!({"description": "works on b"}), "cat");
@@ -70,11 +62,9 @@ async fn bundles_travel_selection_weighs_load_and_allow_lists_replicate() {
         json!({"description": "busy"}),
         "cat >/dev/null; sleep 5; echo '{}'",
     );
-    let (a, api_a) = start(dir.path(), "a", &cluster, vec![], None).await;
-    let (b, api_b) =
-        start(dir.path(), "b", &cluster, vec![tcp_addr(&a.p2p_addrs())], Some(tools_b)).await;
-    let (c, api_c) =
-        start(dir.path(), "c", &cluster, vec![tcp_addr(&a.p2p_addrs())], Some(tools_c)).await;
+    let (a, api_a) = node(dir.path(), "a", &cluster).start().await;
+    let (b, api_b) = node(dir.path(), "b", &cluster).bootstrap(&a).tools(tools_b).start().await;
+    let (c, api_c) = node(dir.path(), "c", &cluster).bootstrap(&a).tools(tools_c).start().await;
 
     // A bundle uploaded on a runs by id on b: fetched from a, checked, unpacked once, run.
     let (upload, sha) = bundle_upload("printer");
@@ -94,14 +84,10 @@ async fn bundles_travel_selection_weighs_load_and_allow_lists_replicate() {
         assert_eq!(body["output"]["args"], 0, "credentials never on the command line");
         assert_eq!(body["output"]["credentials"], json!({"token": "s3cret-token"}));
     }
-    assert_eq!(
-        b.execution().bundles().stats().unpacks,
-        1,
-        "six concurrent first calls unpack once"
-    );
+    assert_eq!(b.services().bundles.stats().unpacks, 1, "six concurrent first calls unpack once");
     let (status, body) = exec_tool(&api_b, "printer", json!({"text": "again"})).await;
     assert_eq!((status, &body["output"]["input"]), (StatusCode::OK, &json!({"text": "again"})));
-    assert_eq!(b.execution().bundles().stats().unpacks, 1, "warm calls reuse the unpacked bundle");
+    assert_eq!(b.services().bundles.stats().unpacks, 1, "warm calls reuse the unpacked bundle");
     let (status, _) = api_b.get(&format!("/blobs/{sha}?local=true")).await;
     assert_eq!(status, StatusCode::OK, "the fetched blob is kept");
     // GET /blobs on a node without the blob fetches it from a peer, checks it, and keeps it.
@@ -287,11 +273,13 @@ async fn every_path_runs_checks_input_and_is_refused_outside_the_allow_list() {
     let dir = tempfile::tempdir().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
     let server = remote_server(hits.clone()).await;
-    let mut config = NodeConfig { node_id: "solo".into(), ..NodeConfig::loopback(dir.path()) };
-    config.runtime.max_output_bytes = 1024;
-    config.execute.call_timeout_ms = 500;
-    let node = Node::start(config).await.unwrap();
-    let api = Api::new(format!("http://{}", node.http_addr()));
+    let (node, api) = gridnode_tests::node(dir.path(), "solo")
+        .config(|config| {
+            config.runtime.max_output_bytes = 1024;
+            config.execute.call_timeout_ms = 500;
+        })
+        .start()
+        .await;
 
     let tools = [
         json!({"tool_id": "remote-echo", "tool_service_url": format!("{server}/echo"), "tool_api_spec": {"msg": "string"}, "tool_metadata": {"cost": 2}, "tool_search_description": "echo a message back"}),
@@ -362,7 +350,7 @@ async fn every_path_runs_checks_input_and_is_refused_outside_the_allow_list() {
     let (status, body) = exec_tool(&api, "tampered", json!({})).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert!(body["error"].as_str().unwrap().contains("refused"), "{body}");
-    assert_eq!(node.execution().bundles().stats().unpacks, 0);
+    assert_eq!(node.services().bundles.stats().unpacks, 0);
     // Records that cannot run say why; unknown ids are 404.
     for (id, expected) in [("no-way", "cannot run"), ("odd-runtime", "quantum")] {
         let (status, body) = exec_tool(&api, id, json!({})).await;

@@ -2,27 +2,16 @@
 //! is written on one is readable (by id and by keyword) on the others, and `GET /node`,
 //! `GET /peers` and `GET /cluster-tools` tell who is alive.
 
-use gridnode::Node;
-use gridnode_tests::api::{Api, ids};
+use gridnode_tests::api::ids;
 use gridnode_tests::bundle::zip;
-use gridnode_tests::walk::{eventually, eventually_ids, tcp_addr};
+use gridnode_tests::node::NodeBuilder;
+use gridnode_tests::walk::{eventually, eventually_ids};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-mod support;
-
 /// Heartbeats every 200 ms: liveness changes show quickly.
-async fn start(
-    dir: &std::path::Path,
-    name: &str,
-    cluster: &str,
-    bootstrap: Vec<String>,
-) -> (Node, Api) {
-    support::start(dir, name, cluster, bootstrap, None, 200).await
-}
-
-fn tcp(node: &Node) -> String {
-    tcp_addr(&node.p2p_addrs())
+fn node(dir: &std::path::Path, name: &str, cluster: &str) -> NodeBuilder {
+    gridnode_tests::node(dir, name).in_cluster(cluster).brisk(200)
 }
 
 fn alive(body: &Value, node_id: &str) -> Option<bool> {
@@ -32,10 +21,10 @@ fn alive(body: &Value, node_id: &str) -> Option<bool> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tool_uploaded_on_one_node_is_found_and_kept_current_on_the_others() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = format!("http-{}", std::process::id());
-    let (a, api_a) = start(dir.path(), "fa", &cluster, vec![]).await;
-    let (b, api_b) = start(dir.path(), "fb", &cluster, vec![tcp(&a)]).await;
-    let (c, api_c) = start(dir.path(), "fc", &cluster, vec![tcp(&b)]).await;
+    let cluster = gridnode_tests::unique_cluster("http");
+    let (a, api_a) = node(dir.path(), "fa", &cluster).start().await;
+    let (b, api_b) = node(dir.path(), "fb", &cluster).bootstrap(&a).start().await;
+    let (c, api_c) = node(dir.path(), "fc", &cluster).bootstrap(&b).start().await;
 
     let spec = json!({"tool_id": "ocr-7", "tool_type": "extractor", "tool_tags": ["image"],
         "tool_search_description": "optical character recognition for scanned invoices"});

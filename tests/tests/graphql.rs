@@ -1,18 +1,14 @@
 //! GraphQL through a real HTTP client against a node started in-process: the seeds' example
 //! queries verbatim, search, and hostile queries refused cleanly.
 
-use gridnode::{Node, NodeConfig};
+use gridnode::Node;
+use gridnode_tests::EVENTUALLY;
 use gridnode_tests::api::Api;
-use gridnode_tests::walk::EVENTUALLY;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 async fn start(dir: &tempfile::TempDir) -> (Node, Api) {
-    let config =
-        NodeConfig { node_id: "node-g".into(), ..NodeConfig::loopback(dir.path().to_path_buf()) };
-    let node = Node::start(config).await.unwrap();
-    let api = Api::new(format!("http://{}", node.http_addr()));
-    (node, api)
+    gridnode_tests::node(dir.path(), "node-g").start().await
 }
 
 async fn graphql(api: &Api, path: &str, query: &str, variables: Value) -> Value {

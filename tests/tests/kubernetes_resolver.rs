@@ -128,7 +128,7 @@ async fn a_missing_kubeconfig_is_a_clear_start_error() {
     let err = KubernetesResolver::connect(&settings(dir.path().join("nope.yaml"), Duration::ZERO))
         .await
         .unwrap_err();
-    assert!(err.contains("nope.yaml"), "{err}");
+    assert!(err.to_string().contains("nope.yaml"), "{err}");
     let mut config = NodeConfig::loopback(dir.path().join("n"));
     config.resolver.kubernetes = Some(settings(dir.path().join("nope.yaml"), Duration::ZERO));
     let err = Node::start(config).await.unwrap_err().to_string();

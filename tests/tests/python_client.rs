@@ -4,7 +4,6 @@
 
 use std::process::Command;
 
-use gridnode::{Node, NodeConfig};
 use gridnode_tests::python::{ensure_grpcio, generate_stubs};
 use serde_json::{Value, json};
 
@@ -37,9 +36,7 @@ async fn the_seeds_python_client_calls_a_node() {
     let dir = tempfile::tempdir().unwrap();
     generate_stubs(dir.path());
     std::fs::write(dir.path().join("client.py"), CLIENT).unwrap();
-    let config =
-        NodeConfig { node_id: "node-py".into(), ..NodeConfig::loopback(dir.path().join("data")) };
-    let node = Node::start(config).await.unwrap();
+    let (node, _) = gridnode_tests::node(dir.path(), "node-py").start().await;
     let port = node.grpc_addr().port().to_string();
     let script_dir = dir.path().to_path_buf();
     let output = tokio::task::spawn_blocking(move || {

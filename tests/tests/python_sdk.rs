@@ -7,11 +7,10 @@
 use std::process::Stdio;
 
 use gridnode::config::{KubernetesSettings, ResolverKind};
-use gridnode::{Node, NodeConfig};
-use gridnode_tests::api::{Api, ids};
+use gridnode_tests::api::ids;
 use gridnode_tests::kube::FakeKube;
 use gridnode_tests::python::{ensure_grpcio, generate_stubs};
-use gridnode_tests::walk::{eventually, tcp_addr};
+use gridnode_tests::walk::eventually;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -110,36 +109,30 @@ async fn a_python_sdk_node_registers_and_runs_its_tools_through_gridnode() {
     // The Kubernetes node the SDK server runs on, as the API server describes it.
     let kube = FakeKube::start().await;
     kube.add_node("worker-7", ("nodeID", "py-node"), &[("InternalIP", "127.0.0.1")]);
-    let cluster = format!("py-{}", std::process::id());
-    let mut config_a = NodeConfig {
-        node_id: "gw-a".into(),
-        cluster: cluster.clone(),
-        ..NodeConfig::loopback(dir.path().join("a"))
-    };
-    let key = dir.path().join("cluster.key");
-    gridnode::ClusterKey::create(&key).unwrap();
-    config_a.federation.cluster_key_file = Some(key.clone());
-    config_a.resolver.chain = vec![ResolverKind::Federation, ResolverKind::Kubernetes];
-    config_a.resolver.kubernetes = Some(KubernetesSettings {
-        grpc_port: port,
-        kubeconfig: Some(kube.kubeconfig(dir.path())),
-        ..KubernetesSettings::default()
-    });
-    let a = Node::start(config_a).await.unwrap();
-    let tcp_a = tcp_addr(&a.p2p_addrs());
-    let mut config_b = NodeConfig {
-        node_id: "gw-b".into(),
-        cluster,
-        bootstrap: vec![tcp_a],
-        ..NodeConfig::loopback(dir.path().join("b"))
-    };
-    config_b.federation.cluster_key_file = Some(key);
-    config_b.resolver.static_table.insert("py-node".into(), format!("127.0.0.1:{port}"));
-    let b = Node::start(config_b).await.unwrap();
-    let (api_a, api_b) = (
-        Api::new(format!("http://{}", a.http_addr())),
-        Api::new(format!("http://{}", b.http_addr())),
-    );
+    let cluster = gridnode_tests::unique_cluster("py");
+    let kubeconfig = kube.kubeconfig(dir.path());
+    let (a, api_a) = gridnode_tests::node(dir.path(), "gw-a")
+        .in_cluster(&cluster)
+        .brisk(1000)
+        .config(|config| {
+            config.resolver.chain = vec![ResolverKind::Federation, ResolverKind::Kubernetes];
+            config.resolver.kubernetes = Some(KubernetesSettings {
+                grpc_port: port,
+                kubeconfig: Some(kubeconfig),
+                ..KubernetesSettings::default()
+            });
+        })
+        .start()
+        .await;
+    let (b, api_b) = gridnode_tests::node(dir.path(), "gw-b")
+        .in_cluster(&cluster)
+        .brisk(1000)
+        .bootstrap(&a)
+        .config(|config| {
+            config.resolver.static_table.insert("py-node".into(), format!("127.0.0.1:{port}"));
+        })
+        .start()
+        .await;
 
     // The SDK's start-up sync, pointed at gridnode; run twice, as a restarted SDK node would.
     for _ in 0..2 {
@@ -174,7 +167,7 @@ async fn a_python_sdk_node_registers_and_runs_its_tools_through_gridnode() {
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert_eq!(body["success"], false);
     assert!(body["error"].as_str().unwrap().contains("the python tool broke"), "{body}");
-    assert_eq!(a.cluster_tools().stats().failovers, 0);
+    assert_eq!(a.services().cluster_tools.stats().failovers, 0);
 
     // The records replicated to b, which reaches the SDK node through its static table.
     eventually(&api_b, "/cluster-tools/py-node", |r| r.as_array().is_some_and(|r| r.len() == 2))

@@ -1,22 +1,14 @@
 //! A real node started in-process on 127.0.0.1:0, driven by a real HTTP client through every
 //! registry route of contract sections 4 and 5, with the seeds' own example requests.
 
-use gridnode::{Node, NodeConfig};
+use gridnode::Node;
 use gridnode_tests::api::{Api, ids};
 use gridnode_tests::walk;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-fn config(dir: &tempfile::TempDir) -> NodeConfig {
-    NodeConfig { node_id: "node-a".into(), ..NodeConfig::loopback(dir.path().to_path_buf()) }
-        .validate()
-        .unwrap()
-}
-
 async fn start(dir: &tempfile::TempDir) -> (Node, Api) {
-    let node = Node::start(config(dir)).await.unwrap();
-    let api = Api::new(format!("http://{}", node.http_addr()));
-    (node, api)
+    gridnode_tests::node(dir.path(), "node-a").start().await
 }
 
 #[tokio::test]
@@ -44,7 +36,7 @@ async fn a_deleted_search_index_is_rebuilt_at_start() {
     let (node, api) = start(&dir).await;
     walk::every_route(&api).await;
     node.shutdown().await.unwrap();
-    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("node-a/index")).unwrap();
     let (node, api) = start(&dir).await;
     walk::check_state(&api).await;
     node.shutdown().await.unwrap();
@@ -53,10 +45,10 @@ async fn a_deleted_search_index_is_rebuilt_at_start() {
 #[tokio::test]
 async fn hostile_requests_leave_the_node_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config(&dir);
-    config.limits.max_upload_bytes = 1024 * 1024;
-    let node = Node::start(config).await.unwrap();
-    let api = Api::new(format!("http://{}", node.http_addr()));
+    let (node, api) = gridnode_tests::node(dir.path(), "node-a")
+        .config(|config| config.limits.max_upload_bytes = 1024 * 1024)
+        .start()
+        .await;
     assert_eq!(api.post("/tools", &json!({"tool_id": "keep"})).await.0, StatusCode::CREATED);
     let url = api.url("/tools");
     let json_post =

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use gridnode::{Node, NodeConfig};
+use gridnode::Node;
 use gridnode_proto::{CallFunctionRequest, CallFunctionResponse, ToolExecutorClient};
 use gridnode_tests::api::{Api, ids};
 use gridnode_tests::tool_dir::write_tool as tool;
@@ -66,13 +66,13 @@ fn tools_dir(root: &Path) -> std::path::PathBuf {
 }
 
 async fn start(root: &Path, tools: Option<std::path::PathBuf>) -> Node {
-    let mut config = NodeConfig {
-        node_id: "node-rt".into(),
-        tools_dir: tools,
-        ..NodeConfig::loopback(root.join("data"))
+    let node = gridnode_tests::node(root, "node-rt")
+        .config(|config| config.runtime.max_concurrent_per_tool = 2);
+    let node = match tools {
+        Some(tools) => node.tools(tools),
+        None => node,
     };
-    config.runtime.max_concurrent_per_tool = 2;
-    Node::start(config).await.unwrap()
+    node.start().await.0
 }
 
 async fn client(node: &Node) -> ToolExecutorClient<Channel> {
@@ -187,7 +187,7 @@ async fn process_tools_run_sandboxed_and_bounded() {
     let response = call(&mut client, "slow", b"").await;
     assert!(!response.success);
     assert!(response.error.contains("timed out after 300 ms"), "{}", response.error);
-    let workdir = root.path().join("data/work/slow");
+    let workdir = root.path().join("node-rt/work/slow");
     for file in ["self.pid", "child.pid"] {
         let pid = std::fs::read_to_string(workdir.join(file)).unwrap().trim().to_owned();
         assert!(gone(&pid).await, "process {pid} ({file}) outlived its timeout");
@@ -197,7 +197,7 @@ async fn process_tools_run_sandboxed_and_bounded() {
     let response = call(&mut client, "daemon", b"").await;
     assert!(response.success, "{}", response.error);
     assert_eq!(response.output, b"started\n");
-    let pid = std::fs::read_to_string(root.path().join("data/work/daemon/child.pid")).unwrap();
+    let pid = std::fs::read_to_string(root.path().join("node-rt/work/daemon/child.pid")).unwrap();
     assert!(gone(pid.trim()).await, "the background child was killed with its group");
 
     // A process that left the group holding stderr does not hold up a failed run's answer.
@@ -215,7 +215,7 @@ async fn process_tools_run_sandboxed_and_bounded() {
         matches!(status.code(), tonic::Code::DeadlineExceeded | tonic::Code::Cancelled),
         "{status}"
     );
-    let workdir = root.path().join("data/work/linger");
+    let workdir = root.path().join("node-rt/work/linger");
     for file in ["self.pid", "child.pid"] {
         let mut pid = String::new();
         for _ in 0..100 {

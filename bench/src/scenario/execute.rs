@@ -114,7 +114,7 @@ pub fn run(quick: bool) -> BenchResult {
             ..KubernetesSettings::default()
         })
         .await?;
-        let chain = a.cluster_tools().chain();
+        let chain = a.services().cluster_tools.chain();
         crate::out!("\n| warm resolver lookup | samples | p50 | p99 | vs target ≤ {LOOKUP_TARGET:?} |");
         crate::out!("| --- | --- | --- | --- | --- |");
         let verdict = |p: &Percentiles| if p.p50 <= LOOKUP_TARGET { "met" } else { "not met" };

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gridnode::{Node, NodeConfig};
+use gridnode::Node;
 use gridnode_federation::{
     Admission, ClusterKey, Federation, FederationConfig, Identity, Load, Multiaddr,
 };
@@ -212,14 +212,13 @@ async fn idle(seconds: u64) -> BenchResult {
     for i in 0..10 {
         let bootstrap: Vec<String> =
             nodes.first().map(|n| n.p2p_addrs().into_iter().take(1).collect()).unwrap_or_default();
-        let mut config = NodeConfig {
-            node_id: format!("idle-{i}"),
-            cluster: cluster.clone(),
-            bootstrap,
-            ..NodeConfig::loopback(dir.path().join(format!("idle-{i}")))
-        };
-        config.federation.cluster_key_file = Some(super::cluster_key(dir.path(), &cluster)?);
-        nodes.push(Node::start(config).await?);
+        let node = gridnode_tests::node(dir.path(), &format!("idle-{i}"))
+            .in_cluster(&cluster)
+            .config(|config| {
+                config.bootstrap = bootstrap;
+                config.tools_dir = None;
+            });
+        nodes.push(node.start().await.0);
     }
     wait_until("ten live nodes", Duration::from_secs(60), || {
         nodes.iter().all(|n| n.cluster().peers().iter().filter(|p| p.alive).count() == 10)

@@ -113,7 +113,7 @@ pub fn run(quick: bool) -> BenchResult {
         row("warm call (unpacked, loaded)", &warm, &format!("{:+.0?} over the limit", warm.p50.saturating_sub(spawn.p50)));
         row("first call, blob local (unpack + run)", &percentiles(local), "");
         row("first call on a peer (fetch + sha256 + unpack + run)", &percentiles(fetched), "");
-        let stats = b.execution().bundles().stats();
+        let stats = b.services().bundles.stats();
         crate::out!("\nb unpacked {} bundles ({} bytes cached).\n", stats.unpacks, stats.cached_bytes);
 
         // ---- selection -----------------------------------------------------------------------
@@ -129,7 +129,7 @@ pub fn run(quick: bool) -> BenchResult {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let queries = corpus::queries(64, 7);
-        let selection = a.actions().selection();
+        let selection = &a.services().selection;
         let cases = [
             ("indexed filter (tool_type, 1/8 of tools) + cost + text", json!({"tool_type": TYPES[0]})),
             ("scanning filter (cost < 50, 1/2 of tools) + cost + text", json!({"tool_metadata.cost": {"$lt": 50}})),

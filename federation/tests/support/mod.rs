@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gridnode_federation::{
     Admission, ClusterKey, Federation, FederationConfig, Identity, Load, Multiaddr,
@@ -94,12 +94,9 @@ pub fn tool(id: &str, description: &str) -> ToolEntry {
     }
 }
 
+/// Waits (at most [`PATIENCE`]) until `check` holds.
 pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < PATIENCE, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    gridnode_tests::until(what, PATIENCE, async || check().then_some(()).ok_or("not yet")).await
 }
 
 pub fn description(store: &Store, id: &str) -> Option<String> {

@@ -15,9 +15,8 @@ use super::AppState;
 use super::error::status_of;
 use super::extract::{JsonBody, OrgHeader, Params};
 use crate::error::Error;
-use crate::runtime::CallOutcome;
-use crate::service::HostedTool;
-use crate::service::execution::Caller;
+use crate::runtime::{CallOutcome, Input};
+use crate::service::execution::{Answer, Caller, Target};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -79,8 +78,7 @@ async fn all(
     State(app): State<AppState>,
     params: std::result::Result<Params, Error>,
 ) -> Result<Json<Vec<Value>>> {
-    let records = app.registry.cluster_tools(None, params?.page()?).await?;
-    Ok(Json(records.into_iter().map(|r| with_liveness(&app, r)).collect()))
+    Ok(Json(app.cluster_tools.list(None, params?.page()?).await?))
 }
 
 async fn of_node(
@@ -88,8 +86,7 @@ async fn of_node(
     Path(node_id): Path<String>,
     params: std::result::Result<Params, Error>,
 ) -> Result<Json<Vec<Value>>> {
-    let records = app.registry.cluster_tools(Some(node_id), params?.page()?).await?;
-    Ok(Json(records.into_iter().map(|r| with_liveness(&app, r)).collect()))
+    Ok(Json(app.cluster_tools.list(Some(node_id), params?.page()?).await?))
 }
 
 async fn one(
@@ -98,24 +95,13 @@ async fn one(
     params: Params,
 ) -> Result<Json<Value>> {
     let key = gridnode_store::ClusterLocalTool::key(&node_id, &name);
-    let hosted = app.registry.cluster_tool(node_id, name).await?;
-    let record = with_liveness(&app, hosted);
+    let record = app.cluster_tools.get(node_id, name).await?;
     Ok(Json(params.with_provenance(
         record,
         &app.registry,
         gridnode_store::Collection::ClusterTools,
         &key,
     )?))
-}
-
-/// A record with its `alive` flag (see [`crate::service::cluster::Cluster::is_alive`]).
-fn with_liveness(app: &AppState, hosted: HostedTool) -> Value {
-    let alive = app.cluster.is_alive(&hosted.record.node_id, &hosted.written_by);
-    let mut value = serde_json::to_value(hosted.record).unwrap_or_default();
-    if let Value::Object(fields) = &mut value {
-        fields.insert("alive".into(), Value::Bool(alive));
-    }
-    value
 }
 
 /// `POST /cluster-tools` (and `/cluster-tools/tools`): a tool of a node outside the federation.
@@ -189,24 +175,18 @@ async fn execute(
 ) -> Result<Response, ExecuteEnvelope> {
     let request = body?.0;
     let org = org?.with_body(request.org_id)?;
-    let tool_name = required(&request.tool_name)?;
-    let input = input_bytes(&request.input)?;
-    let caller = Caller { org: org.as_deref(), action: None };
-    let execution =
-        app.execution().cluster_tool(caller, tool_name, &input, request.node_id.as_deref()).await?;
-    Ok(respond(execution, None))
-}
-
-/// A tool's input as the JSON bytes it is sent as.
-pub(super) fn input_bytes(input: &Value) -> std::result::Result<Vec<u8>, Error> {
-    serde_json::to_vec(input).map_err(|e| Error::Internal(format!("cannot encode the input: {e}")))
+    let name = required(&request.tool_name)?;
+    let target = Target::ClusterTool { name, pin: request.node_id.as_deref() };
+    let caller = Caller { org: org.as_deref() };
+    Ok(respond(app.execution.call(caller, target, Input::from_json(request.input)).await?))
 }
 
 /// The seed's execute answer: 200 when the tool succeeded, else 500; with the chosen tool's id
 /// when a selection chose it.
-pub(super) fn respond(execution: CallOutcome, tool_id: Option<String>) -> Response {
+pub(super) fn respond(answer: Answer) -> Response {
+    let Answer { outcome: execution, tool_id } = answer;
     let status = if execution.success { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR };
-    let mut body = answer(execution);
+    let mut body = self::answer(execution);
     if let Some(id) = tool_id {
         body["tool_id"] = Value::String(id);
     }

@@ -7,26 +7,27 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use gridnode_store::{Action, AllowList, AuditEntry, AuditQuery, JsonMap};
+use gridnode_store::{Action, AllowList, AuditEntry, Collection, JsonMap};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::cluster_tools::{Envelope, ExecuteEnvelope, input_bytes, respond};
+use super::cluster_tools::{Envelope, ExecuteEnvelope, respond};
 use super::extract::{JsonBody, OrgHeader, Params};
 use crate::error::{Error, Result};
-use crate::service::execution::{Caller, Registered};
+use crate::runtime::Input;
+use crate::service::execution::{Caller, Target};
 use crate::service::selection::{Choice, Scope};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/tools/{id}/execute",
-            post(|state, id, org, body| execute_by_id(Registered::Tool, state, id, org, body)),
+            post(|state, id, org, body| execute_by_id(Collection::Tools, state, id, org, body)),
         )
         .route(
             "/functions/{id}/execute",
-            post(|state, id, org, body| execute_by_id(Registered::Function, state, id, org, body)),
+            post(|state, id, org, body| execute_by_id(Collection::Functions, state, id, org, body)),
         )
         .route("/tools/select", post(select_tool))
         .route("/actions", get(list_actions).post(create_action))
@@ -54,7 +55,7 @@ struct ExecuteRequest {
 /// `POST /tools/{id}/execute` and `POST /functions/{id}/execute`: loads the tool on demand,
 /// checks the input, runs it.
 async fn execute_by_id(
-    kind: Registered,
+    registry: Collection,
     State(app): State<AppState>,
     Path(id): Path<String>,
     org: Org,
@@ -62,9 +63,13 @@ async fn execute_by_id(
 ) -> std::result::Result<Response, ExecuteEnvelope> {
     let request = body?.0;
     let org = org?.with_body(request.org_id)?;
-    let input = input_bytes(&request.input)?;
-    let caller = Caller { org: org.as_deref(), action: None };
-    Ok(respond(app.execution().by_id(kind, caller, &id, &input).await?, None))
+    let caller = Caller { org: org.as_deref() };
+    let input = Input::from_json(request.input);
+    let target = match registry {
+        Collection::Functions => Target::Function(&id),
+        _ => Target::Tool(&id),
+    };
+    Ok(respond(app.execution.call(caller, target, input).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,8 +91,7 @@ async fn select_tool(
     let request = body?.0;
     let org = org?.with_body(request.org_id)?;
     let choice = app
-        .actions
-        .selection()
+        .selection
         .select(Scope::All, &request.selector, &request.search_parameters, org.as_deref())
         .await?;
     Ok(Json(chosen(choice)))
@@ -193,12 +197,11 @@ async fn execute_action(
     body: Body<ActionExecuteRequest>,
 ) -> std::result::Result<Response, ExecuteEnvelope> {
     let request = body?.0;
-    let input = input_bytes(&request.input)?;
-    let (tool_id, outcome) = app
-        .actions
-        .execute(&org, &action_type, &input, &request.search_parameters, caller?.0.as_deref())
-        .await?;
-    Ok(respond(outcome, Some(tool_id)))
+    let caller_org = caller?.0;
+    let caller = Caller { org: caller_org.as_deref() };
+    let params = &request.search_parameters;
+    let target = Target::Action { org: &org, action_type: &action_type, params };
+    Ok(respond(app.execution.call(caller, target, Input::from_json(request.input)).await?))
 }
 
 /// `GET /orgs/{org}/allowed-tools`.
@@ -207,7 +210,7 @@ async fn get_allowed(
     Path(org): Path<String>,
     params: Params,
 ) -> Result<Json<Value>> {
-    let list: AllowList = app.execution().orgs().get(org.clone()).await?;
+    let list: AllowList = app.orgs.get(org.clone()).await?;
     if !params.provenance()? {
         return Ok(Json(json!(list.allowed_tools)));
     }
@@ -224,7 +227,7 @@ async fn put_allowed(
 ) -> Result<Json<Value>> {
     let tools = body?.0;
     let count = tools.len();
-    app.execution().orgs().put(org.clone(), tools).await?;
+    app.orgs.put(org.clone(), tools).await?;
     Ok(Json(json!({ "message": "Allow-list updated", "org_id": org, "count": count })))
 }
 
@@ -233,7 +236,7 @@ async fn delete_allowed(
     State(app): State<AppState>,
     Path(org): Path<String>,
 ) -> Result<Json<Value>> {
-    app.execution().orgs().delete(org).await?;
+    app.orgs.delete(org).await?;
     Ok(Json(json!({ "message": "Allow-list deleted" })))
 }
 
@@ -243,13 +246,7 @@ async fn audit(
     params: std::result::Result<Params, Error>,
 ) -> Result<Json<Vec<AuditEntry>>> {
     let params = params?;
-    if params.0.contains_key("offset") {
-        return Err(Error::BadRequest(
-            "the audit log pages by limit only (newest first); narrow it with org= and tool="
-                .into(),
-        ));
-    }
-    let text = |name: &str| params.0.get(name).filter(|v| !v.is_empty()).cloned();
-    let query = AuditQuery { org: text("org"), tool: text("tool"), limit: params.page()?.limit };
-    Ok(Json(app.execution().audit().entries(query).await?))
+    let (org, tool) = (params.text("org"), params.text("tool"));
+    let entries = app.audit.entries(org, tool, params.number("limit")?, params.number("offset")?);
+    Ok(Json(entries.await?))
 }

@@ -108,18 +108,25 @@ impl Params {
 
     /// `?limit=` (1 to 1000, default 100) and `?offset=` (default 0).
     pub fn page(&self) -> Result<Page, Error> {
-        let number = |name: &str| -> Result<Option<i64>, Error> {
-            match self.0.get(name) {
-                None => Ok(None),
-                Some(text) => text.parse::<i64>().map(Some).map_err(|_| {
-                    Error::BadRequest(format!(
-                        "{name} must be a whole number, got '{}'",
-                        text.chars().take(40).collect::<String>().escape_default()
-                    ))
-                }),
-            }
-        };
-        crate::service::page(number("limit")?, number("offset")?)
+        crate::service::page(self.number("limit")?, self.number("offset")?)
+    }
+
+    /// A whole-number parameter, if given.
+    pub fn number(&self, name: &str) -> Result<Option<i64>, Error> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(text) => text.parse::<i64>().map(Some).map_err(|_| {
+                Error::BadRequest(format!(
+                    "{name} must be a whole number, got '{}'",
+                    text.chars().take(40).collect::<String>().escape_default()
+                ))
+            }),
+        }
+    }
+
+    /// A text parameter, if given.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
     }
 }
 

@@ -1,36 +1,134 @@
 //! What every request passes through: a request id (the caller's `X-Request-Id` when it is a
 //! sane token, else a new one) echoed in the response, a `tracing` span carrying it, and the
 //! request's count and latency in the metrics (by route template, never the raw path).
+//!
+//! [`layers`] stacks them, outermost first:
+//!
+//! 1. `drop_unusable_request_id`, by hand: tower-http's `SetRequestId` keeps any id the caller
+//!    sent and only makes one when the header is absent, so an id that is not 1–64 letters,
+//!    digits and `. _ : -` (a hostile one: control characters, log injection, 4 KiB) is removed
+//!    first. A plain function in a `map_request`, no future, no allocation.
+//! 2. tower-http `SetRequestIdLayer` with [`NewRequestId`] (the header and the `RequestId`
+//!    extension), then `PropagateRequestIdLayer` (the same id on the response).
+//! 3. tower-http `TraceLayer`: the info span `request` with `id`, `method` and `route`, entered
+//!    while the handler and the response body run. Its per-response event (status, latency)
+//!    stays at debug, off under the default `info`; its start, end-of-body and 5xx error events
+//!    are off, as before this layer (the audit log and the handlers say what failed).
+//! 4. `record`, by hand: no tower-http layer knows axum's route template (`MatchedPath`), and
+//!    the metrics are labelled by it. `TraceLayer`'s response callback sees the latency and the
+//!    status but not the request, so the count stays a middleware of a few lines.
 
+use std::convert::Infallible;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tracing::Instrument;
+use axum::routing::Route;
+use tower::{Layer, Service, ServiceBuilder};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+use tracing::Span;
 
 use super::AppState;
-use crate::metrics::Gauges;
+use crate::metrics::{self, Gauges, Metrics};
 
 /// The header a request id travels in, both ways.
 pub const REQUEST_ID: &str = "x-request-id";
 
-pub async fn observe(State(app): State<AppState>, request: Request, next: Next) -> Response {
+/// Request ids, the request span and the request metrics, for `Router::layer`.
+pub fn layers(
+    metrics: Metrics,
+) -> impl Layer<
+    Route,
+    Service: Service<
+        Request,
+        Response: IntoResponse + 'static,
+        Error: Into<Infallible> + 'static,
+        Future: Send + 'static,
+    > + Clone
+                 + Send
+                 + Sync
+                 + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
+    ServiceBuilder::new()
+        .map_request(drop_unusable_request_id)
+        .layer(SetRequestIdLayer::x_request_id(NewRequestId))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_eos(())
+                .on_failure(()),
+        )
+        .layer(axum::middleware::from_fn_with_state(metrics, record))
+}
+
+/// Removes the caller's `X-Request-Id` unless it is 1–64 letters, digits and `. _ : -`, so that
+/// `SetRequestId` makes a new one.
+fn drop_unusable_request_id(mut request: Request) -> Request {
+    let usable = request.headers().get(REQUEST_ID).is_none_or(|id| {
+        (1..=64).contains(&id.len())
+            && id.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(b))
+    });
+    if !usable {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    request
+}
+
+/// New request ids: a per-process random prefix and a counter, `1a2b3c4d-0000002a`.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        static PREFIX: OnceLock<u64> = OnceLock::new();
+        let prefix = PREFIX.get_or_init(|| {
+            use std::hash::{BuildHasher, RandomState};
+            RandomState::new().hash_one(std::process::id()) >> 32
+        });
+        let id = format!("{prefix:08x}-{:08x}", NEXT.fetch_add(1, Ordering::Relaxed));
+        HeaderValue::try_from(id).ok().map(RequestId::new)
+    }
+}
+
+/// The span every request runs in (its id is set by then).
+fn request_span(request: &Request) -> Span {
+    let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        id = %id,
+        method = method_label(request.method()),
+        route = route(request),
+    )
+}
+
+/// Counts the request and its latency by route template, method and status.
+async fn record(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     // A route template is shared (an `Arc<str>` inside): cloning it allocates nothing.
     let matched = request.extensions().get::<MatchedPath>().cloned();
-    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = method_label(request.method());
-    let id = request_id(request.headers());
-    let span = tracing::info_span!("request", id = %id, method, route);
-    let mut response = next.run(request).instrument(span).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
-    app.metrics.request(route, method, response.status().as_u16(), started.elapsed());
+    let response = next.run(request).await;
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+    metrics.request(route, method, response.status().as_u16(), started.elapsed());
     response
+}
+
+/// The route template the request matched, `unmatched` when none did.
+fn route(request: &Request) -> &str {
+    request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str)
 }
 
 /// Methods as a bounded label set.
@@ -47,27 +145,8 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// The caller's id when it is 1–64 characters of letters, digits and `. _ : -`; else a new one.
-fn request_id(headers: &HeaderMap) -> String {
-    let given = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|id| {
-        (1..=64).contains(&id.len())
-            && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
-    });
-    match given {
-        Some(id) => id.to_owned(),
-        None => {
-            static NEXT: AtomicU64 = AtomicU64::new(0);
-            static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-            let prefix = PREFIX.get_or_init(|| {
-                use std::hash::{BuildHasher, RandomState};
-                RandomState::new().hash_one(std::process::id()) >> 32
-            });
-            format!("{prefix:08x}-{:08x}", NEXT.fetch_add(1, Ordering::Relaxed))
-        }
-    }
-}
-
-/// `GET /metrics`: Prometheus text (contract section 10).
+/// `GET /metrics`: OpenMetrics text (contract section 10; see [`crate::metrics`] for the
+/// content type).
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let peers = app.cluster.peers();
     let stats = app.cluster.federation().stats();
@@ -81,14 +160,57 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         merged_versions: stats.merged_versions,
         rejected: stats.rejected,
         peer_rejected: app.cluster.rejections(),
-        in_flight_calls: app.cluster_tools.runtime().in_flight(),
+        in_flight_calls: app.runtime.in_flight(),
         peer_ages: peers
             .iter()
             .map(|p| (p.heartbeat.node_id.clone(), p.last_seen_ms as f64 / 1000.0))
             .collect(),
     };
-    (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        app.metrics.render(&gauges),
-    )
+    ([(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)], app.metrics.render(&gauges))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    async fn ask(router: &Router, uri: &str, id: Option<&str>) -> Response {
+        let mut request = Request::builder().uri(uri);
+        if let Some(id) = id {
+            request = request.header(REQUEST_ID, id);
+        }
+        let response = router.clone().oneshot(request.body(Body::empty()).unwrap()).await;
+        response.unwrap()
+    }
+
+    #[tokio::test]
+    async fn request_ids_and_metrics_pass_through_the_layers() {
+        let metrics = Metrics::new();
+        let router = Router::new()
+            .route("/tools/{id}", get(|| async { "ok" }))
+            .layer(layers(metrics.clone()));
+        let echoed = ask(&router, "/tools/a", Some("trace-42.a_b:c")).await;
+        assert_eq!(echoed.headers()[REQUEST_ID], "trace-42.a_b:c");
+        for hostile in ["bad id\twith tabs", "", &"x".repeat(65), "a/b", "é"] {
+            let replaced = ask(&router, "/tools/b", Some(hostile)).await;
+            let id = replaced.headers()[REQUEST_ID].to_str().unwrap();
+            assert_ne!(id, hostile);
+            assert_eq!(id.len(), 17, "{id}");
+        }
+        let first = ask(&router, "/tools/c", None).await;
+        let second = ask(&router, "/nowhere", None).await;
+        assert_ne!(first.headers()[REQUEST_ID], second.headers()[REQUEST_ID]);
+        let text = metrics.render(&Gauges::default());
+        for line in [
+            r#"gridnode_http_requests_total{route="/tools/{id}",method="GET",status="200"} 7"#,
+            r#"gridnode_http_requests_total{route="unmatched",method="GET",status="404"} 1"#,
+            r#"gridnode_http_request_duration_seconds_count{route="/tools/{id}",method="GET"} 7"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
 }

@@ -57,21 +57,18 @@ impl KubernetesResolver {
     /// A resolver with a client for the configured API server: the kubeconfig file when one is
     /// given, else the pod's service account, else `$KUBECONFIG` or `~/.kube/config`. Nothing
     /// is requested yet.
-    pub async fn connect(settings: &KubernetesSettings) -> Result<KubernetesResolver, String> {
+    pub async fn connect(settings: &KubernetesSettings) -> Result<KubernetesResolver, Error> {
         // libp2p's QUIC brings rustls with ring, kube with aws-lc-rs: pick one, once.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut config = match &settings.kubeconfig {
             Some(path) => from_file(path).await?,
             None => match Config::incluster() {
                 Ok(config) => config,
-                Err(in_cluster) => Config::from_kubeconfig(&KubeConfigOptions::default())
-                    .await
-                    .map_err(|kubeconfig| {
-                        format!(
-                            "kubernetes resolver: not in a pod ({in_cluster}) and no usable \
-                             kubeconfig ({kubeconfig}); give one with --kubeconfig FILE"
-                        )
-                    })?,
+                Err(in_cluster) => {
+                    Config::from_kubeconfig(&KubeConfigOptions::default()).await.map_err(
+                        |source| Error::NoConfig { in_cluster: in_cluster.to_string(), source },
+                    )?
+                }
             },
         };
         config.connect_timeout = Some(CONNECT_TIMEOUT);
@@ -80,7 +77,7 @@ impl KubernetesResolver {
         config.default_retry = false;
         let server = config.cluster_url.to_string();
         let client = Client::try_from(config)
-            .map_err(|e| format!("kubernetes resolver: cannot build a client for {server}: {e}"))?;
+            .map_err(|source| Error::Client { server: server.clone(), source })?;
         Ok(KubernetesResolver {
             nodes: Api::all(client),
             server,
@@ -94,9 +91,11 @@ impl KubernetesResolver {
 
     /// The value of the resolver's label on the Kubernetes node named `node_name` (`None` when
     /// the node has no such label): how a node in a DaemonSet learns its node id.
-    pub async fn label_of(&self, node_name: &str) -> Result<Option<String>, String> {
-        let node = self.nodes.get(node_name).await.map_err(|e| {
-            format!("cannot read Kubernetes node '{node_name}' from {}: {e}", self.server)
+    pub async fn label_of(&self, node_name: &str) -> Result<Option<String>, Error> {
+        let node = self.nodes.get(node_name).await.map_err(|source| Error::Node {
+            node: node_name.to_owned(),
+            server: self.server.clone(),
+            source,
         })?;
         Ok(node.metadata.labels.and_then(|mut labels| labels.remove(&self.label)))
     }
@@ -216,12 +215,43 @@ impl Resolver for KubernetesResolver {
     }
 }
 
-async fn from_file(path: &Path) -> Result<Config, String> {
-    let kubeconfig =
-        Kubeconfig::read_from(path).map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
-    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| format!("kubeconfig {}: {e}", path.display()))
+async fn from_file(path: &Path) -> Result<Config, Error> {
+    let bad = |source| Error::Kubeconfig { path: path.to_owned(), source };
+    let kubeconfig = Kubeconfig::read_from(path).map_err(bad)?;
+    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.map_err(bad)
+}
+
+/// Why the resolver cannot reach or read the API server at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "kubernetes resolver: not in a pod ({in_cluster}) and no usable kubeconfig ({source}); \
+         give one with --kubeconfig FILE"
+    )]
+    NoConfig {
+        in_cluster: String,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("kubeconfig {}: {source}", path.display())]
+    Kubeconfig {
+        path: std::path::PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("kubernetes resolver: cannot build a client for {server}: {source}")]
+    Client {
+        server: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot read Kubernetes node '{node}' from {server}: {source}")]
+    Node {
+        node: String,
+        server: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 /// A valid Kubernetes label value (and so safe inside a label selector).

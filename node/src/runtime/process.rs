@@ -19,7 +19,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
-use super::{Tool, ToolFuture};
+use super::{Error, Input, Tool, ToolFuture};
 
 /// Most stderr kept for the error message.
 pub const STDERR_KEPT: usize = 4096;
@@ -120,6 +120,7 @@ fn load_one(folder: &Path, settings: &ProcessSettings) -> Result<ProcessTool, St
         },
         settings,
     )
+    .map_err(|e| e.to_string())
 }
 
 /// What a process tool is made of: a tools-dir folder's manifest, or a bundle tool unpacked by
@@ -139,16 +140,19 @@ pub struct Prepared {
 impl ProcessTool {
     /// A tool run under the sandbox and limits of `settings`: `run` made executable and
     /// resolved, its working directory `<work_root>/<name>` created.
-    pub fn prepare(tool: Prepared, settings: &ProcessSettings) -> Result<ProcessTool, String> {
-        make_executable(&tool.run).map_err(|e| format!("cannot make 'run' executable: {e}"))?;
+    pub fn prepare(tool: Prepared, settings: &ProcessSettings) -> Result<ProcessTool, Error> {
+        let io = |what: String| {
+            let name = tool.name.clone();
+            move |source| Error::Io { tool: name, what, source }
+        };
+        make_executable(&tool.run).map_err(io("cannot make 'run' executable".into()))?;
         let workdir = settings.work_root.join(&tool.name);
-        std::fs::create_dir_all(&workdir)
-            .map_err(|e| format!("cannot create working directory {}: {e}", workdir.display()))?;
+        let what = format!("cannot create working directory {}", workdir.display());
+        std::fs::create_dir_all(&workdir).map_err(io(what))?;
         // Absolute paths: a relative program path would be looked up from the working directory.
-        let run =
-            std::fs::canonicalize(&tool.run).map_err(|e| format!("cannot resolve 'run': {e}"))?;
+        let run = std::fs::canonicalize(&tool.run).map_err(io("cannot resolve 'run'".into()))?;
         let workdir = std::fs::canonicalize(&workdir)
-            .map_err(|e| format!("cannot resolve the working directory: {e}"))?;
+            .map_err(io("cannot resolve the working directory".into()))?;
         Ok(ProcessTool {
             name: tool.name,
             description: tool.description,
@@ -193,7 +197,7 @@ impl Tool for ProcessTool {
         self.metadata.clone()
     }
 
-    fn call<'a>(&'a self, input: &'a [u8]) -> ToolFuture<'a> {
+    fn call<'a>(&'a self, input: &'a Input) -> ToolFuture<'a> {
         Box::pin(async move {
             let Ok(_slot) = self.slots.try_acquire() else {
                 return Err(format!(
@@ -201,7 +205,7 @@ impl Tool for ProcessTool {
                     self.name, self.max_concurrent
                 ));
             };
-            self.run_once(input).await
+            self.run_once(input.bytes()).await
         })
     }
 }
@@ -390,6 +394,6 @@ mod tests {
         assert_eq!(tools.len(), 1);
         assert_eq!(problems.len(), 1);
         assert!(problems[0].contains("timeout_ms is 0"), "{problems:?}");
-        assert_eq!(tools[0].call(b"abc").await.unwrap(), b"ABC");
+        assert_eq!(tools[0].call(&Input::from_bytes(b"abc".to_vec())).await.unwrap(), b"ABC");
     }
 }

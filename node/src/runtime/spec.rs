@@ -8,12 +8,22 @@ use gridnode_store::JsonMap;
 use gridnode_store::query::value_kind as kind_of;
 use serde_json::Value;
 
+use super::input::Input;
+
 /// Deepest nesting of a shorthand spec.
 const MAX_SPEC_DEPTH: usize = 16;
 
-/// A compiled input spec.
+/// A compiled input spec, and its fingerprint: an input remembers the specs it has passed, so
+/// the same spec met twice on one call path (a registry tool's and the cluster tool it runs, the
+/// record's and the hosting runtime's) is checked once.
 #[derive(Debug)]
-pub enum InputValidator {
+pub struct InputValidator {
+    rules: Rules,
+    fingerprint: u64,
+}
+
+#[derive(Debug)]
+enum Rules {
     /// No spec: any bytes are accepted (they need not be JSON).
     Any,
     Schema(Box<jsonschema::Validator>),
@@ -93,41 +103,59 @@ fn is_json_schema(spec: &JsonMap) -> bool {
 impl InputValidator {
     /// Compiles a spec; the error says what in the spec is wrong.
     pub fn compile(spec: &JsonMap) -> Result<InputValidator, String> {
-        if spec.is_empty() {
-            return Ok(InputValidator::Any);
-        }
-        if is_json_schema(spec) {
+        let rules = if spec.is_empty() {
+            Rules::Any
+        } else if is_json_schema(spec) {
             let schema = Value::Object(spec.clone());
-            return jsonschema::validator_for(&schema)
-                .map(|v| InputValidator::Schema(Box::new(v)))
-                .map_err(|e| format!("invalid json schema: {e}"));
-        }
-        compile_fields(spec, "", 0).map(InputValidator::Shorthand)
+            jsonschema::validator_for(&schema)
+                .map(|v| Rules::Schema(Box::new(v)))
+                .map_err(|e| format!("invalid json schema: {e}"))?
+        } else {
+            compile_fields(spec, "", 0).map(Rules::Shorthand)?
+        };
+        Ok(InputValidator { rules, fingerprint: fingerprint(spec) })
     }
 
-    /// Checks input bytes against the spec.
-    pub fn validate(&self, input: &[u8]) -> Result<(), String> {
-        if matches!(self, InputValidator::Any) {
+    /// Whether the spec accepts any bytes.
+    pub fn accepts_anything(&self) -> bool {
+        matches!(self.rules, Rules::Any)
+    }
+
+    /// Checks the input against the spec, unless it has passed this spec already.
+    pub fn validate(&self, input: &Input) -> Result<(), String> {
+        if self.accepts_anything() || input.has_passed(self.fingerprint) {
             return Ok(());
         }
-        let value: Value = serde_json::from_slice(input)
-            .map_err(|e| format!("input is not valid json ({e}); this tool takes a json object"))?;
-        match self {
-            InputValidator::Any => Ok(()),
-            InputValidator::Schema(validator) => validator.validate(&value).map_err(|e| {
+        let value = input.json()?;
+        match &self.rules {
+            Rules::Any => {}
+            Rules::Schema(validator) => validator.validate(value).map_err(|e| {
                 let path = e.instance_path().as_str().trim_start_matches('/').replace('/', ".");
                 if path.is_empty() {
                     format!("invalid input: {e}")
                 } else {
                     format!("field '{path}': {e}")
                 }
-            }),
-            InputValidator::Shorthand(rules) => match &value {
-                Value::Object(object) => check_fields(rules, object, ""),
-                other => Err(format!("input must be a json object, not {}", kind_of(other))),
+            })?,
+            Rules::Shorthand(rules) => match value {
+                Value::Object(object) => check_fields(rules, object, "")?,
+                other => {
+                    return Err(format!("input must be a json object, not {}", kind_of(other)));
+                }
             },
         }
+        input.mark_passed(self.fingerprint);
+        Ok(())
     }
+}
+
+/// A spec's fingerprint: a keyed hash (the key random per process, so no one can make two
+/// specs collide on purpose) of its canonical text.
+fn fingerprint(spec: &JsonMap) -> u64 {
+    use std::hash::BuildHasher;
+    static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    let text = serde_json::to_string(spec).unwrap_or_default();
+    KEY.get_or_init(std::hash::RandomState::new).hash_one(text)
 }
 
 fn compile_fields(spec: &JsonMap, prefix: &str, depth: usize) -> Result<Vec<FieldRule>, String> {
@@ -250,7 +278,7 @@ mod tests {
     }
 
     fn check(v: &InputValidator, input: Value) -> Result<(), String> {
-        v.validate(input.to_string().as_bytes())
+        v.validate(&Input::from_bytes(input.to_string().into_bytes()))
     }
 
     #[test]
@@ -299,7 +327,11 @@ mod tests {
             let err = check(&v, input.clone()).unwrap_err();
             assert!(err.contains(needle), "{input}: {err}");
         }
-        assert!(v.validate(b"not json").unwrap_err().contains("not valid json"));
+        assert!(
+            v.validate(&Input::from_bytes(b"not json".to_vec()))
+                .unwrap_err()
+                .contains("not valid json")
+        );
         assert!(check(&v, json!([1])).unwrap_err().contains("json object"));
     }
 
@@ -310,7 +342,7 @@ mod tests {
             "properties": {"text": {"type": "string"}, "n": {"type": "integer", "minimum": 1}},
             "required": ["text"],
         }));
-        assert!(matches!(v, InputValidator::Schema(_)));
+        assert!(matches!(v.rules, Rules::Schema(_)));
         assert_eq!(check(&v, json!({"text": "a", "n": 2})), Ok(()));
         let err = check(&v, json!({"text": "a", "n": 0})).unwrap_err();
         assert!(err.starts_with("field 'n'"), "{err}");
@@ -332,6 +364,17 @@ mod tests {
             let err = InputValidator::compile(spec.as_object().unwrap()).unwrap_err();
             assert!(err.contains("field 'x'"), "{spec}: {err}");
         }
-        assert!(matches!(InputValidator::compile(&JsonMap::new()), Ok(InputValidator::Any)));
+        assert!(InputValidator::compile(&JsonMap::new()).unwrap().accepts_anything());
+    }
+
+    #[test]
+    fn a_spec_passed_once_is_not_checked_again_on_the_same_path() {
+        let spec = json!({"text": "string"});
+        let (first, again) = (compile(spec.clone()), compile(spec));
+        let stricter = compile(json!({"text": {"type": "string", "choices": ["x"]}}));
+        let input = Input::from_json(json!({"text": "y"}));
+        assert_eq!(first.validate(&input), Ok(()));
+        assert!(input.has_passed(again.fingerprint), "one spec compiled twice: one fingerprint");
+        assert!(stricter.validate(&input).unwrap_err().contains("text"), "another spec is checked");
     }
 }

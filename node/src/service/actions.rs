@@ -1,36 +1,25 @@
 //! Actions (contract section 11, the seed's `create_action` and DSL search): named groups of
 //! registry tools of one org, each with a selector (`action_dsl`) that picks the best of its
-//! tools for a request, and the select-then-execute flow over them.
+//! tools for a request. Running the chosen tool is execution's (`Target::Action`).
 
-use gridnode_store::{Action, AuditKind, JsonMap, Page, ToolEntry};
+use gridnode_store::{Action, JsonMap, Page, Store, ToolEntry};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::runtime::CallOutcome;
-use crate::service::Registry;
-use crate::service::execution::{Caller, Execution, Registered};
-use crate::service::orgs::{check_org, refused};
+use crate::service::orgs::{Orgs, check_org, refused};
 use crate::service::selection::{Choice, Scope, Selection, Selector};
 
 /// The service. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Actions {
-    registry: Registry,
+    store: Store,
     selection: Selection,
-    execution: Execution,
+    orgs: Orgs,
 }
 
 impl Actions {
-    pub fn new(registry: Registry, selection: Selection, execution: Execution) -> Actions {
-        Actions { registry, selection, execution }
-    }
-
-    pub fn selection(&self) -> &Selection {
-        &self.selection
-    }
-
-    pub fn execution(&self) -> &Execution {
-        &self.execution
+    pub fn new(store: Store, selection: Selection, orgs: Orgs) -> Actions {
+        Actions { store, selection, orgs }
     }
 
     /// Creates an action (`POST /actions`). Every tool id must exist and be allowed for the
@@ -56,8 +45,7 @@ impl Actions {
         }
         // Existence first (400 naming the missing id), then the org's allow-list (403).
         let ids = action.tool_ids.clone();
-        self.registry
-            .blocking(move |store| {
+        crate::service::blocking(&self.store, move |store| {
                 for id in &ids {
                     if store.try_get::<ToolEntry>(id)?.is_none() {
                         return Err(Error::BadRequest(format!(
@@ -68,18 +56,17 @@ impl Actions {
                 Ok(())
             })
             .await?;
-        if let Some(list) = self.execution.orgs().allow_list(&action.mapping_org_id).await?
+        if let Some(list) = self.orgs.allow_list(&action.mapping_org_id).await?
             && let Some(outside) = action.tool_ids.iter().find(|id| !list.allows(id))
         {
             return Err(refused(outside, &action.mapping_org_id));
         }
         let created = action.clone();
-        self.registry
-            .blocking(move |store| {
-                store.create(&action)?;
-                Ok(())
-            })
-            .await?;
+        crate::service::blocking(&self.store, move |store| {
+            store.create(&action)?;
+            Ok(())
+        })
+        .await?;
         Ok(created)
     }
 
@@ -88,12 +75,11 @@ impl Actions {
         if let Some(org) = &org {
             check_org(org)?;
         }
-        self.registry
-            .blocking(move |store| match org {
-                Some(org) => Ok(store.find::<Action>("mapping_org_id", &Value::from(org), page)?),
-                None => Ok(store.list::<Action>(page)?),
-            })
-            .await
+        crate::service::blocking(&self.store, move |store| match org {
+            Some(org) => Ok(store.find::<Action>("mapping_org_id", &Value::from(org), page)?),
+            None => Ok(store.list::<Action>(page)?),
+        })
+        .await
     }
 
     /// One action (`GET /actions/{org}/{action_type}`).
@@ -106,16 +92,15 @@ impl Actions {
         check_org(org)?;
         same_org(caller_org, org)?;
         let (org, action_type) = (org.to_owned(), action_type.to_owned());
-        self.registry
-            .blocking(move |store| {
-                store.try_get::<Action>(&Action::key(&org, &action_type))?.ok_or_else(|| {
-                    Error::NotFound(format!(
-                        "action '{}' not found for org '{org}'",
-                        action_type.chars().take(128).collect::<String>()
-                    ))
-                })
+        crate::service::blocking(&self.store, move |store| {
+            store.try_get::<Action>(&Action::key(&org, &action_type))?.ok_or_else(|| {
+                Error::NotFound(format!(
+                    "action '{}' not found for org '{org}'",
+                    action_type.chars().take(128).collect::<String>()
+                ))
             })
-            .await
+        })
+        .await
     }
 
     /// Deletes an action (`DELETE /actions/{org}/{action_type}`).
@@ -127,12 +112,11 @@ impl Actions {
     ) -> Result<()> {
         self.get(org, action_type, caller_org).await?;
         let key = Action::key(org, action_type);
-        self.registry
-            .blocking(move |store| {
-                store.delete::<Action>(&key)?;
-                Ok(())
-            })
-            .await
+        crate::service::blocking(&self.store, move |store| {
+            store.delete::<Action>(&key)?;
+            Ok(())
+        })
+        .await
     }
 
     /// Picks among the action's tools with its `action_dsl` (`POST /actions/{org}/{type}/select`).
@@ -152,38 +136,6 @@ impl Actions {
                 Some(org),
             )
             .await
-    }
-
-    /// Selects, then runs the chosen tool (`POST /actions/{org}/{type}/execute`). A selection
-    /// that fails is audited too (it asked for an execution).
-    pub async fn execute(
-        &self,
-        org: &str,
-        action_type: &str,
-        input: &[u8],
-        params: &JsonMap,
-        caller_org: Option<&str>,
-    ) -> Result<(String, CallOutcome)> {
-        let pending = self.execution.audit().start(
-            AuditKind::Tool,
-            "",
-            Some(org),
-            Some(action_type),
-            input.len(),
-        );
-        let choice = match self.select(org, action_type, params, caller_org).await {
-            Ok(choice) => choice,
-            Err(error) => {
-                pending.finish(Err(&error));
-                return Err(error);
-            }
-        };
-        // The execution writes its own entry, naming the tool chosen.
-        pending.handed_over();
-        let tool_id = choice.tool_ids[0].clone();
-        let caller = Caller { org: Some(org), action: Some(action_type) };
-        let outcome = self.execution.by_id(Registered::Tool, caller, &tool_id, input).await?;
-        Ok((tool_id, outcome))
     }
 }
 

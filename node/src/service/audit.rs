@@ -11,7 +11,7 @@ use gridnode_store::{AuditEntry, AuditKind, AuditQuery, ID_MAX_LEN, now_ms};
 
 use crate::error::{Error, Result};
 use crate::runtime::CallOutcome;
-use crate::service::Registry;
+use gridnode_store::Store;
 
 /// The status recorded for an execution whose caller went away before it finished (nginx's
 /// "client closed request").
@@ -20,7 +20,7 @@ pub const CANCELLED: u16 = 499;
 /// The service. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Audit {
-    registry: Registry,
+    store: Store,
     keep: u64,
     metrics: crate::metrics::Metrics,
     /// A trim is running on the blocking pool.
@@ -39,8 +39,8 @@ pub struct Pending {
 impl Audit {
     /// A log of at most `keep` entries; every entry is also counted in `metrics`
     /// (`gridnode_executions_total`).
-    pub fn new(registry: Registry, keep: u64, metrics: crate::metrics::Metrics) -> Audit {
-        Audit { registry, keep, metrics, trimming: Arc::default() }
+    pub fn new(store: Store, keep: u64, metrics: crate::metrics::Metrics) -> Audit {
+        Audit { store, keep, metrics, trimming: Arc::default() }
     }
 
     /// Starts the entry of one execution. Names are cut to the id length, so a hostile name
@@ -83,10 +83,10 @@ impl Audit {
             AuditKind::ClusterTool => "cluster_tool",
         };
         self.metrics.execution(kind, entry.status);
-        match self.registry.store().append_audit(entry, self.keep) {
+        match self.store.append_audit(entry, self.keep) {
             Ok((_, over)) if over && !self.trimming.swap(true, Ordering::AcqRel) => {
                 let (store, keep, trimming) =
-                    (self.registry.store().clone(), self.keep, self.trimming.clone());
+                    (self.store.clone(), self.keep, self.trimming.clone());
                 tokio::task::spawn_blocking(move || {
                     if let Err(error) = store.trim_audit(keep) {
                         tracing::error!(%error, "audit log not trimmed");
@@ -99,9 +99,27 @@ impl Audit {
         }
     }
 
-    /// Entries, newest first (`GET /audit?limit=&org=&tool=`).
-    pub async fn entries(&self, query: AuditQuery) -> Result<Vec<AuditEntry>> {
-        self.registry.blocking(move |store| store.audit(&query).map_err(Error::from)).await
+    /// Entries, newest first (`GET /audit?limit=&org=&tool=`), narrowed by org and tool (an
+    /// empty one narrows nothing). The log pages by `limit` only: it is read newest first and
+    /// trimmed from the other end, so an offset would point at different entries each time.
+    pub async fn entries(
+        &self,
+        org: Option<String>,
+        tool: Option<String>,
+        limit: Option<i64>,
+        offset: Option<i64>,
+    ) -> Result<Vec<AuditEntry>> {
+        if offset.is_some() {
+            return Err(Error::BadRequest(
+                "the audit log pages by limit only (newest first); narrow it with org= and tool="
+                    .into(),
+            ));
+        }
+        let given = |text: Option<String>| text.filter(|text| !text.is_empty());
+        let limit = crate::service::page(limit, None)?.limit;
+        let query = AuditQuery { org: given(org), tool: given(tool), limit };
+        crate::service::blocking(&self.store, move |store| store.audit(&query).map_err(Error::from))
+            .await
     }
 }
 
@@ -124,9 +142,11 @@ impl Pending {
 }
 
 impl Pending {
-    /// Drops the entry unwritten: another entry will stand for this execution.
-    pub fn handed_over(mut self) {
-        self.entry = None;
+    /// Names the tool once it is known (the one an action's selector chose).
+    pub fn names(&mut self, tool: &str) {
+        if let Some(entry) = &mut self.entry {
+            entry.tool = tool.chars().take(ID_MAX_LEN).collect();
+        }
     }
 }
 

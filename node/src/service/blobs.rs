@@ -5,30 +5,54 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use gridnode_store::sha256_hex;
+use gridnode_store::{Store, sha256_hex};
 
 use crate::error::{Error, Result};
-use crate::service::Registry;
 use crate::service::cluster::Cluster;
 use crate::service::remote::Remote;
 
 /// The service. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Blobs {
-    registry: Registry,
+    store: Store,
     cluster: Cluster,
     remote: Remote,
+    /// How long a peer may take to send a blob.
     timeout: Duration,
+    /// The largest blob fetched (the upload limit).
+    max_bytes: usize,
+    /// This node's base URL (never asked).
+    me: String,
 }
 
 impl Blobs {
-    pub fn new(registry: Registry, cluster: Cluster, remote: Remote, timeout: Duration) -> Blobs {
-        Blobs { registry, cluster, remote, timeout }
+    pub fn new(
+        store: Store,
+        cluster: Cluster,
+        remote: Remote,
+        timeout: Duration,
+        settings: &crate::service::Settings,
+    ) -> Blobs {
+        let max_bytes = settings.limits.max_upload_bytes as usize;
+        let me = settings.advertise_http.clone();
+        Blobs { store, cluster, remote, timeout, max_bytes, me }
     }
 
     /// The blob if this node stores it.
     pub async fn local(&self, sha256: String) -> Result<Option<Bytes>> {
-        self.registry.blocking(move |store| Ok(store.get_blob(&sha256)?)).await
+        crate::service::blocking(&self.store, move |store| Ok(store.get_blob(&sha256)?)).await
+    }
+
+    /// `GET /blobs/{sha256}`: with `local_only` (what peers ask each other, so no request goes
+    /// round) from this node or 404; else also fetched from a peer, and kept.
+    pub async fn get(&self, sha256: String, local_only: bool) -> Result<Bytes> {
+        if !local_only {
+            return self.fetch(&sha256, None).await;
+        }
+        match self.local(sha256.clone()).await? {
+            Some(bytes) => Ok(bytes),
+            None => Err(Error::NotFound(format!("blob '{sha256}' not found"))),
+        }
     }
 
     /// The blob from this node's store, else from `origin` (the base URL of the node that
@@ -41,7 +65,7 @@ impl Blobs {
         let mut tried = Vec::new();
         for base in self.sources(origin) {
             let url = format!("{base}/blobs/{sha256}?local=true");
-            let max = self.registry.settings().limits.max_upload_bytes as usize;
+            let max = self.max_bytes;
             let bytes = match self.remote.get(&url, self.timeout, max).await {
                 Ok(bytes) => Bytes::from(bytes),
                 Err(why) => {
@@ -51,16 +75,14 @@ impl Blobs {
             };
             // Hashing megabytes is blocking work: it runs beside the store write.
             let (keep, expected) = (bytes.clone(), sha256.to_owned());
-            let found = self
-                .registry
-                .blocking(move |store| {
-                    let found = sha256_hex(&keep);
-                    if found == expected {
-                        store.put_blob(&keep)?;
-                    }
-                    Ok(found)
-                })
-                .await?;
+            let found = crate::service::blocking(&self.store, move |store| {
+                let found = sha256_hex(&keep);
+                if found == expected {
+                    store.put_blob(&keep)?;
+                }
+                Ok(found)
+            })
+            .await?;
             if found == sha256 {
                 tracing::info!(%sha256, %base, "blob fetched from a peer");
                 return Ok(bytes);
@@ -80,7 +102,7 @@ impl Blobs {
 
     /// Where to ask: the origin first, then the live peers; never this node.
     fn sources(&self, origin: Option<&str>) -> Vec<String> {
-        let me = self.registry.settings().advertise_http.clone();
+        let me = self.me.clone();
         let mut sources: Vec<String> = origin.map(str::to_owned).into_iter().collect();
         let me_id = self.cluster.node_id().to_owned();
         for peer in self.cluster.peers() {

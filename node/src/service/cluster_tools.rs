@@ -1,7 +1,11 @@
 //! The cluster-tools service (contract section 6, the seed's Org Tools Executor): registers the
 //! tools of nodes outside the federation, resolves a tool to a node hosting it and that node's
-//! gRPC endpoint, and executes a tool on the best live node, failing over to the next when a
-//! node cannot be reached.
+//! gRPC endpoint, and calls a tool on the peers an execution plan names, failing over to the
+//! next when a node cannot be reached.
+//!
+//! It runs nothing itself: [`Execution`](crate::service::execution) plans every call (see
+//! [`candidates::plan`]) and runs local tools in the runtime; this service calls the peers of a
+//! plan through its connection pool.
 //!
 //! Candidates are the live nodes hosting the tool: this node first (run in-process, no network
 //! hop), then gridnode peers by the load in their heartbeats, then outside nodes; ties take
@@ -15,14 +19,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use gridnode_proto::CallFunctionRequest;
-use gridnode_store::{ClusterLocalTool, ID_RULE, JsonMap, Record};
+use gridnode_store::{ClusterLocalTool, ID_RULE, JsonMap, Page, Record};
 use serde_json::Value;
 
 use crate::config::{ExecuteSettings, RESERVED_NODE_IDS};
 use crate::error::{Error, Result};
 use crate::resolve::Chain;
 use crate::runtime::spec::InputValidator;
-use crate::runtime::{CallOutcome, Runtime};
+use crate::runtime::{CallOutcome, Input};
 use crate::service::cluster::Cluster;
 use crate::service::fresh::Fresh;
 use crate::service::{HostedTool, Registry};
@@ -30,7 +34,7 @@ use crate::service::{HostedTool, Registry};
 pub mod candidates;
 pub mod pool;
 
-use candidates::{Candidate, Validator};
+use candidates::{Candidate, Failover, Validator};
 use pool::{CallError, Pool};
 
 /// Tool lookups cached at most (past this, stale entries are dropped).
@@ -52,7 +56,6 @@ pub struct ClusterTools {
 #[derive(Debug)]
 struct Inner {
     registry: Registry,
-    runtime: Arc<Runtime>,
     cluster: Cluster,
     chain: Chain,
     pool: Pool,
@@ -93,7 +96,6 @@ pub struct Resolution {
 impl ClusterTools {
     pub fn new(
         registry: Registry,
-        runtime: Arc<Runtime>,
         cluster: Cluster,
         chain: Chain,
         settings: ExecuteSettings,
@@ -103,7 +105,6 @@ impl ClusterTools {
         ClusterTools {
             inner: Arc::new(Inner {
                 registry,
-                runtime,
                 cluster,
                 chain,
                 pool,
@@ -124,14 +125,31 @@ impl ClusterTools {
         }
     }
 
-    /// This node's runtime.
-    pub fn runtime(&self) -> &Arc<Runtime> {
-        &self.inner.runtime
-    }
-
     /// The resolver chain, for callers that resolve nodes themselves (benchmarks).
     pub fn chain(&self) -> &Chain {
         &self.inner.chain
+    }
+
+    /// Node-local tool records, all or one node's, each with its `alive` flag
+    /// (`GET /cluster-tools`, `GET /cluster-tools/{node_id}`).
+    pub async fn list(&self, node_id: Option<String>, page: Page) -> Result<Vec<Value>> {
+        let records = self.inner.registry.cluster_tools(node_id, page).await?;
+        Ok(records.into_iter().map(|hosted| self.with_liveness(hosted)).collect())
+    }
+
+    /// One node-local tool record with its `alive` flag (`GET /cluster-tools/{node_id}/{name}`).
+    pub async fn get(&self, node_id: String, name: String) -> Result<Value> {
+        Ok(self.with_liveness(self.inner.registry.cluster_tool(node_id, name).await?))
+    }
+
+    /// A record with its `alive` flag (see [`Cluster::is_alive`]).
+    fn with_liveness(&self, hosted: HostedTool) -> Value {
+        let alive = self.inner.cluster.is_alive(&hosted.record.node_id, &hosted.written_by);
+        let mut value = serde_json::to_value(hosted.record).unwrap_or_default();
+        if let Value::Object(fields) = &mut value {
+            fields.insert("alive".into(), Value::Bool(alive));
+        }
+        value
     }
 
     /// Registers a tool of a node outside the federation (`POST /cluster-tools`). The body
@@ -255,55 +273,26 @@ impl ClusterTools {
         Err(failure.map_or_else(|| self.no_live_node(tool, pin), Error::Resolve))
     }
 
-    /// Runs `tool` on the best live node hosting it (`POST /cluster-tools/execute`). The input
-    /// is checked against the tool's `input_spec` before any hop.
-    pub async fn execute(
-        &self,
-        tool: &str,
-        input: &[u8],
-        pin: Option<&str>,
-    ) -> Result<CallOutcome> {
-        let inner = &self.inner;
-        let deadline = Instant::now() + Duration::from_millis(inner.settings.deadline_ms);
-        let candidates = self.candidates(tool, pin, "on any node").await?;
-        let Some(first) = candidates.first() else {
-            return Err(Error::Unreachable(self.no_live_node(tool, pin).to_string()));
-        };
-        match first.validator.as_ref() {
-            Ok(validator) => validator
-                .validate(input)
-                .map_err(|why| Error::BadRequest(format!("invalid input for '{tool}': {why}")))?,
-            Err(why) => {
-                return Err(Error::Internal(format!(
-                    "the tool's registered input_spec does not compile: {why}"
-                )));
-            }
-        }
+    /// Counts a cluster tool's call that execution runs on this node.
+    pub(crate) fn count_local(&self) {
+        self.inner.stats.local_calls.fetch_add(1, Ordering::Relaxed);
+    }
 
-        let mut failures = Vec::new();
+    /// Calls the peers of a failover plan in order (execution made the plan and checked the
+    /// input). A node that cannot be reached makes way for the next, within
+    /// `execute.max_attempts` and `execute.deadline_ms`; a node that got the request answers.
+    pub(crate) async fn call_peers(&self, plan: &Failover, input: &Input) -> Result<CallOutcome> {
+        let inner = &self.inner;
+        let tool = plan.tool.as_str();
+        let deadline = Instant::now() + Duration::from_millis(inner.settings.deadline_ms);
+        let mut failures = plan.skipped.clone();
         let mut unresolved = None;
         let mut reached_none = false;
         let mut attempts = 0;
-        for (index, candidate) in candidates.iter().enumerate() {
-            let node_id = candidate.node_id();
+        for node_id in &plan.nodes {
             if attempts == inner.settings.max_attempts {
                 failures.push(format!("{node_id}: not tried, execute.max_attempts reached"));
                 break;
-            }
-            if index > 0 {
-                // Another node's copy of the tool may take other input.
-                let fits = match candidate.validator.as_ref() {
-                    Ok(validator) => validator.validate(input),
-                    Err(why) => Err(format!("its input_spec does not compile: {why}")),
-                };
-                if let Err(why) = fits {
-                    failures.push(format!("{node_id}: the input does not fit its spec ({why})"));
-                    continue;
-                }
-            }
-            if candidate.local {
-                inner.stats.local_calls.fetch_add(1, Ordering::Relaxed);
-                return Ok(inner.runtime.call(tool, input).await);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             let endpoint = match tokio::time::timeout(left, inner.chain.resolve(node_id)).await {
@@ -328,9 +317,10 @@ impl ClusterTools {
             attempts += 1;
             let timeout = Duration::from_millis(inner.settings.call_timeout_ms).min(left);
             inner.stats.remote_calls.fetch_add(1, Ordering::Relaxed);
-            let request = CallFunctionRequest { tool_name: tool.to_owned(), input: input.to_vec() };
+            let request =
+                CallFunctionRequest { tool_name: tool.to_owned(), input: input.bytes().to_vec() };
             let started = Instant::now();
-            match inner.pool.call(&endpoint, request, timeout).await {
+            match inner.pool.call(&endpoint, request, inner.cluster.node_id(), timeout).await {
                 Ok(response) => {
                     inner.cluster.mark_reachable(node_id);
                     return Ok(answered(node_id, &endpoint, response, started.elapsed()));
@@ -377,7 +367,7 @@ impl ClusterTools {
 
     /// The live nodes hosting `tool` (or only `pin`), best first. No record at all is a 404
     /// saying where nothing was found.
-    async fn candidates(
+    pub(crate) async fn candidates(
         &self,
         tool: &str,
         pin: Option<&str>,
@@ -447,7 +437,7 @@ impl ClusterTools {
         Ok(hosts)
     }
 
-    fn no_live_node(&self, tool: &str, pin: Option<&str>) -> Error {
+    pub(crate) fn no_live_node(&self, tool: &str, pin: Option<&str>) -> Error {
         Error::Unavailable(match pin {
             None => format!(
                 "no live node hosts '{}': every node it is registered on is silent or unreachable (see GET /cluster-tools and GET /peers)",

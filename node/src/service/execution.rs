@@ -1,7 +1,20 @@
-//! Execute by id (contract section 11, the seed's ToolsManager): runs any registry tool or
-//! function, loading it on demand, after the org's allow-list and the input have been checked,
-//! and writes one audit entry per execution. Also the front door of cluster-tool execution, so
-//! that every path that runs a tool enforces allow-lists and is audited the same way.
+//! The one door through which anything runs (contract sections 6 and 11). Every transport —
+//! REST, gRPC from outside clients, and agents next — calls [`Execution::call`] with who asks,
+//! what to run and the input parsed once at its edge; the call then goes, always in this order:
+//!
+//! 1. **audit**: one entry per call, whatever its outcome (never the input, output, error text
+//!    or credentials);
+//! 2. **select**: an action's selector picks the tool;
+//! 3. **allow-list**: the org's list is checked before anything is read, resolved or run;
+//! 4. **plan** (pure): the record (compiled once per version) or the live hosts of a cluster
+//!    tool become a [`Plan`] — a tool of this node, a bundle, peers in failover order, or an
+//!    HTTP URL;
+//! 5. **validate**, once per spec: the input remembers the specs it has passed;
+//! 6. **dispatch**: this node's [`Runtime`] runs local tools and bundles, the cluster tools'
+//!    pool calls peers, [`Remote`] POSTs to HTTP tools.
+//!
+//! The gRPC door from peers is the member hop of a plan another node has already made and
+//! checked: it goes straight to the runtime (see [`crate::grpc`]).
 //!
 //! How a registry tool runs is read from its record: `tool_system_function_rpc_id` → the
 //! cluster tool of that name, on the best live node; `tool_service_url` → its input POSTed as
@@ -10,7 +23,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gridnode_store::{
     AuditKind, Collection, FunctionEntry, Hlc, JsonMap, Record, Store, ToolEntry, is_sha256_hex,
@@ -21,53 +34,81 @@ use tracing::Instrument;
 use crate::error::{Error, Result};
 use crate::runtime::process::{Prepared, ProcessSettings, ProcessTool};
 use crate::runtime::spec::InputValidator;
-use crate::runtime::{CallOutcome, Tool};
-use crate::service::Registry;
-use crate::service::audit::Audit;
+use crate::runtime::{CallOutcome, Input, Runtime};
+use crate::service::actions::Actions;
+use crate::service::audit::{Audit, Pending};
 use crate::service::blobs::Blobs;
 use crate::service::bundle_cache::BundleCache;
 use crate::service::cluster_tools::ClusterTools;
+use crate::service::cluster_tools::candidates::{self, Failover};
 use crate::service::orgs::Orgs;
 use crate::service::remote::Remote;
 
 /// Loaded tools kept at most (past this the cache starts over).
 const MAX_LOADED: usize = 4096;
 
-/// Which registry an id is of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Registered {
-    Tool,
-    Function,
+/// What to run.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// A registry tool (`POST /tools/{id}/execute`).
+    Tool(&'a str),
+    /// A registry function (`POST /functions/{id}/execute`).
+    Function(&'a str),
+    /// A cluster tool on the best live node hosting it, or on `pin` only
+    /// (`POST /cluster-tools/execute`).
+    ClusterTool { name: &'a str, pin: Option<&'a str> },
+    /// The tool an action's selector picks (`POST /actions/{org}/{type}/execute`).
+    Action { org: &'a str, action_type: &'a str, params: &'a JsonMap },
+    /// A tool this node hosts, run here and nowhere else (gRPC from an outside client).
+    Hosted(&'a str),
 }
 
 /// Who asks, for the allow-list and the audit log.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Caller<'a> {
     pub org: Option<&'a str>,
-    /// The action the tool was selected through.
-    pub action: Option<&'a str>,
 }
 
-/// How a registry tool runs.
+/// What a call answers: the tool's outcome, and the tool an action chose.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub outcome: CallOutcome,
+    pub tool_id: Option<String>,
+}
+
+/// How one call runs, made without I/O from what was read (see the module doc).
+#[derive(Debug)]
+pub enum Plan<'a> {
+    /// A tool this node hosts: its runtime runs it.
+    Here(&'a str),
+    /// A cluster tool hosted elsewhere: the nodes to try, in failover order.
+    Peers(Failover),
+    /// A registry tool's bundle: this node's runtime runs it.
+    Bundle(&'a Bundle),
+    /// An HTTP tool or function (`what`, for messages): the input is POSTed to `url`.
+    Http { url: &'a str, what: String },
+}
+
+/// How a registry record runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Runtime {
+pub enum Kind {
     System,
     Remote,
     Bundle,
 }
 
-impl Runtime {
+impl Kind {
     pub fn name(self) -> &'static str {
         match self {
-            Runtime::System => "system",
-            Runtime::Remote => "remote",
-            Runtime::Bundle => "bundle",
+            Kind::System => "system",
+            Kind::Remote => "remote",
+            Kind::Bundle => "bundle",
         }
     }
 
-    /// The runtime a tool record asks for (contract section 11).
-    pub fn of(tool: &ToolEntry) -> Result<Runtime> {
-        Runtime::from_fields(
+    /// How a tool record asks to run (contract section 11).
+    pub fn of(tool: &ToolEntry) -> Result<Kind> {
+        Kind::from_fields(
             &tool.tool_id,
             tool.tool_metadata.get("runtime"),
             [
@@ -79,9 +120,9 @@ impl Runtime {
     }
 
     /// The same from a tool's JSON (the selection catalog's view).
-    pub fn of_json(tool: &Value) -> Result<Runtime> {
+    pub fn of_json(tool: &Value) -> Result<Kind> {
         let text = |field: &str| tool.get(field).and_then(Value::as_str).unwrap_or_default();
-        Runtime::from_fields(
+        Kind::from_fields(
             text("tool_id"),
             tool.get("tool_metadata").and_then(|m| m.get("runtime")),
             [
@@ -94,16 +135,12 @@ impl Runtime {
 
     /// `tool_metadata.runtime` when set, else the first of `[rpc id, service url, code link]`
     /// that is set.
-    fn from_fields(
-        id: &str,
-        runtime: Option<&Value>,
-        [rpc, url, link]: [&str; 3],
-    ) -> Result<Runtime> {
+    fn from_fields(id: &str, runtime: Option<&Value>, [rpc, url, link]: [&str; 3]) -> Result<Kind> {
         match runtime {
             Some(Value::String(name)) => match name.as_str() {
-                "system" => Ok(Runtime::System),
-                "remote" => Ok(Runtime::Remote),
-                "bundle" => Ok(Runtime::Bundle),
+                "system" => Ok(Kind::System),
+                "remote" => Ok(Kind::Remote),
+                "bundle" => Ok(Kind::Bundle),
                 other => Err(Error::BadRequest(format!(
                     "tool '{id}' has tool_metadata.runtime '{}': use system, remote or bundle",
                     other.chars().take(40).collect::<String>()
@@ -112,9 +149,9 @@ impl Runtime {
             Some(_) => Err(Error::BadRequest(format!(
                 "tool '{id}' has a tool_metadata.runtime that is not a string: use \"system\", \"remote\" or \"bundle\""
             ))),
-            None if !rpc.is_empty() => Ok(Runtime::System),
-            None if !url.is_empty() => Ok(Runtime::Remote),
-            None if !link.is_empty() => Ok(Runtime::Bundle),
+            None if !rpc.is_empty() => Ok(Kind::System),
+            None if !url.is_empty() => Ok(Kind::Remote),
+            None if !link.is_empty() => Ok(Kind::Bundle),
             None => Err(Error::BadRequest(format!(
                 "tool '{id}' cannot run: its record sets none of tool_system_function_rpc_id, \
                  tool_service_url or tool_source_code_link (upload it with its tool.zip)"
@@ -123,34 +160,36 @@ impl Runtime {
     }
 }
 
-/// A tool ready to run: how, and its compiled input spec.
+/// A registry record ready to run: its route and its compiled input spec.
 #[derive(Debug)]
 struct Loaded {
-    how: How,
+    route: Route,
     validator: InputValidator,
 }
 
-impl How {
-    fn name(&self) -> &'static str {
+/// Where a registry record's calls go.
+#[derive(Debug)]
+enum Route {
+    /// The cluster tool of this name.
+    System(String),
+    /// POST to this URL.
+    Http(String),
+    Bundle(Bundle),
+}
+
+impl Route {
+    fn kind(&self) -> Kind {
         match self {
-            How::System(_) => "system",
-            How::Remote(_) => "remote",
-            How::Bundle(_) => "bundle",
+            Route::System(_) => Kind::System,
+            Route::Http(_) => Kind::Remote,
+            Route::Bundle(_) => Kind::Bundle,
         }
     }
 }
 
+/// A registry tool's bundle.
 #[derive(Debug)]
-enum How {
-    /// The cluster tool of this name.
-    System(String),
-    /// POST to this URL.
-    Remote(String),
-    Bundle(Bundle),
-}
-
-#[derive(Debug)]
-struct Bundle {
+pub struct Bundle {
     sha256: String,
     /// The base URL of the node that handed out the link: asked first for the blob.
     origin: String,
@@ -171,23 +210,17 @@ pub struct Execution {
 
 #[derive(Debug)]
 struct Inner {
-    registry: Registry,
-    cluster_tools: ClusterTools,
-    orgs: Orgs,
-    audit: Audit,
-    blobs: Blobs,
-    bundles: BundleCache,
-    remote: Remote,
-    process: ProcessSettings,
-    metrics: crate::metrics::Metrics,
+    parts: Parts,
     loaded: Mutex<LoadedCache>,
 }
 
 /// What the execution service is built from.
 #[derive(Debug)]
 pub struct Parts {
-    pub registry: Registry,
+    pub store: Store,
+    pub runtime: Arc<Runtime>,
     pub cluster_tools: ClusterTools,
+    pub actions: Actions,
     pub orgs: Orgs,
     pub audit: Audit,
     pub blobs: Blobs,
@@ -195,128 +228,148 @@ pub struct Parts {
     pub remote: Remote,
     /// Limits of bundle tools (their working directories are under `work_root`).
     pub process: ProcessSettings,
-    /// Where bundle and remote tool calls are counted.
+    /// Where HTTP tool calls are counted (the runtime counts the calls it runs).
     pub metrics: crate::metrics::Metrics,
 }
 
 impl Execution {
     pub fn new(parts: Parts) -> Execution {
-        Execution {
-            inner: Arc::new(Inner {
-                registry: parts.registry,
-                cluster_tools: parts.cluster_tools,
-                orgs: parts.orgs,
-                audit: parts.audit,
-                blobs: parts.blobs,
-                bundles: parts.bundles,
-                remote: parts.remote,
-                process: parts.process,
-                metrics: parts.metrics,
-                loaded: Mutex::default(),
-            }),
-        }
+        Execution { inner: Arc::new(Inner { parts, loaded: Mutex::default() }) }
     }
 
-    pub fn orgs(&self) -> &Orgs {
-        &self.inner.orgs
-    }
-
-    pub fn audit(&self) -> &Audit {
-        &self.inner.audit
-    }
-
-    pub fn bundles(&self) -> &BundleCache {
-        &self.inner.bundles
-    }
-
-    pub fn blobs(&self) -> &Blobs {
-        &self.inner.blobs
-    }
-
-    /// Runs registry tool or function `id` (`POST /tools/{id}/execute`,
-    /// `POST /functions/{id}/execute`).
-    pub async fn by_id(
+    /// Runs `target` for `caller` (see the module doc for the steps).
+    pub async fn call(
         &self,
-        kind: Registered,
         caller: Caller<'_>,
-        id: &str,
-        input: &[u8],
-    ) -> Result<CallOutcome> {
-        let audit_kind = match kind {
-            Registered::Tool => AuditKind::Tool,
-            Registered::Function => AuditKind::Function,
+        target: Target<'_>,
+        input: Input,
+    ) -> Result<Answer> {
+        let (kind, name, org, action) = match target {
+            Target::Tool(id) => (AuditKind::Tool, id, caller.org, None),
+            Target::Function(id) => (AuditKind::Function, id, caller.org, None),
+            Target::ClusterTool { name, .. } | Target::Hosted(name) => {
+                (AuditKind::ClusterTool, name, caller.org, None)
+            }
+            // Audited under the tool it chooses, named once chosen.
+            Target::Action { org, action_type, .. } => {
+                (AuditKind::Tool, "", Some(org), Some(action_type))
+            }
         };
-        let pending =
-            self.inner.audit.start(audit_kind, id, caller.org, caller.action, input.len());
-        let result = match kind {
-            Registered::Tool => self.run::<ToolEntry>(caller, id, input).await,
-            Registered::Function => self.run::<FunctionEntry>(caller, id, input).await,
-        };
-        pending.finish(result.as_ref());
+        let mut pending = self.inner.parts.audit.start(kind, name, org, action, input.len());
+        let result = self.run(caller, target, &input, &mut pending).await;
+        pending.finish(result.as_ref().map(|answer| &answer.outcome));
         result
     }
 
-    /// Runs a cluster tool on the best live node (`POST /cluster-tools/execute`).
-    pub async fn cluster_tool(
+    async fn run(
         &self,
         caller: Caller<'_>,
-        name: &str,
-        input: &[u8],
-        pin: Option<&str>,
-    ) -> Result<CallOutcome> {
-        let pending =
-            self.inner.audit.start(AuditKind::ClusterTool, name, caller.org, None, input.len());
-        let result = async {
-            self.inner.orgs.check(caller.org, name).await?;
-            self.inner.cluster_tools.execute(name, input, pin).await
-        }
-        .await;
-        pending.finish(result.as_ref());
-        result
+        target: Target<'_>,
+        input: &Input,
+        pending: &mut Pending,
+    ) -> Result<Answer> {
+        let parts = &self.inner.parts;
+        let chosen = match target {
+            Target::Action { org, action_type, params } => {
+                let choice = parts.actions.select(org, action_type, params, caller.org).await?;
+                let id = choice.tool_ids.into_iter().next().ok_or_else(|| {
+                    Error::Internal("the selection chose no tool and said nothing".into())
+                })?;
+                pending.names(&id);
+                Some((id, org))
+            }
+            _ => None,
+        };
+        let (target, org) = match &chosen {
+            Some((id, org)) => (Target::Tool(id), Some(*org)),
+            None => (target, caller.org),
+        };
+        let outcome = match target {
+            Target::Tool(id) => self.registered::<ToolEntry>(org, id, input).await?,
+            Target::Function(id) => self.registered::<FunctionEntry>(org, id, input).await?,
+            Target::ClusterTool { name, pin } => {
+                parts.orgs.check(org, name).await?;
+                self.on_nodes(name, pin, input).await?
+            }
+            Target::Hosted(name) => {
+                parts.orgs.check(org, name).await?;
+                self.dispatch(name, Plan::Here(name), input).await?
+            }
+            Target::Action { .. } => {
+                return Err(Error::Internal("an action must choose a tool before it runs".into()));
+            }
+        };
+        Ok(Answer { outcome, tool_id: chosen.map(|(id, _)| id) })
     }
 
-    async fn run<R: Runnable>(
+    /// A registry tool or function: checked, loaded, planned, validated, dispatched.
+    async fn registered<R: Runnable>(
         &self,
-        caller: Caller<'_>,
+        org: Option<&str>,
         id: &str,
-        input: &[u8],
+        input: &Input,
     ) -> Result<CallOutcome> {
         gridnode_store::validate_id(R::COLLECTION.kind(), id)?;
         // The allow-list is checked before anything is read, resolved or run.
-        self.inner.orgs.check(caller.org, id).await?;
+        self.inner.parts.orgs.check(org, id).await?;
         let loaded = self.load::<R>(id).await?;
         loaded
             .validator
             .validate(input)
             .map_err(|why| Error::BadRequest(format!("invalid input for '{id}': {why}")))?;
-        let span = tracing::debug_span!("tool_call", tool = %id, runtime = loaded.how.name());
-        let result = match &loaded.how {
-            // Counted by the runtime of the node that runs it.
-            How::System(name) => {
-                return self.inner.cluster_tools.execute(name, input, None).instrument(span).await;
+        let span =
+            tracing::debug_span!("tool_call", tool = %id, runtime = loaded.route.kind().name());
+        let plan = match &loaded.route {
+            Route::System(name) => return self.on_nodes(name, None, input).instrument(span).await,
+            Route::Http(url) => {
+                Plan::Http { url, what: format!("{} '{id}'", R::COLLECTION.kind()) }
             }
-            How::Remote(url) => {
-                let what = format!("{} '{id}'", R::COLLECTION.kind());
-                self.inner.remote.call(&what, url, input).instrument(span).await.map(
-                    |mut outcome| {
-                        outcome.metadata.insert("node_id".into(), self.node_id().to_owned());
-                        outcome
-                    },
-                )
-            }
-            How::Bundle(bundle) => self.run_bundle(id, bundle, input).instrument(span).await,
+            Route::Bundle(bundle) => Plan::Bundle(bundle),
         };
-        self.inner.metrics.tool_call(id, result.as_ref().is_ok_and(|outcome| outcome.success));
-        result
+        self.dispatch(id, plan, input).instrument(span).await
     }
 
-    fn node_id(&self) -> &str {
-        self.inner.cluster_tools.runtime().node_id()
+    /// A cluster tool: its live hosts, planned into an attempt order, dispatched.
+    async fn on_nodes(&self, tool: &str, pin: Option<&str>, input: &Input) -> Result<CallOutcome> {
+        let cluster_tools = &self.inner.parts.cluster_tools;
+        let hosts = cluster_tools.candidates(tool, pin, "on any node").await?;
+        let plan = match candidates::plan(tool, hosts, input)? {
+            None => {
+                return Err(Error::Unreachable(cluster_tools.no_live_node(tool, pin).to_string()));
+            }
+            Some(candidates::First::Here) => {
+                cluster_tools.count_local();
+                Plan::Here(tool)
+            }
+            Some(candidates::First::Peers(failover)) => Plan::Peers(failover),
+        };
+        self.dispatch(tool, plan, input).await
     }
 
-    async fn run_bundle(&self, id: &str, bundle: &Bundle, input: &[u8]) -> Result<CallOutcome> {
-        let inner = &self.inner;
-        let blobs = inner.blobs.clone();
+    /// Runs a plan. `id` names the tool in metrics and messages.
+    async fn dispatch(&self, id: &str, plan: Plan<'_>, input: &Input) -> Result<CallOutcome> {
+        let parts = &self.inner.parts;
+        match plan {
+            Plan::Here(name) => Ok(parts.runtime.call(name, input).await),
+            Plan::Peers(failover) => parts.cluster_tools.call_peers(&failover, input).await,
+            Plan::Bundle(bundle) => self.run_bundle(id, bundle, input).await,
+            Plan::Http { url, what } => {
+                let result =
+                    parts.remote.call(&what, url, input.bytes()).await.map(|mut outcome| {
+                        outcome
+                            .metadata
+                            .insert("node_id".into(), parts.runtime.node_id().to_owned());
+                        outcome
+                    });
+                parts.metrics.tool_call(id, result.as_ref().is_ok_and(|outcome| outcome.success));
+                result
+            }
+        }
+    }
+
+    async fn run_bundle(&self, id: &str, bundle: &Bundle, input: &Input) -> Result<CallOutcome> {
+        let parts = &self.inner.parts;
+        let blobs = parts.blobs.clone();
         let (sha256, origin) = (bundle.sha256.clone(), bundle.origin.clone());
         let fetch = async move {
             blobs.fetch(&sha256, Some(&origin)).await.map_err(|error| match error {
@@ -326,81 +379,65 @@ impl Execution {
                 other => other,
             })
         };
-        let lease = inner.bundles.acquire(&bundle.sha256, fetch).await?;
-        let tool = {
-            let built = bundle.tool.lock().unwrap_or_else(PoisonError::into_inner).clone();
-            match built {
-                Some(tool) => tool,
-                None => {
-                    let run = ["run", "code/run"]
-                        .into_iter()
-                        .map(|path| lease.dir().join(path))
-                        .find(|path| path.is_file())
-                        .ok_or_else(|| {
-                            Error::BadRequest(format!(
-                                "tool '{id}' cannot run: the bundle has no executable 'run' file at its root or in code/"
-                            ))
-                        })?;
-                    let prepared = Prepared {
-                        name: id.to_owned(),
-                        run,
-                        timeout: bundle.timeout,
-                        env: bundle.env.clone(),
-                        ..Prepared::default()
-                    };
-                    let tool = Arc::new(ProcessTool::prepare(prepared, &inner.process).map_err(
-                        |why| Error::BadRequest(format!("tool '{id}' cannot run: {why}")),
-                    )?);
-                    *bundle.tool.lock().unwrap_or_else(PoisonError::into_inner) =
-                        Some(tool.clone());
-                    tool
-                }
+        let lease = parts.bundles.acquire(&bundle.sha256, fetch).await?;
+        let built = bundle.tool.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let tool = match built {
+            Some(tool) => tool,
+            None => {
+                let run = ["run", "code/run"]
+                    .into_iter()
+                    .map(|path| lease.dir().join(path))
+                    .find(|path| path.is_file())
+                    .ok_or_else(|| {
+                        Error::BadRequest(format!(
+                            "tool '{id}' cannot run: the bundle has no executable 'run' file at its root or in code/"
+                        ))
+                    })?;
+                let prepared = Prepared {
+                    name: id.to_owned(),
+                    run,
+                    timeout: bundle.timeout,
+                    env: bundle.env.clone(),
+                    ..Prepared::default()
+                };
+                let tool = Arc::new(ProcessTool::prepare(prepared, &parts.process)?);
+                *bundle.tool.lock().unwrap_or_else(PoisonError::into_inner) = Some(tool.clone());
+                tool
             }
         };
-        let started = Instant::now();
-        let running = inner.cluster_tools.runtime().track();
-        let result = tool.call(input).await;
-        drop((running, lease));
-        let mut metadata = BTreeMap::new();
-        metadata.insert("node_id".to_owned(), self.node_id().to_owned());
-        metadata.insert("runtime".to_owned(), "bundle".to_owned());
-        metadata.insert("duration_ms".to_owned(), started.elapsed().as_millis().to_string());
-        Ok(match result {
-            Ok(output) => CallOutcome { success: true, output, error: String::new(), metadata },
-            Err(error) => CallOutcome { success: false, output: Vec::new(), error, metadata },
-        })
+        let metadata = BTreeMap::from([("runtime".to_owned(), "bundle".to_owned())]);
+        let outcome = parts.runtime.run(id, tool.as_ref(), input, metadata).await;
+        drop(lease);
+        Ok(outcome)
     }
 
     /// The loaded form of record `id`, built again only when the record has changed.
     async fn load<R: Runnable>(&self, id: &str) -> Result<Arc<Loaded>> {
         let key = (R::COLLECTION, id.to_owned());
-        let seq = self.inner.registry.store().last_seq();
+        let store = &self.inner.parts.store;
+        let seq = store.last_seq();
         if let Some((_, at, loaded)) = self.cache().get(&key)
             && *at == seq
         {
             return Ok(loaded.clone());
         }
         let owned = id.to_owned();
-        let (hlc, record) = self
-            .inner
-            .registry
-            .blocking(move |store: &Store| {
-                let envelope = store.envelope::<R>(&owned)?;
-                match envelope {
-                    Some(envelope) if !envelope.header.tombstone => match envelope.record {
-                        Some(record) => Ok((envelope.header.hlc, record)),
-                        None => Err(Error::Store(gridnode_store::Error::NotFound {
-                            kind: R::COLLECTION.kind(),
-                            id: owned,
-                        })),
-                    },
-                    _ => Err(Error::Store(gridnode_store::Error::NotFound {
-                        kind: R::COLLECTION.kind(),
-                        id: owned,
-                    })),
-                }
-            })
-            .await?;
+        let (hlc, record) = crate::service::blocking(store, move |store: &Store| {
+            let not_found = || {
+                Error::Store(gridnode_store::Error::NotFound {
+                    kind: R::COLLECTION.kind(),
+                    id: owned.clone(),
+                })
+            };
+            match store.envelope::<R>(&owned)? {
+                Some(envelope) if !envelope.header.tombstone => match envelope.record {
+                    Some(record) => Ok((envelope.header.hlc, record)),
+                    None => Err(not_found()),
+                },
+                _ => Err(not_found()),
+            }
+        })
+        .await?;
         let mut cache = self.cache();
         if let Some((loaded_hlc, at, loaded)) = cache.get_mut(&key)
             && *loaded_hlc == hlc
@@ -409,7 +446,7 @@ impl Execution {
             return Ok(loaded.clone());
         }
         drop(cache);
-        let loaded = Arc::new(record.loaded(&self.inner.process)?);
+        let loaded = Arc::new(record.loaded(&self.inner.parts.process)?);
         let mut cache = self.cache();
         if cache.len() >= MAX_LOADED {
             cache.clear();
@@ -432,8 +469,8 @@ impl Runnable for ToolEntry {
     fn loaded(&self, process: &ProcessSettings) -> Result<Loaded> {
         let id = &self.tool_id;
         let validator = compile(id, "tool_api_spec", &self.tool_api_spec)?;
-        let how = match Runtime::of(self)? {
-            Runtime::System => {
+        let route = match Kind::of(self)? {
+            Kind::System => {
                 let name = &self.tool_system_function_rpc_id;
                 gridnode_store::validate_id("tool", name).map_err(|_| {
                     Error::BadRequest(format!(
@@ -441,13 +478,13 @@ impl Runnable for ToolEntry {
                         name.chars().take(64).collect::<String>()
                     ))
                 })?;
-                How::System(name.clone())
+                Route::System(name.clone())
             }
-            Runtime::Remote => {
+            Kind::Remote => {
                 crate::service::remote::check_url(&format!("tool '{id}'"), &self.tool_service_url)?;
-                How::Remote(self.tool_service_url.clone())
+                Route::Http(self.tool_service_url.clone())
             }
-            Runtime::Bundle => {
+            Kind::Bundle => {
                 let link = &self.tool_source_code_link;
                 let (origin, sha256) = link
                     .rsplit_once("/blobs/")
@@ -472,7 +509,7 @@ impl Runnable for ToolEntry {
                         Value::Object(self.default_tool_usage_credentials.clone()).to_string();
                     vec![("GRIDNODE_CREDENTIALS".to_owned(), json)]
                 };
-                How::Bundle(Bundle {
+                Route::Bundle(Bundle {
                     sha256: sha256.to_owned(),
                     origin: origin.to_owned(),
                     timeout,
@@ -481,7 +518,7 @@ impl Runnable for ToolEntry {
                 })
             }
         };
-        Ok(Loaded { how, validator })
+        Ok(Loaded { route, validator })
     }
 }
 
@@ -489,7 +526,7 @@ impl Runnable for FunctionEntry {
     fn loaded(&self, _process: &ProcessSettings) -> Result<Loaded> {
         let id = &self.function_id;
         let validator = compile(id, "function_api_spec", &self.function_api_spec)?;
-        Ok(Loaded { how: How::Remote(function_url(self)?), validator })
+        Ok(Loaded { route: Route::Http(function_url(self)?), validator })
     }
 }
 

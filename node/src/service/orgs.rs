@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use gridnode_store::{AllowList, MAX_ALLOWED_TOOLS, validate_id};
+use gridnode_store::{AllowList, MAX_ALLOWED_TOOLS, Store, validate_id};
 
 use crate::error::{Error, Result};
-use crate::service::Registry;
 use crate::service::fresh::Fresh;
 
 /// Orgs whose lists are cached at most (past this the cache starts over).
@@ -16,14 +15,14 @@ const MAX_CACHED: usize = 4096;
 /// The service. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Orgs {
-    registry: Registry,
+    store: Store,
     /// `org` → its list (none: no list), while the store has not changed.
     cache: Arc<Fresh<String, Option<Arc<AllowList>>>>,
 }
 
 impl Orgs {
-    pub fn new(registry: Registry) -> Orgs {
-        Orgs { registry, cache: Arc::new(Fresh::new(MAX_CACHED)) }
+    pub fn new(store: Store) -> Orgs {
+        Orgs { store, cache: Arc::new(Fresh::new(MAX_CACHED)) }
     }
 
     /// Sets (or replaces) an org's allow-list (`PUT /orgs/{org}/allowed-tools`).
@@ -47,12 +46,11 @@ impl Orgs {
             }
         }
         let list = AllowList { org_id: org, allowed_tools };
-        self.registry
-            .blocking(move |store| {
-                store.put(&list)?;
-                Ok(())
-            })
-            .await
+        crate::service::blocking(&self.store, move |store| {
+            store.put(&list)?;
+            Ok(())
+        })
+        .await
     }
 
     /// An org's allow-list (`GET /orgs/{org}/allowed-tools`); 404 when it has none.
@@ -67,15 +65,14 @@ impl Orgs {
     /// Removes an org's allow-list: it may use every tool again.
     pub async fn delete(&self, org: String) -> Result<()> {
         check_org(&org)?;
-        self.registry
-            .blocking(move |store| {
-                if store.try_get::<AllowList>(&org)?.is_none() {
-                    return Err(no_list(&org));
-                }
-                store.delete::<AllowList>(&org)?;
-                Ok(())
-            })
-            .await
+        crate::service::blocking(&self.store, move |store| {
+            if store.try_get::<AllowList>(&org)?.is_none() {
+                return Err(no_list(&org));
+            }
+            store.delete::<AllowList>(&org)?;
+            Ok(())
+        })
+        .await
     }
 
     /// 403 when `org` has an allow-list without `tool`. No org, or an org without a list, may
@@ -91,15 +88,15 @@ impl Orgs {
     /// An org's list, read again only when the store has changed since it was last read.
     pub async fn allow_list(&self, org: &str) -> Result<Option<Arc<AllowList>>> {
         check_org(org)?;
-        let seq = self.registry.store().last_seq();
+        let seq = self.store.last_seq();
         if let Some(list) = self.cache.get(&org.to_owned(), seq) {
             return Ok(list);
         }
         let key = org.to_owned();
-        let list = self
-            .registry
-            .blocking(move |store| Ok(store.try_get::<AllowList>(&key)?.map(Arc::new)))
-            .await?;
+        let list = crate::service::blocking(&self.store, move |store| {
+            Ok(store.try_get::<AllowList>(&key)?.map(Arc::new))
+        })
+        .await?;
         self.cache.insert(org.to_owned(), seq, list.clone());
         Ok(list)
     }

@@ -20,7 +20,7 @@ use crate::service::catalog::{self, Catalog};
 use crate::service::cluster::Cluster;
 use crate::service::cluster_tools::ClusterTools;
 use crate::service::cluster_tools::candidates::load_rank;
-use crate::service::execution::Runtime;
+use crate::service::execution::Kind;
 use crate::service::orgs::{Orgs, refused};
 
 /// Candidates listed in an explanation at most (the best first).
@@ -419,8 +419,8 @@ impl Selection {
         let mut by_name: HashMap<String, Option<(String, Load)>> = HashMap::new();
         let mut out = Vec::with_capacity(matched.len());
         for (_, doc) in matched {
-            let value = match Runtime::of_json(doc) {
-                Ok(Runtime::System) => {
+            let value = match Kind::of_json(doc) {
+                Ok(Kind::System) => {
                     let name = doc
                         .get("tool_system_function_rpc_id")
                         .and_then(Value::as_str)
@@ -432,11 +432,11 @@ impl Selection {
                     }
                     by_name[&name].clone()
                 }
-                Ok(Runtime::Bundle) => {
+                Ok(Kind::Bundle) => {
                     let me = self.cluster.node_id().to_owned();
                     self.cluster.standing(&me, &me).load.map(|load| (me, load))
                 }
-                Ok(Runtime::Remote) | Err(_) => None,
+                Ok(Kind::Remote) | Err(_) => None,
             };
             out.push(KeyValue::Load(value));
         }

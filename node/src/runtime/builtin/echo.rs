@@ -3,7 +3,7 @@
 use gridnode_store::JsonMap;
 
 use super::builtin_metadata;
-use crate::runtime::{Tool, ToolFuture};
+use crate::runtime::{Input, Tool, ToolFuture};
 
 pub struct Echo;
 
@@ -20,7 +20,7 @@ impl Tool for Echo {
         builtin_metadata()
     }
 
-    fn call<'a>(&'a self, input: &'a [u8]) -> ToolFuture<'a> {
-        Box::pin(async move { Ok(input.to_vec()) })
+    fn call<'a>(&'a self, input: &'a Input) -> ToolFuture<'a> {
+        Box::pin(async move { Ok(input.bytes().to_vec()) })
     }
 }

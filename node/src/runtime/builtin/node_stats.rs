@@ -6,7 +6,7 @@ use sysinfo::System;
 
 use super::builtin_metadata;
 use crate::load::Sampler;
-use crate::runtime::{Tool, ToolFuture};
+use crate::runtime::{Input, Tool, ToolFuture};
 
 pub struct NodeStats {
     node_id: String,
@@ -32,7 +32,7 @@ impl Tool for NodeStats {
         builtin_metadata()
     }
 
-    fn call<'a>(&'a self, _input: &'a [u8]) -> ToolFuture<'a> {
+    fn call<'a>(&'a self, _input: &'a Input) -> ToolFuture<'a> {
         Box::pin(async move {
             let Some(sample) = self.sampler.sample() else {
                 return Err("system statistics cannot be read on this machine".to_owned());

@@ -2,11 +2,16 @@
 //! gridnode peers from the least to the most loaded by their heartbeats (calls in flight, then
 //! CPU in steps of 10%), then nodes outside the federation (they report no load). Equals take
 //! turns, so load spreads over them.
+//!
+//! [`plan`] turns the ordered candidates and the input into what execution dispatches: this
+//! node, or the peers to try in failover order — without I/O, so it is tested on its own.
 
 use gridnode_federation::Load;
 
 use std::sync::Arc;
 
+use crate::error::{Error, Result};
+use crate::runtime::Input;
 use crate::runtime::spec::InputValidator;
 use crate::service::HostedTool;
 
@@ -65,6 +70,60 @@ pub fn order(mut candidates: Vec<Candidate>, turn: usize) -> Vec<Candidate> {
     candidates
 }
 
+/// Where a cluster tool's call goes first.
+#[derive(Debug)]
+pub enum First {
+    /// This node hosts it: run here, no hop, no failover.
+    Here,
+    /// Other nodes host it: try them in order.
+    Peers(Failover),
+}
+
+/// The peers to try, in order, and the candidates left out, each with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failover {
+    pub tool: String,
+    /// Node ids, best first.
+    pub nodes: Vec<String>,
+    /// `"<node>: <why>"` for each candidate whose copy of the tool does not take this input.
+    pub skipped: Vec<String>,
+}
+
+/// The plan of a call of `tool` over its ordered live candidates (`None` when there are none).
+/// The best candidate's spec is the tool's: input it refuses is the caller's error (400); the
+/// others are tried only if their copy of the tool takes the input too (a spec already passed
+/// is not checked again).
+pub fn plan(tool: &str, candidates: Vec<Candidate>, input: &Input) -> Result<Option<First>> {
+    let Some(best) = candidates.first() else { return Ok(None) };
+    match best.validator.as_ref() {
+        Ok(validator) => validator
+            .validate(input)
+            .map_err(|why| Error::BadRequest(format!("invalid input for '{tool}': {why}")))?,
+        Err(why) => {
+            return Err(Error::Internal(format!(
+                "the tool's registered input_spec does not compile: {why}"
+            )));
+        }
+    }
+    if best.local {
+        return Ok(Some(First::Here));
+    }
+    let mut failover = Failover { tool: tool.to_owned(), nodes: Vec::new(), skipped: Vec::new() };
+    for candidate in candidates {
+        let fits = match candidate.validator.as_ref() {
+            Ok(validator) => validator.validate(input),
+            Err(why) => Err(format!("its input_spec does not compile: {why}")),
+        };
+        match fits {
+            Ok(()) => failover.nodes.push(candidate.node_id().to_owned()),
+            Err(why) => failover
+                .skipped
+                .push(format!("{}: the input does not fit its spec ({why})", candidate.node_id())),
+        }
+    }
+    Ok(Some(First::Peers(failover)))
+}
+
 #[cfg(test)]
 mod tests {
     use gridnode_store::ClusterLocalTool;
@@ -72,6 +131,16 @@ mod tests {
     use super::*;
 
     fn candidate(node: &str, local: bool, load: Option<(u32, f32)>) -> Candidate {
+        with_spec(node, local, load, serde_json::json!({}))
+    }
+
+    fn with_spec(
+        node: &str,
+        local: bool,
+        load: Option<(u32, f32)>,
+        spec: serde_json::Value,
+    ) -> Candidate {
+        let spec = spec.as_object().cloned().unwrap_or_default();
         Candidate {
             hosted: HostedTool {
                 record: ClusterLocalTool {
@@ -81,7 +150,7 @@ mod tests {
                 },
                 written_by: node.into(),
             },
-            validator: Arc::new(InputValidator::compile(&Default::default())),
+            validator: Arc::new(InputValidator::compile(&spec)),
             local,
             load: load.map(|(in_flight_calls, cpu_percent)| Load {
                 in_flight_calls,
@@ -121,5 +190,35 @@ mod tests {
         assert_eq!(firsts, ["b", "c", "b", "c"]);
         assert_eq!(order(all(), 1).last().unwrap().node_id(), "d");
         assert!(order(Vec::new(), 3).is_empty());
+    }
+
+    #[test]
+    fn the_plan_runs_here_or_fails_over_through_peers_that_take_the_input() {
+        let text = serde_json::json!({"text": "string"});
+        let number = serde_json::json!({"text": "number"});
+        let input = || Input::from_json(serde_json::json!({"text": "hi"}));
+
+        let here = vec![candidate("me", true, None), candidate("b", false, Some((0, 0.0)))];
+        assert!(matches!(plan("t", here, &input()), Ok(Some(First::Here))));
+        assert!(matches!(plan("t", Vec::new(), &input()), Ok(None)));
+
+        let peers = vec![
+            with_spec("b", false, Some((0, 0.0)), text.clone()),
+            with_spec("c", false, Some((1, 0.0)), number.clone()),
+            with_spec("d", false, None, text.clone()),
+        ];
+        let Ok(Some(First::Peers(failover))) = plan("t", peers, &input()) else {
+            panic!("peers expected")
+        };
+        assert_eq!(failover.nodes, ["b", "d"]);
+        assert_eq!(failover.skipped.len(), 1);
+        assert!(failover.skipped[0].starts_with("c: the input does not fit"), "{failover:?}");
+
+        // The best candidate's spec is the tool's: input it refuses is the caller's error.
+        let refused = vec![with_spec("b", false, None, number), candidate("c", false, None)];
+        let error = plan("t", refused, &input()).unwrap_err();
+        assert_eq!(error.status(), 400, "{error}");
+        let broken = vec![with_spec("b", false, None, serde_json::json!({"text": "strnig"}))];
+        assert_eq!(plan("t", broken, &input()).unwrap_err().status(), 500);
     }
 }

@@ -44,12 +44,19 @@ impl Pool {
     }
 
     /// Calls `ToolExecutor/CallFunction` at `endpoint` (`host:port`), waiting at most `timeout`.
+    /// Calls `endpoint` as the member hop of a plan made by node `origin` (the request says
+    /// so in its [`HOP`](crate::grpc::HOP) metadata).
     pub async fn call(
         &self,
         endpoint: &str,
         request: CallFunctionRequest,
+        origin: &str,
         timeout: Duration,
     ) -> Result<CallFunctionResponse, CallError> {
+        let mut request = tonic::Request::new(request);
+        if let Ok(origin) = origin.parse() {
+            request.metadata_mut().insert(crate::grpc::HOP, origin);
+        }
         let channel = self.channel(endpoint)?;
         let mut client = ToolExecutorClient::new(channel)
             .max_decoding_message_size(self.max_response_bytes)
@@ -124,20 +131,34 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use super::*;
-    use crate::runtime::grpc::Executor;
-    use crate::runtime::{Runtime, builtin};
+    use gridnode_proto::{ToolExecutor, ToolExecutorServer};
 
-    /// A node's ToolExecutor behind a forwarder that counts the TCP connections made to it.
-    async fn counted_runtime() -> (String, Arc<AtomicUsize>) {
-        let mut runtime = Runtime::new("pooled");
-        for tool in builtin::all("pooled") {
-            runtime.register(tool).unwrap();
+    use super::*;
+
+    /// A ToolExecutor that returns its input, and says whether the call was a member hop.
+    struct Echo;
+
+    #[tonic::async_trait]
+    impl ToolExecutor for Echo {
+        async fn call_function(
+            &self,
+            request: tonic::Request<CallFunctionRequest>,
+        ) -> Result<tonic::Response<CallFunctionResponse>, tonic::Status> {
+            let hop = request.metadata().get(crate::grpc::HOP).is_some();
+            Ok(tonic::Response::new(CallFunctionResponse {
+                success: hop,
+                output: request.into_inner().input,
+                ..CallFunctionResponse::default()
+            }))
         }
+    }
+
+    /// A ToolExecutor behind a forwarder that counts the TCP connections made to it.
+    async fn counted_runtime() -> (String, Arc<AtomicUsize>) {
         let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target = server.local_addr().unwrap();
         let incoming = tonic::transport::server::TcpIncoming::from(server);
-        let service = Executor::new(Arc::new(runtime)).into_service();
+        let service = ToolExecutorServer::new(Echo);
         tokio::spawn(
             tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming),
         );
@@ -163,11 +184,12 @@ mod tests {
         let pool = Arc::new(Pool::new(Duration::from_secs(2), 1024 * 1024));
         let call = |pool: Arc<Pool>, endpoint: String, i: usize| async move {
             let request = CallFunctionRequest { tool_name: "echo".into(), input: vec![i as u8] };
-            pool.call(&endpoint, request, Duration::from_secs(5)).await
+            pool.call(&endpoint, request, "origin", Duration::from_secs(5)).await
         };
         for i in 0..10 {
             let response = call(pool.clone(), endpoint.clone(), i).await.unwrap();
             assert_eq!(response.output, vec![i as u8]);
+            assert!(response.success, "the call says it is a member hop");
         }
         let concurrent: Vec<_> =
             (0..32).map(|i| tokio::spawn(call(pool.clone(), endpoint.clone(), i))).collect();
@@ -189,14 +211,18 @@ mod tests {
         drop(listener);
         let pool = Pool::new(Duration::from_secs(2), 1024);
         let request = || CallFunctionRequest { tool_name: "echo".into(), input: vec![] };
-        let err = pool.call(&endpoint, request(), Duration::from_secs(5)).await.unwrap_err();
+        let err =
+            pool.call(&endpoint, request(), "origin", Duration::from_secs(5)).await.unwrap_err();
         assert!(matches!(err, CallError::Unreached(_)), "{err:?}");
         assert_eq!(pool.len(), 1);
-        let _ = pool.call(&endpoint, request(), Duration::from_secs(5)).await;
+        let _ = pool.call(&endpoint, request(), "origin", Duration::from_secs(5)).await;
         assert_eq!(pool.len(), 1, "one channel per endpoint");
         pool.evict(&endpoint);
         assert!(pool.is_empty());
-        let err = pool.call("bad endpoint", request(), Duration::from_secs(1)).await.unwrap_err();
+        let err = pool
+            .call("bad endpoint", request(), "origin", Duration::from_secs(1))
+            .await
+            .unwrap_err();
         assert!(matches!(err, CallError::Unreached(_)), "{err:?}");
     }
 }
