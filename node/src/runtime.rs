@@ -153,6 +153,12 @@ impl Runtime {
             .collect()
     }
 
+    /// Checks the input against a hosted tool's spec, so a plan can refuse it before the call
+    /// (`None` when no such tool is hosted: the call says so).
+    pub fn check(&self, name: &str, input: &Input) -> Option<Result<(), String>> {
+        self.tools.get(name).map(|hosted| hosted.validator.validate(input))
+    }
+
     /// Validates the input against the tool's spec (unless it passed that spec already on its
     /// way here), then runs it. Never panics on bad input: an unknown tool, invalid input or a
     /// failing tool is `success: false` with a clear error.

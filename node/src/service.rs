@@ -27,6 +27,7 @@ pub mod execution;
 pub mod fresh;
 pub mod orgs;
 pub mod remote;
+pub mod rendered;
 pub mod selection;
 
 /// Runs a blocking store call off the async executor (every service's door to the store).
@@ -78,6 +79,82 @@ pub fn search_kind(kind: Option<&str>) -> Result<Option<Collection>> {
     }
 }
 
+/// A query over one indexed field, as every transport names it (`by-tag`, with `tag=…` over
+/// REST: `GET /tools/query/by-tag?tag=nlp`).
+#[derive(Debug, Clone, Copy)]
+pub struct FieldQuery {
+    pub name: &'static str,
+    /// The parameter that gives the value.
+    pub param: &'static str,
+    pub field: &'static str,
+    pub kind: ParamKind,
+}
+
+/// How a [`FieldQuery`]'s value is read from its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    Text,
+    Bool,
+}
+
+impl FieldQuery {
+    /// The value the query matches, from its text (`true`/`false` for a flag).
+    pub fn value(&self, given: &str) -> Result<Value> {
+        match (self.kind, given) {
+            (ParamKind::Text, text) => Ok(Value::from(text)),
+            (ParamKind::Bool, "true") => Ok(Value::Bool(true)),
+            (ParamKind::Bool, "false") => Ok(Value::Bool(false)),
+            (ParamKind::Bool, other) => Err(Error::BadRequest(format!(
+                "{} must be true or false, got '{}'",
+                self.param,
+                other.chars().take(40).collect::<String>().escape_default()
+            ))),
+        }
+    }
+}
+
+/// A registry and its queryable fields (contract section 5).
+pub trait Queryable: RegistryEntry {
+    const FIELD_QUERIES: &'static [FieldQuery];
+}
+
+impl Queryable for gridnode_store::ToolEntry {
+    const FIELD_QUERIES: &'static [FieldQuery] = &[
+        FieldQuery { name: "by-type", param: "type", field: "tool_type", kind: ParamKind::Text },
+        FieldQuery { name: "by-tag", param: "tag", field: "tool_tags", kind: ParamKind::Text },
+        FieldQuery {
+            name: "by-execution-mode",
+            param: "mode",
+            field: "tool_execution_mode",
+            kind: ParamKind::Text,
+        },
+        FieldQuery {
+            name: "by-policy-uri",
+            param: "uri",
+            field: "tool_policy_rule_uri",
+            kind: ParamKind::Text,
+        },
+    ];
+}
+
+impl Queryable for gridnode_store::FunctionEntry {
+    const FIELD_QUERIES: &'static [FieldQuery] = &[
+        FieldQuery {
+            name: "by-type",
+            param: "type",
+            field: "function_type",
+            kind: ParamKind::Text,
+        },
+        FieldQuery { name: "by-tag", param: "tag", field: "function_tags", kind: ParamKind::Text },
+        FieldQuery {
+            name: "by-system-flag",
+            param: "is_system",
+            field: "is_system_action",
+            kind: ParamKind::Bool,
+        },
+    ];
+}
+
 /// Ids that would be shadowed by a fixed route under `/tools/…` or `/functions/…`.
 pub const RESERVED_IDS: &[&str] = &["upload", "graphql", "select", "query"];
 
@@ -87,6 +164,7 @@ pub struct Registry {
     store: Store,
     search: Arc<SearchIndex>,
     settings: Arc<Settings>,
+    rendered: Arc<rendered::Rendered>,
 }
 
 /// What the service needs from the node's configuration.
@@ -99,7 +177,7 @@ pub struct Settings {
 
 impl Registry {
     pub fn new(store: Store, search: Arc<SearchIndex>, settings: Settings) -> Registry {
-        Registry { store, search, settings: Arc::new(settings) }
+        Registry { store, search, settings: Arc::new(settings), rendered: Arc::default() }
     }
 
     pub fn store(&self) -> &Store {
@@ -139,6 +217,42 @@ impl Registry {
     /// read (measured: `gridnode-bench registry`). Scans and writes still go to the pool.
     pub async fn get<R: RegistryEntry>(&self, id: String) -> Result<R> {
         Ok(self.store.get::<R>(&id)?)
+    }
+
+    /// One record by id as its JSON answer, rendered once per version (see [`rendered`]).
+    pub fn get_json<R: RegistryEntry>(&self, id: &str) -> Result<axum::body::Bytes> {
+        self.rendered.get::<R>(&self.store, id)
+    }
+
+    /// A page of the records matching a field query, as one JSON array of their answers.
+    pub async fn by_field_json<R: Queryable>(
+        &self,
+        query: &FieldQuery,
+        given: &str,
+        page: Page,
+    ) -> Result<axum::body::Bytes> {
+        let value = query.value(given)?;
+        let (rendered, field) = (self.rendered.clone(), query.field);
+        self.blocking(move |store| {
+            // Index entries exist for live records only: the page is taken from the ids.
+            let ids = store.ids_where::<R>(field, &value)?;
+            let mut array = Vec::with_capacity(2 + ids.len().min(page.limit) * 1024);
+            array.push(b'[');
+            for id in ids.iter().skip(page.offset).take(page.limit) {
+                // A record deleted since its index entry was read is skipped.
+                let json = match rendered.get::<R>(store, id) {
+                    Err(Error::Store(gridnode_store::Error::NotFound { .. })) => continue,
+                    other => other?,
+                };
+                if array.len() > 1 {
+                    array.push(b',');
+                }
+                array.extend_from_slice(&json);
+            }
+            array.push(b']');
+            Ok(axum::body::Bytes::from(array))
+        })
+        .await
     }
 
     /// Who wrote the version held of a record (contract section 13, `?provenance=true`):

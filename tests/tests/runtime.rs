@@ -329,3 +329,79 @@ async fn gone(pid: &str) -> bool {
     }
     false
 }
+
+/// A call with `metadata` (name, value pairs).
+async fn call_with(
+    client: &mut ToolExecutorClient<Channel>,
+    name: &str,
+    input: &[u8],
+    metadata: &[(&'static str, &str)],
+) -> CallFunctionResponse {
+    let mut request =
+        tonic::Request::new(CallFunctionRequest { tool_name: name.into(), input: input.to_vec() });
+    for (key, value) in metadata {
+        request.metadata_mut().insert(*key, value.parse().unwrap());
+    }
+    client.call_function(request).await.expect("never a grpc-level error").into_inner()
+}
+
+/// gRPC from an outside client goes through the one execution door (allow-list, input check,
+/// audit); a peer's member hop goes straight to the runtime, which still checks the input.
+#[tokio::test]
+async fn outside_grpc_calls_are_checked_and_audited_and_member_hops_are_not_audited_twice() {
+    let root = tempfile::tempdir().unwrap();
+    let (node, api) = gridnode_tests::node(root.path(), "node-rt").start().await;
+    let mut client = client(&node).await;
+    let (status, _) = api.put("/orgs/acme/allowed-tools", &json!(["echo"])).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let acme = [("x-org-id", "acme")];
+    let text = br#"{"text":"abc"}"#;
+    let refused = call_with(&mut client, "reverse_text", text, &acme).await;
+    assert!(!refused.success);
+    assert_eq!(refused.error, "tool 'reverse_text' is not allowed for org 'acme'");
+    assert_eq!(refused.metadata["error_code"], "PermissionDenied");
+    let allowed = call_with(&mut client, "echo", b"raw bytes", &acme).await;
+    assert!(allowed.success, "{}", allowed.error);
+    assert_eq!(allowed.output, b"raw bytes");
+    let invalid = call(&mut client, "reverse_text", br#"{"text": 5}"#).await;
+    assert!(!invalid.success);
+    assert!(invalid.error.starts_with("invalid input for 'reverse_text'"), "{}", invalid.error);
+    assert_eq!(invalid.metadata["error_code"], "InvalidArgument");
+    let unknown = call(&mut client, "no_such_tool", b"{}").await;
+    assert!(unknown.error.contains("not hosted"), "{}", unknown.error);
+
+    let (_, entries) = api.get("/audit").await;
+    let seen: Vec<(&str, &str, u64)> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["tool"].as_str().unwrap(),
+                e["kind"].as_str().unwrap(),
+                e["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("no_such_tool", "cluster_tool", 500),
+            ("reverse_text", "cluster_tool", 400),
+            ("echo", "cluster_tool", 200),
+            ("reverse_text", "cluster_tool", 403),
+        ],
+        "{entries}"
+    );
+
+    // A member hop: the plan was made, checked and audited by the node it comes from.
+    let hop = [("x-gridnode-hop", "node-b")];
+    let hopped = call_with(&mut client, "reverse_text", text, &hop).await;
+    assert!(hopped.success, "{}", hopped.error);
+    let bad_hop = call_with(&mut client, "reverse_text", b"[]", &hop).await;
+    assert!(!bad_hop.success, "the runtime still checks what crosses the network");
+    let (_, after) = api.get("/audit").await;
+    assert_eq!(after.as_array().unwrap().len(), seen.len(), "no second audit entry: {after}");
+    node.shutdown().await.unwrap();
+}

@@ -3,74 +3,29 @@
 
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use gridnode_store::{FunctionEntry, JsonMap, RegistryEntry, ToolEntry};
+use gridnode_store::{FunctionEntry, JsonMap, ToolEntry};
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::extract::{JsonBody, Params};
 use crate::error::{Error, Result};
-
-/// A `GET /{kind}/query/{route}?{param}=` route over one indexed field.
-#[derive(Debug, Clone, Copy)]
-pub struct FieldRoute {
-    pub route: &'static str,
-    pub param: &'static str,
-    pub field: &'static str,
-    pub kind: ParamKind,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub enum ParamKind {
-    Text,
-    Bool,
-}
+use crate::service::{FieldQuery, Queryable};
 
 /// How a registry appears over REST.
-pub trait RegistryApi: RegistryEntry {
+pub trait RegistryApi: Queryable {
     /// The path segment: `tools`.
     const PATH: &'static str;
-    const FIELD_ROUTES: &'static [FieldRoute];
 }
 
 impl RegistryApi for ToolEntry {
     const PATH: &'static str = "tools";
-    const FIELD_ROUTES: &'static [FieldRoute] = &[
-        FieldRoute { route: "by-type", param: "type", field: "tool_type", kind: ParamKind::Text },
-        FieldRoute { route: "by-tag", param: "tag", field: "tool_tags", kind: ParamKind::Text },
-        FieldRoute {
-            route: "by-execution-mode",
-            param: "mode",
-            field: "tool_execution_mode",
-            kind: ParamKind::Text,
-        },
-        FieldRoute {
-            route: "by-policy-uri",
-            param: "uri",
-            field: "tool_policy_rule_uri",
-            kind: ParamKind::Text,
-        },
-    ];
 }
 
 impl RegistryApi for FunctionEntry {
     const PATH: &'static str = "functions";
-    const FIELD_ROUTES: &'static [FieldRoute] = &[
-        FieldRoute {
-            route: "by-type",
-            param: "type",
-            field: "function_type",
-            kind: ParamKind::Text,
-        },
-        FieldRoute { route: "by-tag", param: "tag", field: "function_tags", kind: ParamKind::Text },
-        FieldRoute {
-            route: "by-system-flag",
-            param: "is_system",
-            field: "is_system_action",
-            kind: ParamKind::Bool,
-        },
-    ];
 }
 
 /// Every route of one registry.
@@ -85,11 +40,10 @@ pub fn routes<R: RegistryApi>(max_upload_bytes: usize) -> Router<AppState> {
         .route(&format!("{base}/{{id}}"), get(read::<R>).put(update::<R>).delete(delete::<R>))
         .route(&format!("{base}/query/generic"), post(generic::<R>))
         .route(&format!("{base}/query/by-keyword"), get(by_keyword::<R>));
-    for def in R::FIELD_ROUTES {
-        let def = *def;
+    for query in R::FIELD_QUERIES {
         router = router.route(
-            &format!("{base}/query/{}", def.route),
-            get(move |state: State<AppState>, params: Params| by_field::<R>(state, params, def)),
+            &format!("{base}/query/{}", query.name),
+            get(move |state: State<AppState>, params: Params| by_field::<R>(state, params, query)),
         );
     }
     router
@@ -116,13 +70,13 @@ async fn read<R: RegistryApi>(
     Path(id): Path<String>,
     params: Params,
 ) -> Result<axum::response::Response> {
-    let record = app.registry.get::<R>(id.clone()).await?;
-    // The common read renders the record straight: no detour through a JSON value.
+    // The common read answers with the record's rendered JSON (rendered once per version).
     if !params.provenance()? {
-        return Ok(axum::response::IntoResponse::into_response(Json(record)));
+        return Ok(json_answer(app.registry.get_json::<R>(&id)?));
     }
+    let record = app.registry.get::<R>(id.clone()).await?;
     let value = params.with_provenance(record, &app.registry, R::COLLECTION, &id)?;
-    Ok(axum::response::IntoResponse::into_response(Json(value)))
+    Ok(Json(value).into_response())
 }
 
 async fn update<R: RegistryApi>(
@@ -151,24 +105,15 @@ async fn delete<R: RegistryApi>(
 async fn by_field<R: RegistryApi>(
     State(app): State<AppState>,
     params: Params,
-    def: FieldRoute,
-) -> Result<Json<Vec<R>>> {
-    let text = params.required(def.param)?;
-    let value = match def.kind {
-        ParamKind::Text => Value::from(text),
-        ParamKind::Bool => match text {
-            "true" => Value::Bool(true),
-            "false" => Value::Bool(false),
-            _ => {
-                return Err(Error::BadRequest(format!(
-                    "{} must be true or false, got '{}'",
-                    def.param,
-                    text.escape_default()
-                )));
-            }
-        },
-    };
-    Ok(Json(app.registry.find::<R>(def.field, value, params.page()?).await?))
+    query: &'static FieldQuery,
+) -> Result<axum::response::Response> {
+    let given = params.required(query.param)?;
+    Ok(json_answer(app.registry.by_field_json::<R>(query, given, params.page()?).await?))
+}
+
+/// JSON already rendered.
+fn json_answer(json: axum::body::Bytes) -> axum::response::Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], json).into_response()
 }
 
 async fn by_keyword<R: RegistryApi>(

@@ -293,6 +293,9 @@ impl Execution {
             }
             Target::Hosted(name) => {
                 parts.orgs.check(org, name).await?;
+                if let Some(Err(why)) = parts.runtime.check(name, input) {
+                    return Err(Error::BadRequest(format!("invalid input for '{name}': {why}")));
+                }
                 self.dispatch(name, Plan::Here(name), input).await?
             }
             Target::Action { .. } => {

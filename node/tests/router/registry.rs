@@ -499,3 +499,39 @@ async fn bad_uploads_store_nothing() {
     assert!(app.store().get_blob(&gridnode_store::sha256_hex(&code)).unwrap().is_none());
     assert_eq!(app.store().last_seq(), app.start_seq, "nothing was written at all");
 }
+
+/// Reads answer from answers rendered once per version: every write shows at once.
+#[tokio::test]
+async fn rendered_answers_follow_every_write() {
+    let app = app().await;
+    let tool = json!({"tool_id": "cached", "tool_type": "a", "tool_tags": ["t1"]});
+    assert_eq!(app.json("POST", "/tools", &tool).await.0, StatusCode::CREATED);
+    for _ in 0..2 {
+        let (status, body) = app.get("/tools/cached").await;
+        assert_eq!((status, &body["tool_type"]), (StatusCode::OK, &json!("a")));
+    }
+    let (_, tagged) = app.get("/tools/query/by-tag?tag=t1").await;
+    assert_eq!(tagged[0]["tool_type"], "a");
+
+    let patch = json!({"tool_type": "b", "tool_tags": ["t2"]});
+    assert_eq!(app.json("PUT", "/tools/cached", &patch).await.0, StatusCode::OK);
+    assert_eq!(app.get("/tools/cached").await.1["tool_type"], "b");
+    assert_eq!(app.get("/tools/query/by-tag?tag=t1").await.1, json!([]));
+    assert_eq!(app.get("/tools/query/by-tag?tag=t2").await.1[0]["tool_type"], "b");
+
+    // A write elsewhere moves the store on: the answer is confirmed by its version, unchanged.
+    let other = json!({"tool_id": "other"});
+    assert_eq!(app.json("POST", "/tools", &other).await.0, StatusCode::CREATED);
+    assert_eq!(app.get("/tools/cached").await.1["tool_type"], "b");
+
+    assert_eq!(app.call("DELETE", "/tools/cached", None, vec![]).await.0, StatusCode::OK);
+    let (status, body) = app.get("/tools/cached").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_of(&body), "tool 'cached' not found");
+    let again = json!({"tool_id": "cached", "tool_type": "c"});
+    assert_eq!(app.json("POST", "/tools", &again).await.0, StatusCode::CREATED);
+    assert_eq!(app.get("/tools/cached").await.1["tool_type"], "c");
+    // Same content type as any other answer.
+    let (status, body) = app.get("/tools/query/by-type?type=c").await;
+    assert_eq!((status, body.as_array().map(Vec::len)), (StatusCode::OK, Some(1)));
+}
