@@ -192,6 +192,8 @@ impl Node {
                 Ok(())
             }
         };
+        // Every audit entry in the log, and the writer's store handle released.
+        self.services.audit.close().await;
         // No more replication: what peers send from now on, this node gets by anti-entropy at
         // its next start.
         self.services.cluster.federation().shutdown().await;

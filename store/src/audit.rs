@@ -98,6 +98,22 @@ impl Store {
         Ok((seq, held > keep + trim_slack(keep)))
     }
 
+    /// Appends entries in one batch, in order (their `seq`s are assigned); returns whether the
+    /// log now holds more than `keep` entries plus the slack.
+    pub fn append_audit_batch(&self, entries: &mut [AuditEntry], keep: u64) -> Result<bool> {
+        let span = self.audit_span();
+        let first = span.next.fetch_add(entries.len() as u64, Ordering::Relaxed);
+        let mut batch = sled::Batch::default();
+        for (seq, entry) in (first..).zip(entries.iter_mut()) {
+            entry.seq = seq;
+            batch.insert(&seq.to_be_bytes(), encode(&*entry)?);
+        }
+        self.audit_tree().apply_batch(batch)?;
+        let held =
+            (first + entries.len() as u64).saturating_sub(span.first.load(Ordering::Relaxed));
+        Ok(held > keep + trim_slack(keep))
+    }
+
     /// Removes the oldest entries until at most `keep` are left; returns how many went. The
     /// span's start moves first; the removals follow (appends do not wait for them).
     pub fn trim_audit(&self, keep: u64) -> Result<u64> {

@@ -492,6 +492,15 @@ fn the_audit_log_appends_in_order_filters_and_keeps_a_bounded_tail() {
     // Sequence numbers continue after a restart.
     let store = Store::open(&StoreConfig::new(dir.path().join("s"), "n1")).unwrap();
     assert_eq!(store.append_audit(&entry("x", "y"), 100).unwrap().0, 501);
+
+    // A batch takes the next numbers, in its order, and says when the log is over.
+    let mut batch: Vec<_> = (0..5).map(|i| entry("batch", &format!("b{i}"))).collect();
+    assert!(!store.append_audit_batch(&mut batch, 100).unwrap(), "101 + 5 entries: within");
+    assert_eq!(batch.iter().map(|e| e.seq).collect::<Vec<_>>(), [502, 503, 504, 505, 506]);
+    let newest = store.audit(&query(Some("batch"), None, 2)).unwrap();
+    assert_eq!(newest.iter().map(|e| e.tool.as_str()).collect::<Vec<_>>(), ["b4", "b3"]);
+    assert!(store.append_audit_batch(&mut [entry("batch", "b5")], 100).unwrap(), "107: over");
+    assert!(!store.append_audit_batch(&mut [], 1000).unwrap());
 }
 
 #[test]

@@ -43,6 +43,18 @@ pub(crate) async fn load(
     concurrency: usize,
     calls: usize,
 ) -> Result<Measured, Box<dyn std::error::Error>> {
+    load_as(client, tool, input, concurrency, calls, None).await
+}
+
+/// The same, every call carrying one metadata entry (`x-gridnode-hop`: a member hop).
+async fn load_as(
+    client: &ToolExecutorClient<Channel>,
+    tool: &str,
+    input: &[u8],
+    concurrency: usize,
+    calls: usize,
+    metadata: Option<(&'static str, &'static str)>,
+) -> Result<Measured, Box<dyn std::error::Error>> {
     let input = Arc::new(input.to_vec());
     let started = Instant::now();
     let mut workers = Vec::with_capacity(concurrency);
@@ -52,8 +64,15 @@ pub(crate) async fn load(
         workers.push(tokio::spawn(async move {
             let mut samples = Vec::with_capacity(share);
             for _ in 0..share {
-                let request =
-                    CallFunctionRequest { tool_name: tool.clone(), input: input.to_vec() };
+                let mut request = tonic::Request::new(CallFunctionRequest {
+                    tool_name: tool.clone(),
+                    input: input.to_vec(),
+                });
+                if let Some((key, value)) = metadata {
+                    request
+                        .metadata_mut()
+                        .insert(key, tonic::metadata::MetadataValue::from_static(value));
+                }
                 let t = Instant::now();
                 let response = client.call_function(request).await?.into_inner();
                 samples.push(t.elapsed());
@@ -163,6 +182,11 @@ pub fn run(quick: bool) -> BenchResult {
                 line("gridnode echo", &echo);
                 let reverse = load(&gridnode, "reverse_text", &text_input(size), concurrency, calls).await?;
                 line("gridnode reverse_text", &reverse);
+                // The same call as a peer's member hop: straight to the runtime, so the gap to the
+                // row above is the execution door's (allow-list, plan, audit entry).
+                let hop = Some(("x-gridnode-hop", "bench-peer"));
+                let hopped = load_as(&gridnode, "reverse_text", &text_input(size), concurrency, calls, hop).await?;
+                line("gridnode reverse_text, as a member hop (no door)", &hopped);
                 if let Some(client) = &python_client {
                     // Fewer calls: the Python server is much slower, and the figure is its rate.
                     let calls = (calls / 10).max(concurrency * 4);

@@ -3,8 +3,7 @@
 //! that went away mid-call — with the org, the tool, the node that ran it, the status and the
 //! input's size; never the input, the output, an error text or a credential.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::Instant;
 
 use gridnode_store::{AuditEntry, AuditKind, AuditQuery, ID_MAX_LEN, now_ms};
@@ -17,14 +16,31 @@ use gridnode_store::Store;
 /// "client closed request").
 pub const CANCELLED: u16 = 499;
 
+/// Entries waiting for the writer at most; past it, an execution writes its own entry.
+const QUEUED: usize = 16 * 1024;
+/// Entries the writer appends in one batch at most.
+const MAX_BATCH: usize = 1024;
+
 /// The service. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Audit {
     store: Store,
     keep: u64,
     metrics: crate::metrics::Metrics,
-    /// A trim is running on the blocking pool.
-    trimming: Arc<AtomicBool>,
+    /// The log's writer: a thread that appends what arrives, in batches (a request hands its
+    /// entry over and goes on), and trims the oldest entries when the log is over `keep`.
+    writer: SyncSender<Job>,
+    /// The writer thread, joined by [`Audit::close`].
+    thread: std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+#[derive(Debug)]
+enum Job {
+    Append(AuditEntry),
+    /// Answered once every entry sent before it is in the log.
+    Barrier(tokio::sync::oneshot::Sender<()>),
+    /// Write what came before, then stop.
+    Stop,
 }
 
 /// An execution under way: finish it with its result; dropped unfinished (the caller went
@@ -40,7 +56,34 @@ impl Audit {
     /// A log of at most `keep` entries; every entry is also counted in `metrics`
     /// (`gridnode_executions_total`).
     pub fn new(store: Store, keep: u64, metrics: crate::metrics::Metrics) -> Audit {
-        Audit { store, keep, metrics, trimming: Arc::default() }
+        let (writer, jobs) = std::sync::mpsc::sync_channel(QUEUED);
+        let log = store.clone();
+        let spawned = std::thread::Builder::new()
+            .name("gridnode-audit".into())
+            .spawn(move || write(&log, keep, &jobs));
+        let thread = match spawned {
+            Ok(thread) => Some(thread),
+            Err(error) => {
+                // The jobs' receiver is gone with the closure: every entry is written in place.
+                tracing::error!(%error, "no audit writer thread: executions write their own entries");
+                None
+            }
+        };
+        Audit { store, keep, metrics, writer, thread: std::sync::Arc::new(thread.into()) }
+    }
+
+    /// Writes every entry handed over, then stops the writer (its store handle released);
+    /// entries that come later are written in place. Shutdown calls it.
+    pub async fn close(&self) {
+        let (writer, thread) = (self.writer.clone(), self.thread.clone());
+        let joined = tokio::task::spawn_blocking(move || {
+            let _ = writer.send(Job::Stop);
+            let handle = thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            handle.map(std::thread::JoinHandle::join)
+        });
+        if let Ok(Some(Err(_))) = joined.await {
+            tracing::error!("the audit writer panicked");
+        }
     }
 
     /// Starts the entry of one execution. Names are cut to the id length, so a hostile name
@@ -73,29 +116,35 @@ impl Audit {
         }
     }
 
-    /// Appends an entry: a sled insert without a flush (see `gridnode_store::audit`), cheap
-    /// enough for the request's task. Removing the oldest entries, a batch at a time, runs on
-    /// the blocking pool. A failure to append is logged, never the caller's error.
-    fn append(&self, entry: &AuditEntry) {
+    /// Hands an entry to the writer. When the writer is behind by [`QUEUED`] entries (or
+    /// gone), the entry is written here: a sled insert without a flush, like the writer's
+    /// (see `gridnode_store::audit`). A failure to append is logged, never the caller's error.
+    fn append(&self, entry: AuditEntry) {
         let kind = match entry.kind {
             AuditKind::Tool => "tool",
             AuditKind::Function => "function",
             AuditKind::ClusterTool => "cluster_tool",
         };
         self.metrics.execution(kind, entry.status);
-        match self.store.append_audit(entry, self.keep) {
-            Ok((_, over)) if over && !self.trimming.swap(true, Ordering::AcqRel) => {
-                let (store, keep, trimming) =
-                    (self.store.clone(), self.keep, self.trimming.clone());
-                tokio::task::spawn_blocking(move || {
-                    if let Err(error) = store.trim_audit(keep) {
-                        tracing::error!(%error, "audit log not trimmed");
-                    }
-                    trimming.store(false, Ordering::Release);
-                });
-            }
-            Ok(_) => {}
-            Err(error) => tracing::error!(%error, tool = %entry.tool, "audit entry not written"),
+        let entry = match self.writer.try_send(Job::Append(entry)) {
+            Ok(()) => return,
+            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => job,
+        };
+        if let Job::Append(entry) = entry
+            && let Err(error) = self.store.append_audit(&entry, self.keep)
+        {
+            tracing::error!(%error, tool = %entry.tool, "audit entry not written");
+        }
+    }
+
+    /// Waits until every entry handed over so far is in the log.
+    async fn written(&self) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        let writer = self.writer.clone();
+        // A blocking send (the queue may be full), off the async threads.
+        let sent = tokio::task::spawn_blocking(move || writer.send(Job::Barrier(done)).is_ok());
+        if sent.await.unwrap_or(false) {
+            let _ = written.await;
         }
     }
 
@@ -118,6 +167,7 @@ impl Audit {
         let given = |text: Option<String>| text.filter(|text| !text.is_empty());
         let limit = crate::service::page(limit, None)?.limit;
         let query = AuditQuery { org: given(org), tool: given(tool), limit };
+        self.written().await;
         crate::service::blocking(&self.store, move |store| store.audit(&query).map_err(Error::from))
             .await
     }
@@ -136,7 +186,7 @@ impl Pending {
                 Err(error) => entry.status = error.status(),
             }
             entry.duration_ms = self.started.elapsed().as_millis() as u64;
-            self.audit.append(&entry);
+            self.audit.append(entry);
         }
     }
 }
@@ -154,7 +204,47 @@ impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(mut entry) = self.entry.take() {
             entry.duration_ms = self.started.elapsed().as_millis() as u64;
-            self.audit.append(&entry);
+            self.audit.append(entry);
+        }
+    }
+}
+
+/// The writer: appends what arrives in batches of up to [`MAX_BATCH`], trims the log when it
+/// is over `keep` (plus the slack), answers barriers once what came before them is written, and
+/// ends when told to stop or when the last [`Audit`] is dropped.
+fn write(store: &Store, keep: u64, jobs: &Receiver<Job>) {
+    let mut entries = Vec::with_capacity(MAX_BATCH);
+    let mut barriers = Vec::new();
+    let mut stop = false;
+    loop {
+        // Once told to stop, what is still queued is written, then the writer ends.
+        let first = if stop { jobs.try_recv().ok() } else { jobs.recv().ok() };
+        let Some(first) = first else { return };
+        let mut next = Some(first);
+        while let Some(job) = next {
+            match job {
+                Job::Append(entry) => entries.push(entry),
+                Job::Barrier(done) => barriers.push(done),
+                Job::Stop => stop = true,
+            }
+            next = if entries.len() < MAX_BATCH { jobs.try_recv().ok() } else { None };
+        }
+        if !entries.is_empty() {
+            match store.append_audit_batch(&mut entries, keep) {
+                Ok(true) => {
+                    if let Err(error) = store.trim_audit(keep) {
+                        tracing::error!(%error, "audit log not trimmed");
+                    }
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::error!(%error, entries = entries.len(), "audit entries not written");
+                }
+            }
+            entries.clear();
+        }
+        for done in barriers.drain(..) {
+            let _ = done.send(());
         }
     }
 }
