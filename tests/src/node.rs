@@ -90,3 +90,23 @@ impl NodeBuilder {
         (node, api)
     }
 }
+
+/// Nodes `names`, in order, in a new cluster (named from `prefix`) under `dir`: every node after
+/// the first bootstraps from the first. `each` adjusts a node's builder, by name.
+pub async fn cluster(
+    dir: &Path,
+    prefix: &str,
+    names: &[&str],
+    each: impl Fn(&str, NodeBuilder) -> NodeBuilder,
+) -> Vec<(Node, Api)> {
+    let cluster = unique_cluster(prefix);
+    let mut nodes: Vec<(Node, Api)> = Vec::with_capacity(names.len());
+    for name in names {
+        let mut builder = node(dir, name).in_cluster(&cluster);
+        if let Some((first, _)) = nodes.first() {
+            builder = builder.bootstrap(first);
+        }
+        nodes.push(each(name, builder).start().await);
+    }
+    nodes
+}

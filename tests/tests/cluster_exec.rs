@@ -3,12 +3,10 @@
 //! the others — local first, least loaded next, failover when a node goes away, 502 when none
 //! is left.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gridnode_tests::EVENTUALLY;
 use gridnode_tests::api::Api;
-use gridnode_tests::node::NodeBuilder;
 use gridnode_tests::tool_dir::write_tool;
 use gridnode_tests::walk::eventually;
 use reqwest::StatusCode;
@@ -17,10 +15,6 @@ use serde_json::{Value, json};
 /// Heartbeats every 1.5 s: a stopped node still looks alive for a few seconds, long enough to
 /// see a call to it fail over.
 const HEARTBEAT_MS: u64 = 1500;
-
-fn node(dir: &Path, name: &str, cluster: &str) -> NodeBuilder {
-    gridnode_tests::node(dir, name).in_cluster(cluster).brisk(HEARTBEAT_MS)
-}
 
 fn peer<'a>(peers: &'a Value, node_id: &str) -> Option<&'a Value> {
     peers.as_array()?.iter().find(|p| p["node_id"] == node_id)
@@ -33,7 +27,6 @@ async fn execute(api: &Api, tool: &str, input: Value) -> (StatusCode, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn any_tool_from_any_node_with_load_and_failover() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = gridnode_tests::unique_cluster("exec");
     // `whoami` only on b; `shout` on b and c; `hold` (busy for a while) on c.
     let tools_b = dir.path().join("tools-b");
     let tools_c = dir.path().join("tools-c");
@@ -49,9 +42,16 @@ async fn any_tool_from_any_node_with_load_and_failover() {
         "cat >/dev/null; sleep 6; echo '{}'",
     );
 
-    let (a, api_a) = node(dir.path(), "a", &cluster).start().await;
-    let (b, _api_b) = node(dir.path(), "b", &cluster).bootstrap(&a).tools(tools_b).start().await;
-    let (c, api_c) = node(dir.path(), "c", &cluster).bootstrap(&a).tools(tools_c).start().await;
+    let nodes =
+        gridnode_tests::node::cluster(dir.path(), "exec", &["a", "b", "c"], |name, node| {
+            let node = node.brisk(HEARTBEAT_MS);
+            match name {
+                "b" => node.tools(&tools_b),
+                "c" => node.tools(&tools_c),
+                _ => node,
+            }
+        });
+    let [(a, api_a), (b, _api_b), (c, api_c)] = nodes.await.try_into().ok().unwrap();
     for api in [&api_a, &api_c] {
         eventually(api, "/cluster-tools", |records| {
             records

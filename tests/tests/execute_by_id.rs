@@ -2,13 +2,11 @@
 //! 11), against real nodes on 127.0.0.1: bundle tools that travel between nodes, remote tools
 //! and functions against an HTTP server started here, system tools through the cluster path.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::routing::{get, post};
-use gridnode_tests::node::NodeBuilder;
 
 /// Heartbeats every half second: peers and load show up quickly.
 const HEARTBEAT_MS: u64 = 500;
@@ -19,10 +17,6 @@ use gridnode_tests::tool_dir::write_tool;
 use gridnode_tests::walk::eventually;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-fn node(dir: &Path, name: &str, cluster: &str) -> NodeBuilder {
-    gridnode_tests::node(dir, name).in_cluster(cluster).brisk(HEARTBEAT_MS)
-}
 
 /// A bundle whose `run` prints its input, its argument count and the credentials it was given.
 fn bundle_upload(id: &str) -> (Vec<u8>, String) {
@@ -51,7 +45,6 @@ async fn as_org(api: &Api, org: &str, path: &str, body: &Value) -> (StatusCode, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bundles_travel_selection_weighs_load_and_allow_lists_replicate() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = gridnode_tests::unique_cluster("byid");
     let tools_b = dir.path().join("tools-b");
     let tools_c = dir.path().join("tools-c");
     write_tool(&tools_b, "work_b", json!({"description": "works on b"}), "cat");
@@ -62,9 +55,16 @@ async fn bundles_travel_selection_weighs_load_and_allow_lists_replicate() {
         json!({"description": "busy"}),
         "cat >/dev/null; sleep 5; echo '{}'",
     );
-    let (a, api_a) = node(dir.path(), "a", &cluster).start().await;
-    let (b, api_b) = node(dir.path(), "b", &cluster).bootstrap(&a).tools(tools_b).start().await;
-    let (c, api_c) = node(dir.path(), "c", &cluster).bootstrap(&a).tools(tools_c).start().await;
+    let nodes =
+        gridnode_tests::node::cluster(dir.path(), "byid", &["a", "b", "c"], |name, node| {
+            let node = node.brisk(HEARTBEAT_MS);
+            match name {
+                "b" => node.tools(&tools_b),
+                "c" => node.tools(&tools_c),
+                _ => node,
+            }
+        });
+    let [(a, api_a), (b, api_b), (c, api_c)] = nodes.await.try_into().ok().unwrap();
 
     // A bundle uploaded on a runs by id on b: fetched from a, checked, unpacked once, run.
     let (upload, sha) = bundle_upload("printer");
