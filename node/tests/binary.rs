@@ -136,19 +136,9 @@ async fn sigterm_shuts_down_cleanly_and_flags_beat_env_and_file() {
     cmd.env("GRIDNODE_HTTP", taken.local_addr().unwrap().to_string());
     cmd.args(["serve", "--config", config.to_str().unwrap(), "--http", "127.0.0.1:0"]);
     let mut node = start(cmd);
-    let client = reqwest::Client::new();
-    let status = client
-        .post(format!("{}/tools", node.base))
-        .json(&json!({"tool_id": "x"}))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, StatusCode::CREATED);
-    assert_eq!(
-        client.get(format!("{}/readyz", node.base)).send().await.unwrap().status(),
-        StatusCode::OK
-    );
+    let api = gridnode_tests::api::Api::new(node.base.clone());
+    assert_eq!(api.post("/tools", &json!({"tool_id": "x"})).await.0, StatusCode::CREATED);
+    assert_eq!(api.get("/readyz").await.0, StatusCode::OK);
 
     let pid = node.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -166,8 +156,8 @@ async fn sigterm_shuts_down_cleanly_and_flags_beat_env_and_file() {
 
     // What was acknowledged before SIGTERM is there after a restart.
     let node = start(command(&data));
-    let status = client.get(format!("{}/tools/x", node.base)).send().await.unwrap().status();
-    assert_eq!(status, StatusCode::OK);
+    let api = gridnode_tests::api::Api::new(node.base.clone());
+    assert_eq!(api.get("/tools/x").await.0, StatusCode::OK);
 }
 
 #[test]

@@ -1,10 +1,7 @@
 //! Execute by id, selection, actions, allow-lists, audit.
 
-use axum::body::Body;
-use axum::http::Request;
 use axum::http::StatusCode;
 use serde_json::json;
-use tower::ServiceExt;
 
 use crate::{app, error_of};
 
@@ -127,15 +124,10 @@ async fn execute_select_action_org_and_audit_routes_refuse_bad_input() {
         error_of(&reply);
     }
     // A bad X-Org-Id header is a 400, never a crash.
-    let request = Request::builder()
-        .method("POST")
-        .uri("/tools/rev/execute")
-        .header("content-type", "application/json")
-        .header("x-org-id", "not an org")
-        .body(Body::from(r#"{"input": {"text": "a"}}"#))
-        .unwrap();
-    let response = app.router.clone().oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let request =
+        app.api.client.post(app.api.url("/tools/rev/execute")).header("x-org-id", "not an org");
+    let (status, _) = app.api.send(request.json(&json!({"input": {"text": "a"}}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // Nothing changed: the tool, the action, no allow-list; the audit log holds the executions.
     assert_eq!(app.tool_count(), 1);

@@ -1,16 +1,13 @@
-//! The REST API driven through `Router::oneshot` over a real node's services (a real store on
-//! disk, a real federation of one on loopback): every bad input gets a clear 4xx, and the store
-//! keeps exactly what it had. One file per route family.
+//! The REST API of a real node (a real store on disk, a real federation of one on loopback)
+//! driven through the test support's HTTP client: every bad input gets a clear 4xx, and the
+//! store keeps exactly what it had. One file per route family.
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use gridnode::Node;
 use gridnode::config::{Limits, ResolverKind};
 use gridnode_store::ToolEntry;
-use http_body_util::BodyExt;
+use gridnode_tests::api::Api;
 use serde_json::Value;
-use tower::ServiceExt;
 
 mod cluster;
 mod cluster_tools;
@@ -21,7 +18,7 @@ mod registry;
 const BOUNDARY: &str = "gridnode-test-boundary";
 
 struct App {
-    router: Router,
+    api: Api,
     node: Node,
     /// The store's feed sequence once the node had started.
     start_seq: u64,
@@ -32,7 +29,7 @@ struct App {
 /// static resolver that knows an outside node `outside-1` (at a port nothing listens on).
 async fn app() -> App {
     let dir = tempfile::tempdir().unwrap();
-    let (node, _) = gridnode_tests::node(dir.path(), "node-a")
+    let (node, api) = gridnode_tests::node(dir.path(), "node-a")
         .config(|config| {
             config.limits = Limits {
                 max_upload_bytes: 256 * 1024,
@@ -46,10 +43,9 @@ async fn app() -> App {
         })
         .start()
         .await;
-    let router = gridnode::http::router(node.services().clone());
     // The node wrote its member record and its tools at start: nothing else from here on.
     let start_seq = node.registry().store().last_seq();
-    App { router, node, start_seq, _dir: dir }
+    App { api, node, start_seq, _dir: dir }
 }
 
 impl App {
@@ -66,14 +62,14 @@ impl App {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(method).uri(uri);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.api.client.request(method, self.api.url(uri)).body(body);
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
         }
-        let response =
-            self.router.clone().oneshot(request.body(Body::from(body)).unwrap()).await.unwrap();
+        let response = request.send().await.expect("the node answers");
         let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let bytes = response.bytes().await.expect("the body arrives");
         let value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
         (status, value)

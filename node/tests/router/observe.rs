@@ -1,10 +1,7 @@
 //! Metrics and request ids.
 
-use axum::body::Body;
-use axum::http::Request;
 use axum::http::StatusCode;
 use serde_json::json;
-use tower::ServiceExt;
 
 use crate::app;
 
@@ -36,11 +33,11 @@ async fn metrics_count_requests_by_route_and_request_ids_are_echoed() {
     }
     // A sane caller id is echoed; a hostile one is replaced; none gets a fresh one.
     let ask = |id: Option<&str>| {
-        let mut request = Request::builder().uri("/healthz");
+        let mut request = app.api.client.get(app.api.url("/healthz"));
         if let Some(id) = id {
             request = request.header("x-request-id", id);
         }
-        app.router.clone().oneshot(request.body(Body::empty()).unwrap())
+        request.send()
     };
     let echoed = ask(Some("trace-42")).await.unwrap();
     assert_eq!(echoed.headers()["x-request-id"], "trace-42");

@@ -1,11 +1,7 @@
 //! Tools and functions: CRUD, queries, uploads.
 
-use axum::body::Body;
-use axum::http::Request;
 use axum::http::StatusCode;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 use crate::{app, error_of};
 use gridnode_tests::bundle::zip;
@@ -375,14 +371,8 @@ async fn upload_stores_spec_doc_and_blob_together() {
     assert_eq!(tool["tool_man_page_doc"], "# NER\nfinds names");
     let sha = gridnode_store::sha256_hex(b"PK-pretend-code");
     assert_eq!(tool["tool_source_code_link"], format!("http://node-a.test:8080/blobs/{sha}"));
-    let response = app
-        .router
-        .clone()
-        .oneshot(Request::get(format!("/blobs/{sha}")).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(&response.into_body().collect().await.unwrap().to_bytes()[..], b"PK-pretend-code");
+    let blob = app.api.bytes(&app.api.url(&format!("/blobs/{sha}"))).await;
+    assert_eq!(blob, (StatusCode::OK, b"PK-pretend-code".to_vec()));
     assert_eq!(app.get(&format!("/blobs/{}", "0".repeat(64))).await.0, StatusCode::NOT_FOUND);
     assert_eq!(app.get("/blobs/not-a-sha").await.0, StatusCode::BAD_REQUEST);
 
