@@ -59,6 +59,7 @@ pub struct NodeConfig {
     pub execute: ExecuteSettings,
     pub bundles: BundleSettings,
     pub audit: AuditSettings,
+    pub egress: EgressSettings,
 }
 
 /// Where a node's gRPC endpoint comes from (contract sections 6 and 8).
@@ -183,6 +184,16 @@ impl Default for BundleSettings {
     }
 }
 
+/// `[egress]`: where the node itself may connect (contract section 14).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EgressSettings {
+    /// Destinations let through: CIDRs (`10.0.0.0/8`), addresses, or `host:port`.
+    pub allow: Vec<String>,
+    /// Also refuse private (RFC 1918, unique-local) addresses.
+    pub deny_private: bool,
+}
+
 /// `[audit]`: the execution audit log (contract section 11).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -287,6 +298,7 @@ impl Default for NodeConfig {
             execute: ExecuteSettings::default(),
             bundles: BundleSettings::default(),
             audit: AuditSettings::default(),
+            egress: EgressSettings::default(),
         }
     }
 }
@@ -347,6 +359,13 @@ impl NodeConfig {
     }
 
     /// Fills in derived defaults and checks every value. Call before binding anything.
+    /// The egress rules: loopback destinations allowed when every listener is on loopback.
+    pub fn egress_rules(&self) -> Result<crate::service::egress::Egress> {
+        let loopback = self.http.ip().is_loopback() && self.grpc.ip().is_loopback();
+        crate::service::egress::Egress::new(loopback, self.egress.deny_private, &self.egress.allow)
+            .map_err(Error::Config)
+    }
+
     pub fn validate(mut self) -> Result<NodeConfig> {
         let from_label = self.resolver.kubernetes.as_ref().and_then(|k| k.node_name.as_ref());
         if let Some(node_name) = from_label {
@@ -364,6 +383,7 @@ impl NodeConfig {
         if self.data_dir.as_os_str().is_empty() {
             return Err(Error::Config("data_dir: must not be empty".into()));
         }
+        self.egress_rules()?;
         if !(1..=MAX_CACHE_MB).contains(&self.store.cache_mb) {
             return Err(Error::Config(format!("store.cache_mb: must be from 1 to {MAX_CACHE_MB}")));
         }

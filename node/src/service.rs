@@ -23,6 +23,7 @@ pub mod bundle_cache;
 pub mod catalog;
 pub mod cluster;
 pub mod cluster_tools;
+pub mod egress;
 pub mod execution;
 pub mod fresh;
 pub mod orgs;
@@ -173,6 +174,9 @@ pub struct Settings {
     /// The base of links this node hands out, without a trailing slash.
     pub advertise_http: String,
     pub limits: Limits,
+    /// Where the node may connect: links to refused literal addresses are refused at
+    /// registration.
+    pub egress: egress::Egress,
 }
 
 impl Registry {
@@ -203,6 +207,9 @@ impl Registry {
 
     /// Registers a new record given as JSON; 409 if its id is taken.
     pub async fn create<R: RegistryEntry>(&self, record: Value) -> Result<String> {
+        if let Value::Object(fields) = &record {
+            check_egress(&self.settings.egress, fields)?;
+        }
         let record: R = record_from_json(record, "invalid request body")?;
         check_not_reserved::<R>(&record.id())?;
         self.blocking(move |store| {
@@ -284,6 +291,7 @@ impl Registry {
                 R::COLLECTION.kind()
             )));
         }
+        check_egress(&self.settings.egress, &patch)?;
         self.blocking(move |store| {
             Ok(store.update::<R>(&id, |current| patched(current, &patch, R::COLLECTION.kind()))?)
         })
@@ -358,10 +366,14 @@ impl Registry {
     pub async fn upload<R: RegistryEntry>(&self, zip: axum::body::Bytes) -> Result<String> {
         let max_unpacked = self.settings.limits.max_unpacked_bytes;
         let base = self.settings.advertise_http.clone();
+        let egress = self.settings.egress.clone();
         self.blocking(move |store| {
             let bundle = bundle::read(&zip, R::BUNDLE_CODE, R::BUNDLE_DOC, max_unpacked)?;
             let spec = serde_json::from_slice(&bundle.spec)
                 .map_err(|e| Error::BadRequest(format!("spec.json is not valid json: {e}")))?;
+            if let Value::Object(fields) = &spec {
+                check_egress(&egress, fields)?;
+            }
             let context = format!("spec.json is not a valid {}", R::COLLECTION.kind());
             let mut record: R = record_from_json(spec, &context)?;
             check_not_reserved::<R>(&record.id())?;
@@ -484,6 +496,28 @@ fn check_not_reserved<R: RegistryEntry>(id: &str) -> Result<()> {
             R::COLLECTION.kind(),
             RESERVED_IDS.join(", ")
         )));
+    }
+    Ok(())
+}
+
+/// The URLs a record would make this node call (a remote tool's `tool_service_url`, a
+/// function's `open_api_spec.servers[].url`): one whose host is a literal address the
+/// egress rules refuse is a 400 now, not a 403 at every execution (contract section 14).
+fn check_egress(egress: &egress::Egress, fields: &JsonMap) -> Result<()> {
+    let servers = fields
+        .get("open_api_spec")
+        .and_then(|spec| spec.get("servers"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|server| server.get("url"));
+    let urls = fields.get("tool_service_url").into_iter().chain(servers);
+    for url in urls.filter_map(Value::as_str).filter_map(|u| reqwest::Url::parse(u).ok()) {
+        egress.check_url(&url).map_err(|refused| {
+            Error::BadRequest(format!(
+                "{refused}: this node may not call {url} (list it in [egress] allow to let it through)"
+            ))
+        })?;
     }
     Ok(())
 }

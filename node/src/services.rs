@@ -72,7 +72,8 @@ impl Services {
     /// Builds every service from the configuration and the started parts.
     pub fn build(config: &NodeConfig, parts: Parts) -> Result<Services> {
         let Parts { store, search, cluster, runtime, chain, metrics, advertise_http } = parts;
-        let settings = Settings { advertise_http, limits: config.limits.clone() };
+        let egress = config.egress_rules()?;
+        let settings = Settings { advertise_http, limits: config.limits.clone(), egress };
         let registry = Registry::new(store.clone(), search, settings.clone());
         let cluster_tools = ClusterTools::new(
             registry.clone(),
@@ -85,6 +86,7 @@ impl Services {
             Duration::from_millis(config.execute.call_timeout_ms),
             Duration::from_millis(config.execute.connect_timeout_ms),
             config.runtime.max_output_bytes as usize,
+            settings.egress.clone(),
         )?;
         let blobs = Blobs::new(
             store.clone(),

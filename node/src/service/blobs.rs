@@ -63,10 +63,10 @@ impl Blobs {
             return Ok(bytes);
         }
         let mut tried = Vec::new();
-        for base in self.sources(origin) {
+        for (base, member) in self.sources(origin) {
             let url = format!("{base}/blobs/{sha256}?local=true");
             let max = self.max_bytes;
-            let bytes = match self.remote.get(&url, self.timeout, max).await {
+            let bytes = match self.remote.get(&url, self.timeout, max, member).await {
                 Ok(bytes) => Bytes::from(bytes),
                 Err(why) => {
                     tried.push(format!("{base}: {why}"));
@@ -100,18 +100,23 @@ impl Blobs {
         }))
     }
 
-    /// Where to ask: the origin first, then the live peers; never this node.
-    fn sources(&self, origin: Option<&str>) -> Vec<String> {
-        let me = self.me.clone();
-        let mut sources: Vec<String> = origin.map(str::to_owned).into_iter().collect();
+    /// Where to ask: the origin first, then the live peers; never this node. Each with whether
+    /// it is a live member's own advertised address (reached outside the egress rules); the
+    /// origin, which a record's link names, is held to them unless it is one.
+    fn sources(&self, origin: Option<&str>) -> Vec<(String, bool)> {
         let me_id = self.cluster.node_id().to_owned();
-        for peer in self.cluster.peers() {
-            if peer.alive && peer.heartbeat.node_id != me_id && !peer.heartbeat.http.is_empty() {
-                sources.push(peer.heartbeat.http.trim_end_matches('/').to_owned());
-            }
-        }
+        let members: Vec<String> = self
+            .cluster
+            .peers()
+            .into_iter()
+            .filter(|p| p.alive && p.heartbeat.node_id != me_id && !p.heartbeat.http.is_empty())
+            .map(|p| p.heartbeat.http.trim_end_matches('/').to_owned())
+            .collect();
+        let origin = origin.map(|base| (base.to_owned(), members.iter().any(|m| m == base)));
+        let mut sources: Vec<(String, bool)> = origin.into_iter().collect();
+        sources.extend(members.into_iter().map(|base| (base, true)));
         let mut seen = std::collections::HashSet::new();
-        sources.retain(|base| *base != me && seen.insert(base.clone()));
+        sources.retain(|(base, _)| *base != self.me && seen.insert(base.clone()));
         sources
     }
 }

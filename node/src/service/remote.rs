@@ -1,12 +1,16 @@
 //! HTTP calls the node makes on a user's behalf: remote tools and functions (their input POSTed
-//! as JSON to a URL of their record) and bundle fetches from peers. One pooled client, a timeout
-//! on every call, and a bound on every answer's size.
+//! as JSON to a URL of their record) and bundle fetches from peers. A pooled client under the
+//! node's egress rules (see [`egress`](crate::service::egress)), a timeout on every call, and a
+//! bound on every answer's size. Admitted members' own advertised addresses are reached through
+//! a second client, outside the rules (a cluster on a private network fetches blobs from its
+//! members whatever `deny_private` says).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::runtime::CallOutcome;
+use crate::service::egress::{self, Egress};
 
 /// Most of a failed answer's body kept for the error message.
 const ERROR_BODY_KEPT: usize = 4096;
@@ -14,7 +18,11 @@ const ERROR_BODY_KEPT: usize = 4096;
 /// The client. Cheap to clone (reqwest pools connections behind it).
 #[derive(Debug, Clone)]
 pub struct Remote {
+    /// Under the egress rules.
     client: reqwest::Client,
+    /// For admitted members' advertised addresses only.
+    members: reqwest::Client,
+    egress: Egress,
     timeout: Duration,
     max_bytes: usize,
 }
@@ -28,6 +36,8 @@ pub enum Fetch {
     Status(u16, String),
     /// It answered more than the limit.
     TooLarge,
+    /// The egress rules do not let the node connect there.
+    Refused(egress::Refused),
 }
 
 impl std::fmt::Display for Fetch {
@@ -37,26 +47,49 @@ impl std::fmt::Display for Fetch {
             Fetch::Status(status, body) if body.is_empty() => write!(f, "answered {status}"),
             Fetch::Status(status, body) => write!(f, "answered {status}: {body}"),
             Fetch::TooLarge => write!(f, "answered more bytes than the limit"),
+            Fetch::Refused(refused) => write!(f, "{refused}"),
         }
     }
 }
 
 impl Remote {
-    /// `timeout` bounds each call; `max_bytes` each answer.
-    pub fn new(timeout: Duration, connect_timeout: Duration, max_bytes: usize) -> Result<Remote> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::Internal(format!("cannot build the http client: {e}")))?;
-        Ok(Remote { client, timeout, max_bytes })
+    /// `timeout` bounds each call; `max_bytes` each answer; `egress` says where calls may go.
+    pub fn new(
+        timeout: Duration,
+        connect_timeout: Duration,
+        max_bytes: usize,
+        egress: Egress,
+    ) -> Result<Remote> {
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(connect_timeout)
+                .pool_idle_timeout(Duration::from_secs(60))
+                .redirect(reqwest::redirect::Policy::none())
+        };
+        let built = |builder: reqwest::ClientBuilder| {
+            builder
+                .build()
+                .map_err(|e| Error::Internal(format!("cannot build the http client: {e}")))
+        };
+        let client = built(builder().dns_resolver(egress.resolver()))?;
+        let members = built(builder())?;
+        Ok(Remote { client, members, egress, timeout, max_bytes })
+    }
+
+    /// The rules' verdict on a URL whose host is a literal address (names are checked as they
+    /// resolve, on the address connected to).
+    fn check_egress(&self, url: &str) -> std::result::Result<(), egress::Refused> {
+        match reqwest::Url::parse(url) {
+            Ok(url) => self.egress.check_url(&url),
+            Err(_) => Ok(()),
+        }
     }
 
     /// POSTs `input` (JSON bytes) to `url` and reads the answer: 2xx is success with the body as
     /// output; another status is the tool's failure; no answer is a 502.
     pub async fn call(&self, what: &str, url: &str, input: &[u8]) -> Result<CallOutcome> {
         check_url(what, url)?;
+        self.check_egress(url).map_err(|refused| Error::Forbidden(refused.to_string()))?;
         let started = Instant::now();
         let request = self
             .client
@@ -79,16 +112,23 @@ impl Remote {
                 metadata,
             )),
             Err(status @ Fetch::Status(..)) => Ok(failed(format!("{what} {status}"), metadata)),
+            Err(Fetch::Refused(refused)) => Err(Error::Forbidden(refused.to_string())),
         }
     }
 
-    /// GETs `url`, at most `max_bytes` of it, within `timeout`.
+    /// GETs `url`, at most `max_bytes` of it, within `timeout`; `member` when `url` is an
+    /// admitted member's own advertised address (outside the egress rules).
     pub async fn get(
         &self,
         url: &str,
         timeout: Duration,
         max_bytes: usize,
+        member: bool,
     ) -> Result<Vec<u8>, Fetch> {
+        if member {
+            return self.read(self.members.get(url), timeout, max_bytes).await;
+        }
+        self.check_egress(url).map_err(Fetch::Refused)?;
         self.read(self.client.get(url), timeout, max_bytes).await
     }
 
@@ -99,8 +139,7 @@ impl Remote {
         max_bytes: usize,
     ) -> Result<Vec<u8>, Fetch> {
         let reading = async {
-            let mut response =
-                request.send().await.map_err(|e| Fetch::Unreached(without_url(e)))?;
+            let mut response = request.send().await.map_err(unreached)?;
             let status = response.status();
             if let Some(length) = response.content_length()
                 && length > max_bytes as u64
@@ -149,6 +188,14 @@ pub fn check_url(what: &str, url: &str) -> Result<()> {
             "{what} has no usable URL ('{}'): it must be an http:// or https:// URL",
             url.chars().take(200).collect::<String>()
         )))
+    }
+}
+
+/// Why a request got no answer: the egress rules, or the network.
+fn unreached(error: reqwest::Error) -> Fetch {
+    match egress::refusal(&error) {
+        Some(refused) => Fetch::Refused(refused),
+        None => Fetch::Unreached(without_url(error)),
     }
 }
 
