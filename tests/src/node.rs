@@ -110,3 +110,23 @@ pub async fn cluster(
     }
     nodes
 }
+
+/// Three nodes `a`, `b` and `c` in a new cluster (b and c bootstrap from a), heartbeating every
+/// `heartbeat_ms`, b hosting the tools of `tools_b` and c those of `tools_c`.
+pub async fn trio(
+    dir: &Path,
+    prefix: &str,
+    heartbeat_ms: u64,
+    tools_b: &Path,
+    tools_c: &Path,
+) -> [(Node, Api); 3] {
+    let nodes = cluster(dir, prefix, &["a", "b", "c"], |name, node| {
+        let node = node.brisk(heartbeat_ms);
+        match name {
+            "b" => node.tools(tools_b),
+            "c" => node.tools(tools_c),
+            _ => node,
+        }
+    });
+    nodes.await.try_into().expect("three names, three nodes")
+}

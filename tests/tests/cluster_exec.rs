@@ -42,16 +42,8 @@ async fn any_tool_from_any_node_with_load_and_failover() {
         "cat >/dev/null; sleep 6; echo '{}'",
     );
 
-    let nodes =
-        gridnode_tests::node::cluster(dir.path(), "exec", &["a", "b", "c"], |name, node| {
-            let node = node.brisk(HEARTBEAT_MS);
-            match name {
-                "b" => node.tools(&tools_b),
-                "c" => node.tools(&tools_c),
-                _ => node,
-            }
-        });
-    let [(a, api_a), (b, _api_b), (c, api_c)] = nodes.await.try_into().ok().unwrap();
+    let [(a, api_a), (b, _api_b), (c, api_c)] =
+        gridnode_tests::node::trio(dir.path(), "exec", HEARTBEAT_MS, &tools_b, &tools_c).await;
     for api in [&api_a, &api_c] {
         eventually(api, "/cluster-tools", |records| {
             records

@@ -55,16 +55,8 @@ async fn bundles_travel_selection_weighs_load_and_allow_lists_replicate() {
         json!({"description": "busy"}),
         "cat >/dev/null; sleep 5; echo '{}'",
     );
-    let nodes =
-        gridnode_tests::node::cluster(dir.path(), "byid", &["a", "b", "c"], |name, node| {
-            let node = node.brisk(HEARTBEAT_MS);
-            match name {
-                "b" => node.tools(&tools_b),
-                "c" => node.tools(&tools_c),
-                _ => node,
-            }
-        });
-    let [(a, api_a), (b, api_b), (c, api_c)] = nodes.await.try_into().ok().unwrap();
+    let [(a, api_a), (b, api_b), (c, api_c)] =
+        gridnode_tests::node::trio(dir.path(), "byid", HEARTBEAT_MS, &tools_b, &tools_c).await;
 
     // A bundle uploaded on a runs by id on b: fetched from a, checked, unpacked once, run.
     let (upload, sha) = bundle_upload("printer");
