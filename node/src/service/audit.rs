@@ -35,6 +35,9 @@ pub struct Audit {
     writer: SyncSender<Job>,
     /// The writer thread, joined by [`Audit::close`].
     thread: std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    /// Set by [`Audit::close`] before it stops the writer: from then on entries are written in
+    /// place (a hand-over is made under the read lock, so none lands behind the stop).
+    closed: std::sync::Arc<std::sync::RwLock<bool>>,
 }
 
 #[derive(Debug)]
@@ -72,14 +75,17 @@ impl Audit {
                 None
             }
         };
-        Audit { store, keep, metrics, writer, thread: std::sync::Arc::new(thread.into()) }
+        let (thread, closed) = (std::sync::Arc::new(thread.into()), std::sync::Arc::default());
+        Audit { store, keep, metrics, writer, thread, closed }
     }
 
     /// Writes every entry handed over, then stops the writer (its store handle released);
     /// entries that come later are written in place. Shutdown calls it.
     pub async fn close(&self) {
-        let (writer, thread) = (self.writer.clone(), self.thread.clone());
+        let (writer, thread, closed) =
+            (self.writer.clone(), self.thread.clone(), self.closed.clone());
         let joined = tokio::task::spawn_blocking(move || {
+            *closed.write().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
             let _ = writer.send(Job::Stop);
             let handle = thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
             handle.map(std::thread::JoinHandle::join)
@@ -129,9 +135,16 @@ impl Audit {
             AuditKind::ClusterTool => "cluster_tool",
         };
         self.metrics.execution(kind, entry.status);
-        let entry = match self.writer.try_send(Job::Append(entry)) {
-            Ok(()) => return,
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => job,
+        let entry = {
+            let closed = self.closed.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *closed {
+                Job::Append(entry)
+            } else {
+                match self.writer.try_send(Job::Append(entry)) {
+                    Ok(()) => return,
+                    Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => job,
+                }
+            }
         };
         if let Job::Append(entry) = entry
             && let Err(error) = self.store.append_audit(&entry, self.keep)

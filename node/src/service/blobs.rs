@@ -46,6 +46,7 @@ impl Blobs {
     /// `GET /blobs/{sha256}`: with `local_only` (what peers ask each other, so no request goes
     /// round) from this node or 404; else also fetched from a peer, and kept.
     pub async fn get(&self, sha256: String, local_only: bool) -> Result<Bytes> {
+        check_sha(&sha256)?;
         if !local_only {
             return self.fetch(&sha256, None).await;
         }
@@ -59,6 +60,8 @@ impl Blobs {
     /// handed out its link) and then every live peer; a fetched blob is checked against its
     /// sha256 and stored here. 404 when no one has it; the message lists what was tried.
     pub async fn fetch(&self, sha256: &str, origin: Option<&str>) -> Result<Bytes> {
+        // It goes into URLs sent to peers: nothing but a sha256 may.
+        check_sha(sha256)?;
         if let Some(bytes) = self.local(sha256.to_owned()).await? {
             return Ok(bytes);
         }
@@ -119,4 +122,14 @@ impl Blobs {
         sources.retain(|(base, _)| *base != self.me && seen.insert(base.clone()));
         sources
     }
+}
+
+fn check_sha(sha256: &str) -> Result<()> {
+    if gridnode_store::is_sha256_hex(sha256) {
+        return Ok(());
+    }
+    Err(Error::BadRequest(format!(
+        "'{}' is not a sha256: blobs are named by 64 lowercase hex digits",
+        sha256.chars().take(80).collect::<String>().escape_default()
+    )))
 }

@@ -15,8 +15,11 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-/// The AWS IPv6 metadata address (not link-local, but the same door).
-const METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+/// Cloud metadata addresses that are not link-local: AWS's IPv6 one, Alibaba's.
+const METADATA: [IpAddr; 2] = [
+    IpAddr::V6(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)),
+    IpAddr::V4(Ipv4Addr::new(100, 100, 100, 200)),
+];
 
 /// A destination refused, as the contract words it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,17 +57,17 @@ impl Egress {
     /// Whether a connection to `ip` may be made (whatever the name it came from).
     pub fn allows_ip(&self, ip: IpAddr) -> bool {
         let rules = &self.inner;
+        let ip = canonical(ip);
         if rules.allow.iter().any(|a| matches!(a, Allowed::Net(net) if net.contains(&ip))) {
             return true;
         }
-        let ip = canonical(ip);
         if ip.is_loopback() {
             return rules.loopback;
         }
         !(is_link_local(ip)
-            || ip.is_unspecified()
+            || is_unspecified(ip)
             || ip.is_multicast()
-            || ip == IpAddr::V6(METADATA_V6)
+            || METADATA.contains(&ip)
             || (rules.deny_private && is_private(ip)))
     }
 
@@ -170,11 +173,25 @@ fn parse(entry: &str) -> Result<Allowed, String> {
     }
 }
 
-/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+/// An IPv6 address that carries an IPv4 one — mapped (`::ffff:a.b.c.d`), compatible
+/// (`::a.b.c.d`) or NAT64 (`64:ff9b::a.b.c.d`) — as the IPv4 address it reaches.
 fn canonical(ip: IpAddr) -> IpAddr {
+    let IpAddr::V6(v6) = ip else { return ip };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return IpAddr::V4(v4);
+    }
+    let s = v6.segments();
+    let embedded = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+    let compatible = s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified();
+    if nat64 || compatible { IpAddr::V4(embedded) } else { ip }
+}
+
+/// Unspecified, and all of `0.0.0.0/8` ("this network").
+fn is_unspecified(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
+        IpAddr::V4(v4) => v4.octets()[0] == 0,
+        IpAddr::V6(v6) => v6.is_unspecified(),
     }
 }
 
@@ -187,7 +204,7 @@ fn is_link_local(ip: IpAddr) -> bool {
 
 fn is_private(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => v4.is_private() || v4 == Ipv4Addr::new(100, 100, 100, 200),
+        IpAddr::V4(v4) => v4.is_private(),
         IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
     }
 }
@@ -213,6 +230,10 @@ mod tests {
             "::",
             "224.0.0.1",
             "::ffff:127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "::127.0.0.1",
+            "0.1.2.3",
+            "100.100.100.200",
         ] {
             assert!(!open.allows_ip(ip(refused)), "{refused}");
         }
@@ -232,6 +253,7 @@ mod tests {
         let listed = Egress::new(false, true, &listed).unwrap();
         assert!(listed.allows_ip(ip("127.0.0.2")) && listed.allows_ip(ip("169.254.169.254")));
         assert!(listed.lists("Tools.LAN", 8443) && !listed.lists("tools.lan", 80));
+        assert!(listed.allows_ip(ip("::ffff:127.0.0.3")), "listed networks match mapped forms");
     }
 
     #[test]

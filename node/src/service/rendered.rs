@@ -4,7 +4,7 @@
 //! version is still the one rendered. Only a new version is decoded and rendered again, so a
 //! popular tool costs neither a decode nor a render per read.
 //!
-//! The cache holds at most [`MAX_BYTES`] of answers; past that, entries not confirmed at the
+//! Each registry keeps at most [`MAX_BYTES`] of answers; past that, entries not confirmed at the
 //! store's current sequence go first, then all.
 
 use std::collections::HashMap;
@@ -53,7 +53,7 @@ impl Rendered {
             answers.by_id.get(id).map(|entry| (entry.seq == seq, entry.hlc.clone()))
         };
         let current = match rendered {
-            Some((true, _)) => confirmed(answers, id, None, seq),
+            Some((true, hlc)) => confirmed(answers, id, Some(hlc), seq),
             Some((false, hlc)) => {
                 let header = store.header::<R>(id)?;
                 if header.is_some_and(|header| !header.tombstone && header.hlc == hlc) {
@@ -94,6 +94,10 @@ impl Rendered {
 
 impl Answers {
     fn insert(&mut self, id: String, entry: Entry, seq: u64) {
+        // A slow reader's older version never replaces a newer one another reader kept.
+        if self.by_id.get(&id).is_some_and(|kept| kept.hlc > entry.hlc) {
+            return;
+        }
         if self.bytes + entry.json.len() > MAX_BYTES {
             self.by_id.retain(|_, kept| kept.seq == seq);
             self.bytes = self.by_id.values().map(|kept| kept.json.len()).sum();
@@ -135,4 +139,39 @@ fn render(record: &impl serde::Serialize) -> Result<Bytes> {
     serde_json::to_vec(record)
         .map(Bytes::from)
         .map_err(|e| Error::Internal(format!("cannot render a record: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(wall_ms: u64, seq: u64, json: &'static str) -> Entry {
+        let hlc = Hlc { wall_ms, counter: 0, node: "n".into() };
+        Entry { hlc, seq, json: Bytes::from_static(json.as_bytes()) }
+    }
+
+    #[test]
+    fn an_older_version_never_replaces_a_newer_one_and_confirming_checks_the_version() {
+        let answers = Mutex::new(Answers::default());
+        lock(&answers).insert("t".into(), entry(2, 5, "v2"), 5);
+        // A slow reader of v1 (read at sequence 4) comes back late.
+        lock(&answers).insert("t".into(), entry(1, 4, "v1"), 4);
+        let v2 = Hlc { wall_ms: 2, counter: 0, node: "n".into() };
+        let v1 = Hlc { wall_ms: 1, ..v2.clone() };
+        assert_eq!(confirmed(&answers, "t", Some(v2), 5).as_deref(), Some(&b"v2"[..]));
+        assert_eq!(confirmed(&answers, "t", Some(v1), 6), None, "another version: read again");
+        assert_eq!(lock(&answers).bytes, 2);
+    }
+
+    #[test]
+    fn the_answers_stay_within_their_budget() {
+        let mut answers = Answers::default();
+        let big: &'static str = Box::leak("x".repeat(MAX_BYTES / 3).into_boxed_str());
+        for (i, seq) in [(0, 1), (1, 1), (2, 2), (3, 2)] {
+            answers.insert(format!("t{i}"), entry(1, seq, big), seq);
+            assert!(answers.bytes <= MAX_BYTES, "{}", answers.bytes);
+        }
+        assert_eq!(answers.by_id.len(), 2, "entries of older sequences went first");
+        assert!(answers.by_id.contains_key("t2") && answers.by_id.contains_key("t3"));
+    }
 }
