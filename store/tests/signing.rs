@@ -75,12 +75,12 @@ fn a_store_from_before_signatures_is_signed_once_in_place() {
     }
     // A plain sled handle puts the schema back to 1, as that release left it.
     {
-        let db = sled::open(&path).unwrap();
+        let db = released(|| sled::open(&path));
         db.open_tree("meta").unwrap().insert("schema_version", &1u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
     let store =
-        Store::open(&StoreConfig::new(&path, "me").signed_by(Arc::new(Tagged("me")))).unwrap();
+        released(|| Store::open(&StoreConfig::new(&path, "me").signed_by(Arc::new(Tagged("me")))));
     let mine_before = store.provenance(Collection::Tools, "mine").unwrap().unwrap();
     assert!(!mine_before.signed);
     let done = store.sign_unsigned().unwrap();
@@ -192,4 +192,19 @@ fn a_version_is_always_read_with_its_own_signature_while_it_is_rewritten() {
         reads += 1;
     }
     writer.join().unwrap();
+}
+
+/// Opens a database whose previous handle was just dropped: sled's flusher thread lets go of the
+/// file lock a moment after the handle goes, so the lock is waited for (at most 5 s).
+fn released<T, E: std::fmt::Debug>(mut open: impl FnMut() -> Result<T, E>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match open() {
+            Ok(opened) => return opened,
+            Err(error) if std::time::Instant::now() > deadline => {
+                panic!("never released: {error:?}")
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
 }
