@@ -17,7 +17,8 @@ use crate::service::{DEFAULT_LIMIT, Registry, page, search_kind};
 
 /// Deepest selection accepted (GraphiQL's introspection query needs 13).
 pub const MAX_DEPTH: usize = 16;
-/// Most complexity one request may have; a field costs 1, a list field `limit ×` its selection.
+/// Most complexity one request may have; a field costs 1, a list field `limit ×` its selection
+/// plus its `offset` (the records it reads and skips).
 pub const MAX_COMPLEXITY: usize = 20_000;
 const MAX_RECURSION: usize = 32;
 const MAX_DIRECTIVES: usize = 8;
@@ -132,17 +133,19 @@ pub struct SearchHit {
 
 pub struct Query;
 
-/// What a list field costs: its page size times its selection.
-fn list_cost(limit: Option<i64>, child_complexity: usize) -> usize {
+/// What a list field costs: its page size times its selection, plus the records it skips to
+/// reach the page (each is read and filtered).
+fn list_cost(limit: Option<i64>, offset: Option<i64>, child_complexity: usize) -> usize {
     let limit =
         limit.map_or(DEFAULT_LIMIT, |n| n.clamp(1, gridnode_store::MAX_RESULTS as i64) as usize);
-    limit.saturating_mul(child_complexity.max(1))
+    let skipped = usize::try_from(offset.unwrap_or(0).max(0)).unwrap_or(usize::MAX);
+    limit.saturating_mul(child_complexity.max(1)).saturating_add(skipped)
 }
 
 #[Object(rename_fields = "snake_case", rename_args = "snake_case")]
 impl Query {
     /// Tools matching a MongoDB-style filter, e.g. `{ tool_type: "extractor", tool_tags: "nlp" }`.
-    #[graphql(complexity = "list_cost(limit, child_complexity)")]
+    #[graphql(complexity = "list_cost(limit, offset, child_complexity)")]
     async fn tools(
         &self,
         ctx: &Context<'_>,
@@ -155,7 +158,7 @@ impl Query {
     }
 
     /// Functions matching a MongoDB-style filter.
-    #[graphql(complexity = "list_cost(limit, child_complexity)")]
+    #[graphql(complexity = "list_cost(limit, offset, child_complexity)")]
     async fn functions(
         &self,
         ctx: &Context<'_>,
@@ -182,7 +185,7 @@ impl Query {
     }
 
     /// Ranked full-text search; `kind` is `tools`, `functions` or `all` (the default).
-    #[graphql(complexity = "list_cost(limit, child_complexity)")]
+    #[graphql(complexity = "list_cost(limit, None, child_complexity)")]
     async fn search(
         &self,
         ctx: &Context<'_>,

@@ -178,6 +178,14 @@ async fn hostile_queries_are_refused_and_the_node_keeps_serving() {
         &errors(&body)[..200.min(errors(&body).len())]
     );
 
+    // A far offset costs the records it skips: refused before any is read.
+    let far = "{ tools(query: {}, limit: 1, offset: 1000000) { tool_id } }";
+    let body = graphql(&api, "/graphql", far, Value::Null).await;
+    assert!(errors(&body).contains("too complex"), "{body}");
+    let near = "{ tools(query: {}, limit: 1, offset: 100) { tool_id } }";
+    let body = graphql(&api, "/graphql", near, Value::Null).await;
+    assert!(errors(&body).is_empty(), "{body}");
+
     // Deeply nested input values, far past the parser's own limits.
     let list = format!("{}1{}", "[".repeat(200_000), "]".repeat(200_000));
     let body = graphql(
