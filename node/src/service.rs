@@ -306,16 +306,6 @@ impl Registry {
         .await
     }
 
-    /// Records whose indexed `field` equals (or, for a list, contains) `value`.
-    pub async fn find<R: RegistryEntry>(
-        &self,
-        field: &'static str,
-        value: Value,
-        page: Page,
-    ) -> Result<Vec<R>> {
-        self.blocking(move |store| Ok(store.find::<R>(field, &value, page)?)).await
-    }
-
     /// Records matching a generic filter (contract section 7). The filter is parsed before any
     /// data is touched.
     pub async fn query<R: RegistryEntry>(&self, filter: Value, page: Page) -> Result<Vec<R>> {

@@ -73,7 +73,7 @@ impl Egress {
 
     /// Whether `host:port` is listed as it is (then every address its name resolves to may
     /// be connected to).
-    pub fn lists(&self, host: &str, port: u16) -> bool {
+    fn lists(&self, host: &str, port: u16) -> bool {
         self.inner.allow.iter().any(
             |a| matches!(a, Allowed::HostPort(h, p) if h.eq_ignore_ascii_case(host) && *p == port),
         )

@@ -269,22 +269,18 @@ impl Execution {
         pending: &mut Pending,
     ) -> Result<Answer> {
         let parts = &self.inner.parts;
-        let chosen = match target {
+        let org = caller.org;
+        let outcome = match target {
+            // The selector picks a registry tool, run for the action's org.
             Target::Action { org, action_type, params } => {
                 let choice = parts.actions.select(org, action_type, params, caller.org).await?;
                 let id = choice.tool_ids.into_iter().next().ok_or_else(|| {
                     Error::Internal("the selection chose no tool and said nothing".into())
                 })?;
                 pending.names(&id);
-                Some((id, org))
+                let outcome = self.registered::<ToolEntry>(Some(org), &id, input).await?;
+                return Ok(Answer { outcome, tool_id: Some(id) });
             }
-            _ => None,
-        };
-        let (target, org) = match &chosen {
-            Some((id, org)) => (Target::Tool(id), Some(*org)),
-            None => (target, caller.org),
-        };
-        let outcome = match target {
             Target::Tool(id) => self.registered::<ToolEntry>(org, id, input).await?,
             Target::Function(id) => self.registered::<FunctionEntry>(org, id, input).await?,
             Target::ClusterTool { name, pin } => {
@@ -298,11 +294,8 @@ impl Execution {
                 }
                 self.dispatch(name, Plan::Here(name), input).await?
             }
-            Target::Action { .. } => {
-                return Err(Error::Internal("an action must choose a tool before it runs".into()));
-            }
         };
-        Ok(Answer { outcome, tool_id: chosen.map(|(id, _)| id) })
+        Ok(Answer { outcome, tool_id: None })
     }
 
     /// A registry tool or function: checked, loaded, planned, validated, dispatched.
