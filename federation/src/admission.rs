@@ -55,6 +55,12 @@ impl ClusterKey {
         ClusterKey(key)
     }
 
+    /// A key for another use, derived so that it reveals nothing of this one:
+    /// `SHA-256(domain ‖ key)`, with a `domain` naming the use (`b"gridnode/grpc-hop/1\0"`).
+    pub fn derive(&self, domain: &[u8]) -> [u8; KEY_BYTES] {
+        Sha256::new().chain_update(domain).chain_update(self.0).finalize().into()
+    }
+
     /// The key's file form: base64, one line.
     pub fn to_base64(&self) -> String {
         BASE64.encode(self.0)

@@ -85,6 +85,53 @@ pub enum Command {
     /// The cluster: its key, its members' identities.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Access control: tokens, and who you are.
+    #[command(subcommand)]
+    Acl(AclCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AclCommand {
+    /// Tokens (admin scope).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The token you present: its id, scopes and org.
+    Whoami {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token; its secret is printed once.
+    Create {
+        /// What it is for.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Scopes, comma-separated: read, write, execute, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Bind it to an org: its requests act as that org.
+        #[arg(long)]
+        org: Option<String>,
+        /// Expire it after this long: seconds, or "90s", "24h", "30d".
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Every token (never their secrets).
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a token on every node.
+    Delete {
+        token_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +170,9 @@ pub struct ClientArgs {
     /// Print the node's JSON answer instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The token to present (a secret: prefer the environment variable).
+    #[arg(long, env = "GRIDNODE_TOKEN", value_name = "SECRET", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -262,6 +312,22 @@ pub struct ServeArgs {
     /// [default: <data-dir>/cluster.key, created at the first start].
     #[arg(long, env = "GRIDNODE_CLUSTER_KEY_FILE", value_name = "FILE")]
     pub cluster_key: Option<PathBuf>,
+    /// Access control (bearer tokens with scopes) [default: on, except when every listener is
+    /// on loopback].
+    #[arg(long, env = "GRIDNODE_ACL", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", overrides_with = "no_acl")]
+    pub acl: Option<bool>,
+    /// Turns access control off (a node beyond loopback then also needs --insecure).
+    #[arg(long, overrides_with = "acl")]
+    pub no_acl: bool,
+    /// Run with access control off on a non-loopback listener (not recommended).
+    #[arg(long, env = "GRIDNODE_INSECURE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub insecure: Option<bool>,
+    /// The management secret [default: <data-dir>/admin.token, made at the first start].
+    #[arg(long = "admin-token-file", env = "GRIDNODE_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// The management secret itself (environment only).
+    #[arg(skip = std::env::var("GRIDNODE_ADMIN_TOKEN").ok())]
+    pub admin_token: Option<String>,
     /// Federate without a cluster key: any host that reaches the p2p port can join.
     #[arg(long, env = "GRIDNODE_OPEN_CLUSTER", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub open_cluster: Option<bool>,
@@ -303,7 +369,7 @@ impl ServeArgs {
             config.node_id = id.clone();
         }
         if let Some(http) = self.http {
-            config.http = http;
+            config.http.listen = http;
         }
         if let Some(url) = &self.advertise_http {
             config.advertise_http = url.clone();
@@ -333,6 +399,20 @@ impl ServeArgs {
         }
         if let Some(file) = &self.cluster_key {
             config.federation.cluster_key_file = Some(file.clone());
+        }
+        if self.no_acl {
+            config.acl.enabled = Some(false);
+        } else if let Some(acl) = self.acl {
+            config.acl.enabled = Some(acl);
+        }
+        if let Some(insecure) = self.insecure {
+            config.acl.insecure = insecure;
+        }
+        if let Some(file) = &self.admin_token_file {
+            config.acl.admin_token_file = Some(file.clone());
+        }
+        if let Some(secret) = self.admin_token.as_ref().filter(|s| !s.trim().is_empty()) {
+            config.acl.admin_token = Some(crate::config::Secret(secret.trim().to_owned()));
         }
         if let Some(open) = self.open_cluster {
             config.federation.open_cluster = open;
@@ -376,7 +456,7 @@ mod tests {
         .unwrap();
         let config = cli.serve_args().resolve().unwrap();
         assert_eq!(config.node_id, "from-flag");
-        assert_eq!(config.http.port(), 9000);
+        assert_eq!(config.http.listen.port(), 9000);
     }
 
     #[test]

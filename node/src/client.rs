@@ -8,7 +8,10 @@ use std::path::Path;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
-use crate::cli::{ClientArgs, ClusterCommand, Command, ConfigCommand, ExecArgs, RegistryCommand};
+use crate::cli::{
+    AclCommand, ClientArgs, ClusterCommand, Command, ConfigCommand, ExecArgs, RegistryCommand,
+    TokenCommand,
+};
 
 pub mod bundle;
 pub mod output;
@@ -163,6 +166,7 @@ pub async fn run(command: &Command) -> Outcome {
             });
             Ok(())
         }
+        Command::Acl(command) => acl(command).await,
         Command::Cluster(ClusterCommand::Forget { node_id, client }) => {
             let node = Node::new(client);
             let path = format!("/cluster/members/{}", segment(node_id));
@@ -173,6 +177,81 @@ pub async fn run(command: &Command) -> Outcome {
             Ok(())
         }
     }
+}
+
+/// `gridnode acl ...`.
+async fn acl(command: &AclCommand) -> Result<(), String> {
+    match command {
+        AclCommand::Whoami { client } => {
+            let node = Node::new(client);
+            let answer = node.send(node.request(Method::GET, "/acl/whoami")).await?;
+            node.print(&answer, || {
+                if answer["access_control"] == Value::Bool(false) {
+                    println!("access control is off on this node: every request may do anything");
+                    return;
+                }
+                println!("token:  {}", text(&answer["token_id"]));
+                println!("scopes: {}", scopes(&answer["scopes"]));
+                println!("org:    {}", text(&answer["org"]));
+            });
+            Ok(())
+        }
+        AclCommand::Token(TokenCommand::Create {
+            description,
+            scopes: wanted,
+            org,
+            expires_in,
+            client,
+        }) => {
+            let node = Node::new(client);
+            let mut body = serde_json::json!({ "description": description, "scopes": wanted });
+            if let Some(org) = org {
+                body["org"] = Value::String(org.clone());
+            }
+            if let Some(expires_in) = expires_in {
+                body["expires_in"] = match expires_in.parse::<u64>() {
+                    Ok(secs) => Value::from(secs),
+                    Err(_) => Value::String(expires_in.clone()),
+                };
+            }
+            let answer = node.send(node.request(Method::POST, "/acl/tokens").json(&body)).await?;
+            node.print(&answer, || {
+                println!("token {} ({})", text(&answer["token_id"]), scopes(&answer["scopes"]));
+                println!("secret: {}", text(&answer["secret"]));
+                println!("keep the secret now: it is not shown again");
+            });
+            Ok(())
+        }
+        AclCommand::Token(TokenCommand::List { client }) => {
+            let node = Node::new(client);
+            let answer = node.send(node.request(Method::GET, "/acl/tokens")).await?;
+            node.print(&answer, || {
+                let mut table = Table::new(["TOKEN", "SCOPES", "ORG", "EXPIRES", "DESCRIPTION"]);
+                for token in answer.as_array().into_iter().flatten() {
+                    table.row([
+                        text(&token["token_id"]),
+                        scopes(&token["scopes"]),
+                        text(&token["org"]),
+                        text(&token["expires_at"]),
+                        text(&token["description"]),
+                    ]);
+                }
+                table.print();
+            });
+            Ok(())
+        }
+        AclCommand::Token(TokenCommand::Delete { token_id, client }) => {
+            let node = Node::new(client);
+            let path = format!("/acl/tokens/{}", segment(token_id));
+            let answer = node.send(node.request(Method::DELETE, &path)).await?;
+            node.print(&answer, || println!("revoked token '{token_id}' on every node"));
+            Ok(())
+        }
+    }
+}
+
+fn scopes(value: &Value) -> String {
+    value.as_array().into_iter().flatten().map(text).collect::<Vec<_>>().join(",")
 }
 
 /// Which registry.
@@ -344,11 +423,12 @@ async fn exec(args: &ExecArgs) -> Outcome {
     }
 }
 
-/// A node's address and how to print its answers.
+/// A node's address, the token to present, and how to print its answers.
 struct Node {
     base: String,
     http: reqwest::Client,
     json: bool,
+    token: Option<String>,
 }
 
 impl Node {
@@ -357,11 +437,16 @@ impl Node {
             base: args.node.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
             json: args.json,
+            token: args.token.clone().filter(|t| !t.trim().is_empty()),
         }
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.base))
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token.trim()),
+            None => request,
+        }
     }
 
     /// The status and JSON answer; a node that cannot be reached is the error.

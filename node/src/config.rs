@@ -31,8 +31,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// This node's id; the host name when empty.
     pub node_id: String,
-    /// REST listener.
-    pub http: SocketAddr,
+    /// REST listener and what guards it.
+    pub http: HttpSettings,
     /// The base of links this node hands out; `http://` + the bound address when empty.
     pub advertise_http: String,
     /// ToolExecutor gRPC listener.
@@ -60,6 +60,86 @@ pub struct NodeConfig {
     pub bundles: BundleSettings,
     pub audit: AuditSettings,
     pub egress: EgressSettings,
+    pub acl: AclConfig,
+}
+
+/// `[http]`: the REST listener and the web origins it takes requests from (contract sections
+/// 2 and 14). `http = "ADDR"` (the listener alone, as the flag takes it) is read too.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    /// `scheme://host[:port]` origins whose pages may send requests besides the node's own.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HttpSettings {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        struct Table {
+            listen: SocketAddr,
+            allowed_origins: Vec<String>,
+        }
+        impl Default for Table {
+            fn default() -> Self {
+                let HttpSettings { listen, allowed_origins } = HttpSettings::default();
+                Table { listen, allowed_origins }
+            }
+        }
+        #[derive(Deserialize)]
+        #[serde(
+            untagged,
+            expecting = "an address such as \"0.0.0.0:8080\", or an [http] table with listen and allowed_origins"
+        )]
+        enum Form {
+            Listen(SocketAddr),
+            Table(Table),
+        }
+        Ok(match Form::deserialize(deserializer)? {
+            Form::Listen(listen) => HttpSettings { listen, ..HttpSettings::default() },
+            Form::Table(Table { listen, allowed_origins }) => {
+                HttpSettings { listen, allowed_origins }
+            }
+        })
+    }
+}
+
+/// `[acl]`: access control (contract section 12).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AclConfig {
+    /// Unset: on, except when every listener is on loopback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The management secret's file; unset: `GRIDNODE_ADMIN_TOKEN`, else `<data_dir>/admin.token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
+    /// `/metrics` without a token.
+    pub open_metrics: bool,
+    /// Access control off on a non-loopback listener (logged every minute).
+    pub insecure: bool,
+    /// The management secret from `GRIDNODE_ADMIN_TOKEN` (never from the file, never shown).
+    #[serde(skip)]
+    pub admin_token: Option<Secret>,
+}
+
+/// A secret that debug output never shows.
+#[derive(Clone, Default, PartialEq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// Where a node's gRPC endpoint comes from (contract sections 6 and 8).
@@ -274,6 +354,16 @@ pub struct Limits {
     pub max_unpacked_bytes: u64,
     /// Largest JSON request body, in bytes.
     pub max_json_body_bytes: u64,
+    /// How long a client may take to send a request's headers (REST).
+    pub header_timeout_ms: u64,
+    /// How long a request may take, except uploads and executions (they have their own).
+    pub request_timeout_ms: u64,
+    /// Requests served at once per door (REST, gRPC); past it, 503 with `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// Requests served at once for one client address.
+    pub max_requests_per_client: usize,
+    /// Concurrent streams on one gRPC connection.
+    pub grpc_max_concurrent_streams: u32,
 }
 
 impl Default for NodeConfig {
@@ -281,7 +371,7 @@ impl Default for NodeConfig {
         NodeConfig {
             data_dir: PathBuf::from("./gridnode-data"),
             node_id: String::new(),
-            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            http: HttpSettings::default(),
             advertise_http: String::new(),
             grpc: SocketAddr::from(([127, 0, 0, 1], 50051)),
             advertise_grpc: String::new(),
@@ -299,6 +389,7 @@ impl Default for NodeConfig {
             bundles: BundleSettings::default(),
             audit: AuditSettings::default(),
             egress: EgressSettings::default(),
+            acl: AclConfig::default(),
         }
     }
 }
@@ -315,6 +406,11 @@ impl Default for Limits {
             max_upload_bytes: 64 * MIB,
             max_unpacked_bytes: 256 * MIB,
             max_json_body_bytes: 2 * MIB,
+            header_timeout_ms: 10_000,
+            request_timeout_ms: 60_000,
+            max_concurrent_requests: 1024,
+            max_requests_per_client: 128,
+            grpc_max_concurrent_streams: 256,
         }
     }
 }
@@ -325,7 +421,10 @@ impl NodeConfig {
     pub fn loopback(data_dir: impl Into<PathBuf>) -> NodeConfig {
         NodeConfig {
             data_dir: data_dir.into(),
-            http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http: HttpSettings {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                ..HttpSettings::default()
+            },
             grpc: SocketAddr::from(([127, 0, 0, 1], 0)),
             p2p: vec!["/ip4/127.0.0.1/udp/0/quic-v1".into(), "/ip4/127.0.0.1/tcp/0".into()],
             mdns: false,
@@ -361,9 +460,29 @@ impl NodeConfig {
     /// Fills in derived defaults and checks every value. Call before binding anything.
     /// The egress rules: loopback destinations allowed when every listener is on loopback.
     pub fn egress_rules(&self) -> Result<crate::service::egress::Egress> {
-        let loopback = self.http.ip().is_loopback() && self.grpc.ip().is_loopback();
-        crate::service::egress::Egress::new(loopback, self.egress.deny_private, &self.egress.allow)
-            .map_err(Error::Config)
+        crate::service::egress::Egress::new(
+            self.all_loopback(),
+            self.egress.deny_private,
+            &self.egress.allow,
+        )
+        .map_err(Error::Config)
+    }
+
+    /// Whether the HTTP and gRPC listeners are both on loopback (the laptop case).
+    pub fn all_loopback(&self) -> bool {
+        self.http.listen.ip().is_loopback() && self.grpc.ip().is_loopback()
+    }
+
+    /// Whether access control is on: as configured, else on unless every listener is on
+    /// loopback (contract section 12).
+    pub fn acl_enabled(&self) -> bool {
+        self.acl.enabled.unwrap_or(!self.all_loopback())
+    }
+
+    /// The management secret's file, when access control is on and no secret is in the
+    /// environment: the configured one, else `<data_dir>/admin.token`.
+    pub fn admin_token_file(&self) -> PathBuf {
+        self.acl.admin_token_file.clone().unwrap_or_else(|| self.data_dir.join("admin.token"))
     }
 
     pub fn validate(mut self) -> Result<NodeConfig> {
@@ -384,6 +503,33 @@ impl NodeConfig {
             return Err(Error::Config("data_dir: must not be empty".into()));
         }
         self.egress_rules()?;
+        if !self.acl_enabled() && !self.all_loopback() && !self.acl.insecure {
+            return Err(Error::Config(format!(
+                "access control is off but the node listens beyond loopback (http {}, grpc {}): \
+                 turn it on (--acl, the default there) or pass --insecure to run open",
+                self.http.listen, self.grpc
+            )));
+        }
+        for origin in &self.http.allowed_origins {
+            crate::http::origin::parse(origin)
+                .map_err(|e| Error::Config(format!("http.allowed_origins: {e}")))?;
+        }
+        let limits = &self.limits;
+        for (key, value, max) in [
+            ("limits.header_timeout_ms", limits.header_timeout_ms, 3_600_000),
+            ("limits.request_timeout_ms", limits.request_timeout_ms, 86_400_000),
+            ("limits.max_concurrent_requests", limits.max_concurrent_requests as u64, 1_000_000),
+            ("limits.max_requests_per_client", limits.max_requests_per_client as u64, 1_000_000),
+            (
+                "limits.grpc_max_concurrent_streams",
+                limits.grpc_max_concurrent_streams as u64,
+                1_000_000,
+            ),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(Error::Config(format!("{key}: must be from 1 to {max}")));
+            }
+        }
         if !(1..=MAX_CACHE_MB).contains(&self.store.cache_mb) {
             return Err(Error::Config(format!("store.cache_mb: must be from 1 to {MAX_CACHE_MB}")));
         }
@@ -736,7 +882,7 @@ mod tests {
     fn defaults_validate() {
         let config = NodeConfig::default().validate().unwrap();
         assert!(!config.node_id.is_empty());
-        assert_eq!(config.http.port(), 8080);
+        assert_eq!(config.http.listen.port(), 8080);
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub enum Error {
     /// Something other than a record that is not there (a blob).
     #[error("{0}")]
     NotFound(String),
+    /// The request has no valid token (contract section 12).
+    #[error("missing or invalid token")]
+    Unauthenticated,
     /// The caller may not do this; the message says who may.
     #[error("{0}")]
     Forbidden(String),
@@ -77,6 +80,7 @@ impl Error {
             Error::TooLarge(_) => 413,
             Error::UnsupportedMediaType(_) => 415,
             Error::NotFound(_) | Error::Resolve(ResolveError::Unknown(_)) => 404,
+            Error::Unauthenticated => 401,
             Error::Forbidden(_) => 403,
             Error::Unavailable(_) => 503,
             Error::Unreachable(_) => 502,
@@ -95,6 +99,7 @@ impl Error {
     pub fn grpc_code(&self) -> tonic::Code {
         match self.status() {
             400 | 413 | 415 => tonic::Code::InvalidArgument,
+            401 => tonic::Code::Unauthenticated,
             403 => tonic::Code::PermissionDenied,
             404 => tonic::Code::NotFound,
             409 => tonic::Code::AlreadyExists,

@@ -16,11 +16,14 @@ use crate::graphql::GraphSchema;
 use crate::http::extract::{JsonBody, Params};
 use crate::services::Services;
 
+pub mod access;
+pub mod acl;
 pub mod cluster_tools;
 pub mod error;
 pub mod execution;
 pub mod extract;
 pub mod observe;
+pub mod origin;
 pub mod registry;
 
 /// What every handler can reach: the node's services.
@@ -38,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(registry::routes::<FunctionEntry>(max_upload))
         .merge(cluster_tools::routes())
         .merge(execution::routes())
+        .merge(acl::routes())
         .route("/node", get(node))
         .route("/peers", get(peers))
         .route("/cluster/members", get(members))
@@ -52,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), access::guard))
         .layer(observe::layers(state.metrics.clone()))
         .with_state(state)
 }

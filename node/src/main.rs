@@ -47,6 +47,16 @@ async fn run(cli: &Cli) -> Result<()> {
         let key = key.display();
         println!("cluster key: {key} (nodes that should join need it: --cluster-key {key})");
     }
+    if let Some(file) = node.own_admin_token() {
+        println!("admin token: {} (send it as 'Authorization: Bearer <token>')", file.display());
+    }
+    if !node.config().acl_enabled() {
+        if node.config().all_loopback() {
+            println!("access control off: every listener is on loopback");
+        } else {
+            println!("access control off (--insecure): anyone who reaches this node may use it");
+        }
+    }
     println!("http listening on {}", node.http_addr());
     println!("grpc listening on {}", node.grpc_addr());
     for addr in &node.p2p_addrs() {

@@ -19,7 +19,7 @@ use gridnode_federation::{Admission, ClusterKey, Federation, FederationConfig, I
 
 use crate::config::{NodeConfig, ResolverKind};
 use crate::error::{Error, Result};
-use crate::grpc::Executor;
+use crate::grpc::{Executor, MemberProof};
 use crate::load::Sampler;
 use crate::metrics::Metrics;
 use crate::resolve::federation::FederationResolver;
@@ -28,6 +28,7 @@ use crate::resolve::static_table::StaticResolver;
 use crate::resolve::{Chain, Resolver};
 use crate::runtime::{Runtime, builtin, process};
 use crate::service::Registry;
+use crate::service::acl::AclSettings;
 use crate::service::cluster::{Cluster, Listeners};
 use crate::services::{Parts, Services, process_settings};
 
@@ -47,6 +48,7 @@ pub struct Node {
     grpc: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
     follower: Follower,
     own_cluster_key: Option<PathBuf>,
+    own_admin_token: Option<PathBuf>,
 }
 
 impl Node {
@@ -58,12 +60,15 @@ impl Node {
         })?;
         // The node's key signs every version its store writes, and is its peer id.
         let identity = Identity::load_or_create(&config.key_file())?;
-        let (admission, own_cluster_key) = admission(&config)?;
+        let (cluster_key, own_cluster_key) = admission(&config)?;
+        let admission = cluster_key.as_ref().map_or(Admission::Open, Admission::keyed);
+        let member_proof = MemberProof::new(cluster_key.as_ref());
+        let (acl, own_admin_token) = access(&config)?;
         let metrics = Metrics::new();
         let runtime = host_tools(&config, &metrics).await?;
         let (store, search) = open_store(&config, &identity, &runtime).await?;
         let follower = gridnode_search::follow(search.clone(), store.subscribe());
-        let (http_listener, http_addr) = bind(config.http, "http").await?;
+        let (http_listener, http_addr) = bind(config.http.listen, "http").await?;
         let (grpc_listener, grpc_addr) = bind(config.grpc, "grpc").await?;
         let listeners = listeners(&config, http_addr, grpc_addr);
         let advertise_http = listeners.advertise_http.clone();
@@ -85,6 +90,9 @@ impl Node {
                 chain,
                 metrics,
                 advertise_http,
+                acl,
+                http_addr,
+                member_proof,
             };
             Services::build(&config, parts)
         };
@@ -117,6 +125,7 @@ impl Node {
             grpc,
             follower,
             own_cluster_key,
+            own_admin_token,
         })
     }
 
@@ -124,6 +133,11 @@ impl Node {
     /// `--cluster-key` file, not an open cluster): the file the nodes that join need.
     pub fn own_cluster_key(&self) -> Option<&std::path::Path> {
         self.own_cluster_key.as_deref()
+    }
+
+    /// The management secret's file when this start made it (the binary prints its path).
+    pub fn own_admin_token(&self) -> Option<&std::path::Path> {
+        self.own_admin_token.as_deref()
     }
 
     /// The bound REST address (the real port when 0 was asked for).
@@ -251,18 +265,51 @@ async fn start_federation(
 /// configured file (which must exist), else `<data_dir>/cluster.key`, created at the first
 /// start and announced on stdout — or anyone with `open_cluster`.
 /// Returns the data-dir key's path when that is the one used (the binary prints it).
-fn admission(config: &NodeConfig) -> Result<(Admission, Option<PathBuf>)> {
-    let Some(path) = config.cluster_key_file() else { return Ok((Admission::Open, None)) };
+fn admission(config: &NodeConfig) -> Result<(Option<ClusterKey>, Option<PathBuf>)> {
+    let Some(path) = config.cluster_key_file() else { return Ok((None, None)) };
     if config.federation.cluster_key_file.is_some() {
         let key = ClusterKey::load(&path).map_err(|e| {
             Error::Config(format!(
                 "federation.cluster_key_file: {e} (make one with 'gridnode cluster keygen FILE')"
             ))
         })?;
-        return Ok((Admission::keyed(&key), None));
+        return Ok((Some(key), None));
     }
     let (key, _) = ClusterKey::load_or_create(&path)?;
-    Ok((Admission::keyed(&key), Some(path)))
+    Ok((Some(key), Some(path)))
+}
+
+/// Access control's settings (contract section 12). When it is on, the management secret is
+/// `GRIDNODE_ADMIN_TOKEN`'s, else the admin token file's (made, mode 0600, at the first start;
+/// its path is returned then, for the binary to print). A node left open beyond loopback
+/// (`--insecure`) says so every minute.
+fn access(config: &NodeConfig) -> Result<(AclSettings, Option<PathBuf>)> {
+    let enabled = config.acl_enabled();
+    let mut settings =
+        AclSettings { enabled, admin_secret: None, open_metrics: config.acl.open_metrics };
+    if !enabled {
+        if !config.all_loopback() {
+            tokio::spawn(async {
+                let mut every = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    every.tick().await;
+                    tracing::warn!(
+                        "access control is off on a node reachable beyond loopback (--insecure): \
+                         anyone who reaches its ports can change the registry and run tools"
+                    );
+                }
+            });
+        }
+        return Ok((settings, None));
+    }
+    if let Some(secret) = &config.acl.admin_token {
+        settings.admin_secret = Some(secret.0.clone());
+        return Ok((settings, None));
+    }
+    let path = config.admin_token_file();
+    let (secret, made) = crate::service::acl::admin_secret_file(&path)?;
+    settings.admin_secret = Some(secret);
+    Ok((settings, made.then_some(path)))
 }
 
 /// The resolver chain in its configured order.

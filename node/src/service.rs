@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::config::Limits;
 use crate::error::{Error, Result};
 
+pub mod acl;
 pub mod actions;
 pub mod audit;
 pub mod blobs;

@@ -11,10 +11,13 @@ use gridnode_store::Store;
 
 use crate::config::NodeConfig;
 use crate::error::Result;
+use crate::grpc::MemberProof;
+use crate::http::origin::Origins;
 use crate::metrics::Metrics;
 use crate::resolve::Chain;
 use crate::runtime::Runtime;
 use crate::runtime::process::ProcessSettings;
+use crate::service::acl::{Acl, AclSettings};
 use crate::service::actions::Actions;
 use crate::service::audit::Audit;
 use crate::service::blobs::Blobs;
@@ -49,6 +52,12 @@ pub struct Services {
     /// Unpacked bundles.
     pub bundles: BundleCache,
     pub metrics: Metrics,
+    /// Who may do what (tokens and scopes).
+    pub acl: Acl,
+    /// Proves this node's gRPC calls to peers, and checks theirs.
+    pub member_proof: MemberProof,
+    /// The web origins whose pages may send requests.
+    pub origins: Origins,
     /// True once the store is open and every listener is bound.
     pub ready: AtomicBool,
 }
@@ -66,12 +75,31 @@ pub struct Parts {
     pub metrics: Metrics,
     /// The base of links this node hands out (`http://host:port`, no trailing slash).
     pub advertise_http: String,
+    /// Access control's settings.
+    pub acl: AclSettings,
+    /// The bound REST address (one of the node's own web origins).
+    pub http_addr: std::net::SocketAddr,
+    /// Signs this node's calls to peers' gRPC doors and checks theirs.
+    pub member_proof: MemberProof,
 }
 
 impl Services {
     /// Builds every service from the configuration and the started parts.
     pub fn build(config: &NodeConfig, parts: Parts) -> Result<Services> {
-        let Parts { store, search, cluster, runtime, chain, metrics, advertise_http } = parts;
+        let Parts {
+            store,
+            search,
+            cluster,
+            runtime,
+            chain,
+            metrics,
+            advertise_http,
+            acl,
+            http_addr,
+            member_proof,
+        } = parts;
+        let origins = Origins::new(&advertise_http, http_addr, &config.http.allowed_origins);
+        let acl = Acl::new(store.clone(), acl);
         let egress = config.egress_rules()?;
         let settings = Settings { advertise_http, limits: config.limits.clone(), egress };
         let registry = Registry::new(store.clone(), search, settings.clone());
@@ -81,6 +109,7 @@ impl Services {
             chain,
             config.execute.clone(),
             config.runtime.max_output_bytes as usize,
+            member_proof.clone(),
         );
         let remote = Remote::new(
             Duration::from_millis(config.execute.call_timeout_ms),
@@ -131,6 +160,9 @@ impl Services {
             blobs,
             bundles,
             metrics,
+            acl,
+            origins,
+            member_proof,
             ready: AtomicBool::new(false),
         })
     }

@@ -145,7 +145,7 @@ fn kubernetes_manifests_are_valid_least_privilege_and_start_a_node() {
         (kubernetes.label.as_str(), kubernetes.node_name.as_deref()),
         ("nodeID", Some("worker-1"))
     );
-    assert_eq!(parsed.http.to_string(), "0.0.0.0:8080");
+    assert_eq!(parsed.http.listen.to_string(), "0.0.0.0:8080");
     // The cluster key comes from a Secret mounted read-only, readable by its owner alone.
     let key_file = value("GRIDNODE_CLUSTER_KEY_FILE");
     let mount = node

@@ -189,7 +189,8 @@ impl SearchIndex {
                     Collection::ClusterTools
                     | Collection::Actions
                     | Collection::AllowLists
-                    | Collection::Members,
+                    | Collection::Members
+                    | Collection::AclTokens,
                 )
                 | None => continue,
             };

@@ -23,6 +23,27 @@ pub enum AuditKind {
     Function,
     /// A node-local tool, by name (`POST /cluster-tools/execute`).
     ClusterTool,
+    /// The records written through the registry's doors (contract section 12): their
+    /// entries say which record, how (`operation`) and by which token.
+    Action,
+    AllowList,
+    AclToken,
+    Member,
+}
+
+impl AuditKind {
+    /// The kind as `GET /audit` and the metrics name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuditKind::Tool => "tool",
+            AuditKind::Function => "function",
+            AuditKind::ClusterTool => "cluster_tool",
+            AuditKind::Action => "action",
+            AuditKind::AllowList => "allow_list",
+            AuditKind::AclToken => "acl_token",
+            AuditKind::Member => "member",
+        }
+    }
 }
 
 /// One execution.
@@ -47,6 +68,55 @@ pub struct AuditEntry {
     pub duration_ms: u64,
     /// The size of the input, in bytes.
     pub input_bytes: u64,
+    /// What was done: `execute`, or a registry write (`create`, `update`, `delete`).
+    pub operation: String,
+    /// The id of the token the request came with (`admin` for the management secret); empty
+    /// when access control is off. Never the secret.
+    pub token: String,
+}
+
+/// An entry as written before entries named their operation and token: read back as an
+/// execution by no token.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct EntryV1 {
+    seq: u64,
+    time_ms: u64,
+    org: String,
+    kind: AuditKind,
+    tool: String,
+    action: String,
+    node: String,
+    success: bool,
+    status: u16,
+    duration_ms: u64,
+    input_bytes: u64,
+}
+
+impl From<EntryV1> for AuditEntry {
+    fn from(v1: EntryV1) -> AuditEntry {
+        AuditEntry {
+            seq: v1.seq,
+            time_ms: v1.time_ms,
+            org: v1.org,
+            kind: v1.kind,
+            tool: v1.tool,
+            action: v1.action,
+            node: v1.node,
+            success: v1.success,
+            status: v1.status,
+            duration_ms: v1.duration_ms,
+            input_bytes: v1.input_bytes,
+            operation: "execute".into(),
+            token: String::new(),
+        }
+    }
+}
+
+/// An entry as stored, in this build's shape or the one before.
+fn decode_entry(bytes: &[u8]) -> Result<AuditEntry> {
+    decode::<AuditEntry>(bytes)
+        .or_else(|error| decode::<EntryV1>(bytes).map(AuditEntry::from).map_err(|_| error))
 }
 
 /// Which entries to read.
@@ -139,7 +209,7 @@ impl Store {
                 break;
             }
             let (_, bytes) = item?;
-            let entry: AuditEntry = decode(&bytes)?;
+            let entry = decode_entry(&bytes)?;
             let wanted = query.org.as_ref().is_none_or(|org| *org == entry.org)
                 && query.tool.as_ref().is_none_or(|tool| *tool == entry.tool);
             if wanted {
@@ -160,4 +230,34 @@ fn seq_of(key: &[u8]) -> Result<u64> {
     let bytes: [u8; 8] =
         key.try_into().map_err(|_| Error::Corrupt("audit key is not 8 bytes".into()))?;
     Ok(u64::from_be_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_written_before_operations_and_tokens_reads_back_as_an_execution() {
+        let old = EntryV1 {
+            seq: 7,
+            time_ms: 1,
+            org: "acme".into(),
+            kind: AuditKind::Function,
+            tool: "f".into(),
+            action: String::new(),
+            node: "n1".into(),
+            success: true,
+            status: 200,
+            duration_ms: 2,
+            input_bytes: 3,
+        };
+        let entry = decode_entry(&encode(&old).unwrap()).unwrap();
+        assert_eq!((entry.seq, entry.tool.as_str(), entry.kind), (7, "f", AuditKind::Function));
+        assert_eq!((entry.operation.as_str(), entry.token.as_str()), ("execute", ""));
+        let mut new = entry.clone();
+        new.operation = "delete".into();
+        new.token = "tok1".into();
+        assert_eq!(decode_entry(&encode(&new).unwrap()).unwrap(), new);
+        assert!(decode_entry(b"\x01").is_err());
+    }
 }

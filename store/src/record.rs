@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::Error;
 
+mod acl_token;
 mod action;
 mod allow_list;
 mod cluster_tool;
@@ -21,6 +22,7 @@ mod member;
 mod serde_helpers;
 mod tool;
 
+pub use acl_token::{AclToken, MAX_TOKEN_DESCRIPTION, TOKEN_SCOPES};
 pub use action::{Action, MAX_ACTION_TOOLS};
 pub use allow_list::{AllowList, MAX_ALLOWED_TOOLS};
 pub use cluster_tool::ClusterLocalTool;
@@ -49,17 +51,19 @@ pub enum Collection {
     Actions = 4,
     AllowLists = 5,
     Members = 6,
+    AclTokens = 7,
 }
 
 impl Collection {
     /// Every collection, in discriminant order.
-    pub const ALL: [Collection; 6] = [
+    pub const ALL: [Collection; 7] = [
         Collection::Tools,
         Collection::Functions,
         Collection::ClusterTools,
         Collection::Actions,
         Collection::AllowLists,
         Collection::Members,
+        Collection::AclTokens,
     ];
 
     /// The sled tree that holds this collection's envelopes.
@@ -71,6 +75,7 @@ impl Collection {
             Collection::Actions => "actions",
             Collection::AllowLists => "allow_lists",
             Collection::Members => "members",
+            Collection::AclTokens => "acl_tokens",
         }
     }
 
@@ -83,6 +88,7 @@ impl Collection {
             Collection::Actions => "action",
             Collection::AllowLists => "allow-list",
             Collection::Members => "member",
+            Collection::AclTokens => "token",
         }
     }
 

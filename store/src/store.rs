@@ -29,7 +29,8 @@ use crate::feed::Change;
 use crate::hlc::{Clock, Hlc, now_ms};
 use crate::query::Filter;
 use crate::record::{
-    Action, AllowList, ClusterLocalTool, Collection, FunctionEntry, Member, Record, ToolEntry,
+    AclToken, Action, AllowList, ClusterLocalTool, Collection, FunctionEntry, Member, Record,
+    ToolEntry,
 };
 use crate::{Error, Result, index};
 
@@ -174,6 +175,7 @@ struct Inner {
     actions: sled::Tree,
     allow_lists: sled::Tree,
     members: sled::Tree,
+    acl_tokens: sled::Tree,
     /// A version's signature, by `[collection] ++ id`, written with the version.
     signatures: sled::Tree,
     signer: Option<Arc<dyn Signer>>,
@@ -248,6 +250,7 @@ impl Store {
             actions: db.open_tree(Collection::Actions.tree_name())?,
             allow_lists: db.open_tree(Collection::AllowLists.tree_name())?,
             members: db.open_tree(Collection::Members.tree_name())?,
+            acl_tokens: db.open_tree(Collection::AclTokens.tree_name())?,
             signatures: db.open_tree("signatures")?,
             signer: config.signer.clone(),
             index: db.open_tree("index")?,
@@ -615,6 +618,7 @@ impl Store {
                 Collection::Actions => self.sign_unsigned_in::<Action>(signer, &mut done)?,
                 Collection::AllowLists => self.sign_unsigned_in::<AllowList>(signer, &mut done)?,
                 Collection::Members => self.sign_unsigned_in::<Member>(signer, &mut done)?,
+                Collection::AclTokens => self.sign_unsigned_in::<AclToken>(signer, &mut done)?,
             }
         }
         self.inner.meta.insert(META_SIGNED, &[1])?;
@@ -721,6 +725,7 @@ impl Store {
             Collection::Actions => self.merge_signed::<Action>(id, bytes, signature),
             Collection::AllowLists => self.merge_signed::<AllowList>(id, bytes, signature),
             Collection::Members => self.merge_signed::<Member>(id, bytes, signature),
+            Collection::AclTokens => self.merge_signed::<AclToken>(id, bytes, signature),
         }
     }
 
@@ -916,6 +921,7 @@ impl Store {
             Collection::Actions => &self.inner.actions,
             Collection::AllowLists => &self.inner.allow_lists,
             Collection::Members => &self.inner.members,
+            Collection::AclTokens => &self.inner.acl_tokens,
         }
     }
 }

@@ -464,6 +464,8 @@ fn the_audit_log_appends_in_order_filters_and_keeps_a_bounded_tail() {
         status: 200,
         duration_ms: 3,
         input_bytes: 10,
+        operation: "execute".into(),
+        token: String::new(),
     };
     for i in 0..500u64 {
         let org = if i % 2 == 0 { "even" } else { "odd" };

@@ -16,6 +16,27 @@ impl Api {
         Api { base: base.into(), client: reqwest::Client::new() }
     }
 
+    /// The same node, every request presenting `secret` as its bearer token.
+    pub fn with_token(&self, secret: &str) -> Api {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = format!("Bearer {secret}").parse().expect("a header value");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        let client = reqwest::Client::builder().default_headers(headers).build().expect("a client");
+        Api { base: self.base.clone(), client }
+    }
+
+    /// Makes a token (with `admin`'s rights) holding `scopes`, bound to `org` if given: its
+    /// secret.
+    pub async fn token(&self, scopes: &[&str], org: Option<&str>) -> String {
+        let mut body = serde_json::json!({ "description": "test", "scopes": scopes });
+        if let Some(org) = org {
+            body["org"] = org.into();
+        }
+        let (status, made) = self.post("/acl/tokens", &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{made}");
+        made["secret"].as_str().expect("a secret").to_owned()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -72,6 +72,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Access control on, with `admin_secret` as the management secret.
+    pub fn acl(mut self, admin_secret: &str) -> NodeBuilder {
+        self.config.acl.enabled = Some(true);
+        self.config.acl.admin_token = Some(gridnode::config::Secret(admin_secret.into()));
+        self
+    }
+
     /// Any other setting.
     pub fn config(mut self, change: impl FnOnce(&mut NodeConfig)) -> NodeBuilder {
         change(&mut self.config);

@@ -22,7 +22,7 @@ async fn tool_server() -> u16 {
 async fn exposed(dir: &std::path::Path, name: &str, allow: Vec<String>) -> (gridnode::Node, Api) {
     let (node, _) = gridnode_tests::node(dir, name)
         .config(|config| {
-            config.http = "0.0.0.0:0".parse().unwrap();
+            config.http.listen = "0.0.0.0:0".parse().unwrap();
             config.egress.allow = allow;
         })
         .start()

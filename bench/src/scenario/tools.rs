@@ -208,6 +208,8 @@ pub fn run(quick: bool) -> BenchResult {
                 status: 200,
                 duration_ms: 1,
                 input_bytes: 20,
+                operation: "execute".into(),
+                token: String::new(),
             };
             let mut timings = Vec::new();
             for _ in 0..calls * 10 {

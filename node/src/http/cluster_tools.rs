@@ -12,11 +12,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::access::written;
 use super::error::status_of;
 use super::extract::{JsonBody, OrgHeader, Params};
 use crate::error::Error;
 use crate::runtime::{CallOutcome, Input};
-use crate::service::execution::{Answer, Caller, Target};
+use crate::service::execution::{Answer, Target};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -105,12 +106,9 @@ async fn one(
 }
 
 /// `POST /cluster-tools` (and `/cluster-tools/tools`): a tool of a node outside the federation.
-async fn register(
-    State(app): State<AppState>,
-    body: Body<Value>,
-) -> Result<(StatusCode, Json<Value>)> {
-    app.cluster_tools.register(body?.0).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "message": "Tool created" }))))
+async fn register(State(app): State<AppState>, body: Body<Value>) -> Result<Response> {
+    let id = app.cluster_tools.register(body?.0).await?;
+    Ok(written((StatusCode::CREATED, Json(json!({ "message": "Tool created" }))), id))
 }
 
 async fn update(
@@ -174,10 +172,10 @@ async fn execute(
     body: Body<ExecuteRequest>,
 ) -> Result<Response, ExecuteEnvelope> {
     let request = body?.0;
-    let org = org?.with_body(request.org_id)?;
+    let acting = org?.with_body(request.org_id)?;
     let name = required(&request.tool_name)?;
     let target = Target::ClusterTool { name, pin: request.node_id.as_deref() };
-    let caller = Caller { org: org.as_deref() };
+    let caller = acting.caller();
     Ok(respond(app.execution.call(caller, target, Input::from_json(request.input)).await?))
 }
 

@@ -12,11 +12,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::access::written;
 use super::cluster_tools::{Envelope, ExecuteEnvelope, respond};
 use super::extract::{JsonBody, OrgHeader, Params};
 use crate::error::{Error, Result};
 use crate::runtime::Input;
-use crate::service::execution::{Caller, Target};
+use crate::service::acl::Principal;
+use crate::service::execution::Target;
 use crate::service::selection::{Choice, Scope};
 
 pub fn routes() -> Router<AppState> {
@@ -62,8 +64,8 @@ async fn execute_by_id(
     body: Body<ExecuteRequest>,
 ) -> std::result::Result<Response, ExecuteEnvelope> {
     let request = body?.0;
-    let org = org?.with_body(request.org_id)?;
-    let caller = Caller { org: org.as_deref() };
+    let acting = org?.with_body(request.org_id)?;
+    let caller = acting.caller();
     let input = Input::from_json(request.input);
     let target = match registry {
         Collection::Functions => Target::Function(&id),
@@ -89,7 +91,7 @@ async fn select_tool(
     body: Body<SelectRequest>,
 ) -> std::result::Result<Json<Value>, Envelope> {
     let request = body?.0;
-    let org = org?.with_body(request.org_id)?;
+    let org = org?.with_body(request.org_id)?.org;
     let choice = app
         .selection
         .select(Scope::All, &request.selector, &request.search_parameters, org.as_deref())
@@ -110,16 +112,15 @@ async fn create_action(
     State(app): State<AppState>,
     org: Org,
     body: Body<Value>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<Response> {
     let action = app.actions.create(body?.0, org?.0.as_deref()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "message": "Action created successfully",
-            "action_type": action.action_type,
-            "mapping_org_id": action.mapping_org_id,
-        })),
-    ))
+    let id = gridnode_store::Record::id(&action).into_owned();
+    let body = json!({
+        "message": "Action created successfully",
+        "action_type": action.action_type,
+        "mapping_org_id": action.mapping_org_id,
+    });
+    Ok(written((StatusCode::CREATED, Json(body)), id))
 }
 
 /// `GET /actions?org=&limit=&offset=`: every action, or one org's (the `X-Org-Id` header's
@@ -130,7 +131,7 @@ async fn list_actions(
     params: std::result::Result<Params, Error>,
 ) -> Result<Json<Vec<Action>>> {
     let params = params?;
-    let org = org?.with_body(params.0.get("org").cloned())?;
+    let org = org?.with_body(params.0.get("org").cloned())?.org;
     Ok(Json(app.actions.list(org, params.page()?).await?))
 }
 
@@ -197,8 +198,8 @@ async fn execute_action(
     body: Body<ActionExecuteRequest>,
 ) -> std::result::Result<Response, ExecuteEnvelope> {
     let request = body?.0;
-    let caller_org = caller?.0;
-    let caller = Caller { org: caller_org.as_deref() };
+    let acting = caller?.acting();
+    let caller = acting.caller();
     let params = &request.search_parameters;
     let target = Target::Action { org: &org, action_type: &action_type, params };
     Ok(respond(app.execution.call(caller, target, Input::from_json(request.input)).await?))
@@ -207,9 +208,11 @@ async fn execute_action(
 /// `GET /orgs/{org}/allowed-tools`.
 async fn get_allowed(
     State(app): State<AppState>,
+    principal: Principal,
     Path(org): Path<String>,
     params: Params,
 ) -> Result<Json<Value>> {
+    principal.acting_org(Some(org.clone()))?;
     let list: AllowList = app.orgs.get(org.clone()).await?;
     if !params.provenance()? {
         return Ok(Json(json!(list.allowed_tools)));
@@ -222,9 +225,11 @@ async fn get_allowed(
 /// `PUT /orgs/{org}/allowed-tools` with `["tool id or cluster tool name", …]`.
 async fn put_allowed(
     State(app): State<AppState>,
+    principal: Principal,
     Path(org): Path<String>,
     body: Body<Vec<String>>,
 ) -> Result<Json<Value>> {
+    principal.acting_org(Some(org.clone()))?;
     let tools = body?.0;
     let count = tools.len();
     app.orgs.put(org.clone(), tools).await?;
@@ -234,8 +239,10 @@ async fn put_allowed(
 /// `DELETE /orgs/{org}/allowed-tools`: the org may use every tool again.
 async fn delete_allowed(
     State(app): State<AppState>,
+    principal: Principal,
     Path(org): Path<String>,
 ) -> Result<Json<Value>> {
+    principal.acting_org(Some(org.clone()))?;
     app.orgs.delete(org).await?;
     Ok(Json(json!({ "message": "Allow-list deleted" })))
 }
@@ -243,10 +250,13 @@ async fn delete_allowed(
 /// `GET /audit?limit=&org=&tool=`: this node's executions, newest first.
 async fn audit(
     State(app): State<AppState>,
+    principal: Principal,
     params: std::result::Result<Params, Error>,
 ) -> Result<Json<Vec<AuditEntry>>> {
     let params = params?;
-    let (org, tool) = (params.text("org"), params.text("tool"));
+    // A bound admin reads its own org's entries only.
+    let org = principal.acting_org(params.text("org").filter(|org| !org.is_empty()))?;
+    let tool = params.text("tool");
     let entries = app.audit.entries(org, tool, params.number("limit")?, params.number("offset")?);
     Ok(Json(entries.await?))
 }

@@ -10,6 +10,7 @@ use gridnode_store::Page;
 use serde::de::DeserializeOwned;
 
 use crate::error::Error;
+use crate::service::acl::Principal;
 
 /// A JSON body. Wrong content type → 415, over the body limit → 413, malformed → 400.
 #[derive(Debug)]
@@ -130,9 +131,10 @@ impl Params {
     }
 }
 
-/// The org a request names in its `X-Org-Id` header, if any (checked against the id pattern).
-#[derive(Debug, Default, Clone)]
-pub struct OrgHeader(pub Option<String>);
+/// The org a request acts as, and who asks. The org is the `X-Org-Id` header's, except for a
+/// token bound to an org: its requests act as that org, and naming another is 403.
+#[derive(Debug, Clone)]
+pub struct OrgHeader(pub Option<String>, pub Principal);
 
 /// The header naming a request's org.
 pub const ORG_HEADER: &str = "x-org-id";
@@ -141,29 +143,76 @@ impl<S: Send + Sync> FromRequestParts<S> for OrgHeader {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
-        let Some(value) = parts.headers.get(ORG_HEADER) else { return Ok(OrgHeader(None)) };
+        let principal = principal(parts);
+        let Some(value) = parts.headers.get(ORG_HEADER) else {
+            return Ok(OrgHeader(principal.acting_org(None)?, principal));
+        };
         let org = value.to_str().map_err(|_| {
             Error::BadRequest("the X-Org-Id header is not plain text: send an org id".into())
         })?;
         crate::service::orgs::check_org(org)?;
-        Ok(OrgHeader(Some(org.to_owned())))
+        Ok(OrgHeader(principal.acting_org(Some(org.to_owned()))?, principal))
     }
 }
 
 impl OrgHeader {
-    /// The request's org: the header's, or `org_id` of the body; both given must agree.
-    pub fn with_body(self, body: Option<String>) -> Result<Option<String>, Error> {
-        match (self.0, body) {
-            (Some(header), Some(body)) if header != body => Err(Error::BadRequest(format!(
-                "the X-Org-Id header names org '{header}' but the body's org_id is '{}': send one",
-                body.chars().take(64).collect::<String>()
-            ))),
-            (Some(org), _) => Ok(Some(org)),
+    /// The request's org: the header's, or `org_id` of the body; both given must agree, and a
+    /// bound token's org overrides both (naming another is 403).
+    pub fn with_body(self, body: Option<String>) -> Result<Acting, Error> {
+        let OrgHeader(header, principal) = self;
+        if principal.org().is_some() {
+            // The header was held to the bound org already; the body is held to it here.
+            return Ok(Acting { org: principal.acting_org(body)?, principal });
+        }
+        let named = match (header, body) {
+            (Some(header), Some(body)) if header != body => {
+                return Err(Error::BadRequest(format!(
+                    "the X-Org-Id header names org '{header}' but the body's org_id is '{}': send one",
+                    body.chars().take(64).collect::<String>()
+                )));
+            }
+            (Some(org), _) => Some(org),
             (None, Some(org)) => {
                 crate::service::orgs::check_org(&org)?;
-                Ok(Some(org))
+                Some(org)
             }
-            (None, None) => Ok(None),
+            (None, None) => None,
+        };
+        Ok(Acting { org: principal.acting_org(named)?, principal })
+    }
+
+    /// The request as the execution door's caller, with the header's org alone.
+    pub fn acting(self) -> Acting {
+        Acting { org: self.0, principal: self.1 }
+    }
+}
+
+/// Who a request is and the org it acts as.
+#[derive(Debug, Clone)]
+pub struct Acting {
+    pub org: Option<String>,
+    pub principal: Principal,
+}
+
+impl Acting {
+    pub fn caller(&self) -> crate::service::execution::Caller<'_> {
+        crate::service::execution::Caller {
+            org: self.org.as_deref(),
+            token: self.principal.token_id(),
         }
+    }
+}
+
+/// Who the request is, as the access guard found it (the open principal when access control
+/// is off).
+pub fn principal(parts: &Parts) -> Principal {
+    parts.extensions.get::<Principal>().cloned().unwrap_or_else(Principal::open)
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(principal(parts))
     }
 }

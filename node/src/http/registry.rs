@@ -10,6 +10,7 @@ use gridnode_store::{FunctionEntry, JsonMap, ToolEntry};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::access::written;
 use super::extract::{JsonBody, Params};
 use crate::error::{Error, Result};
 use crate::service::{FieldQuery, Queryable};
@@ -52,13 +53,11 @@ pub fn routes<R: RegistryApi>(max_upload_bytes: usize) -> Router<AppState> {
 async fn create<R: RegistryApi>(
     State(app): State<AppState>,
     JsonBody(record): JsonBody<Value>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<axum::response::Response> {
     let id = app.registry.create::<R>(record).await?;
     let id_key = R::ID_FIELD;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "message": format!("{} created successfully", R::LABEL), id_key: id })),
-    ))
+    let body = json!({ "message": format!("{} created successfully", R::LABEL), id_key: id });
+    Ok(written((StatusCode::CREATED, Json(body)), id))
 }
 
 async fn list<R: RegistryApi>(State(app): State<AppState>, params: Params) -> Result<Json<Vec<R>>> {
@@ -135,7 +134,7 @@ async fn generic<R: RegistryApi>(
 async fn upload<R: RegistryApi>(
     State(app): State<AppState>,
     multipart: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> Result<Json<Value>> {
+) -> Result<axum::response::Response> {
     let mut multipart = multipart.map_err(|_| {
         Error::UnsupportedMediaType(
             "expected multipart/form-data with the zip in a part named 'file'".into(),
@@ -157,7 +156,8 @@ async fn upload<R: RegistryApi>(
     })?;
     let id = app.registry.upload::<R>(zip).await?;
     let id_key = R::ID_FIELD;
-    Ok(Json(json!({ "message": format!("{} uploaded successfully", R::LABEL), id_key: id })))
+    let body = json!({ "message": format!("{} uploaded successfully", R::LABEL), id_key: id });
+    Ok(written(Json(body), id))
 }
 
 fn multipart_error(error: axum::extract::multipart::MultipartError) -> Error {

@@ -49,6 +49,20 @@ enum Job {
     Stop,
 }
 
+/// A registry write, as [`Audit::write`] records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Write<'a> {
+    pub kind: AuditKind,
+    /// The record's id (empty when the request named none and the write failed).
+    pub id: &'a str,
+    pub org: Option<&'a str>,
+    /// `create`, `update` or `delete`.
+    pub operation: &'static str,
+    pub token: Option<&'a str>,
+    pub status: u16,
+    pub duration_ms: u64,
+}
+
 /// An execution under way: finish it with its result; dropped unfinished (the caller went
 /// away and the request was cancelled), it is recorded as cancelled.
 #[derive(Debug)]
@@ -103,6 +117,7 @@ impl Audit {
         tool: &str,
         org: Option<&str>,
         action: Option<&str>,
+        token: Option<&str>,
         input_bytes: usize,
     ) -> Pending {
         let cut = |text: &str| text.chars().take(ID_MAX_LEN).collect::<String>();
@@ -120,21 +135,41 @@ impl Audit {
                 status: CANCELLED,
                 duration_ms: 0,
                 input_bytes: input_bytes as u64,
+                operation: "execute".into(),
+                token: cut(token.unwrap_or_default()),
             }),
             started: Instant::now(),
         }
+    }
+
+    /// Records a registry write (contract section 12): which record, how, by which token, and
+    /// the status it was answered with.
+    pub fn write(&self, write: Write<'_>) {
+        let cut = |text: &str| text.chars().take(ID_MAX_LEN).collect::<String>();
+        self.append(AuditEntry {
+            seq: 0,
+            time_ms: now_ms(),
+            org: cut(write.org.unwrap_or_default()),
+            kind: write.kind,
+            tool: cut(write.id),
+            action: String::new(),
+            node: String::new(),
+            success: (200..300).contains(&write.status),
+            status: write.status,
+            duration_ms: write.duration_ms,
+            input_bytes: 0,
+            operation: write.operation.into(),
+            token: cut(write.token.unwrap_or_default()),
+        });
     }
 
     /// Hands an entry to the writer. When the writer is behind by [`QUEUED`] entries (or
     /// gone), the entry is written here: a sled insert without a flush, like the writer's
     /// (see `gridnode_store::audit`). A failure to append is logged, never the caller's error.
     fn append(&self, entry: AuditEntry) {
-        let kind = match entry.kind {
-            AuditKind::Tool => "tool",
-            AuditKind::Function => "function",
-            AuditKind::ClusterTool => "cluster_tool",
-        };
-        self.metrics.execution(kind, entry.status);
+        if entry.operation == "execute" {
+            self.metrics.execution(entry.kind.name(), entry.status);
+        }
         let entry = {
             let closed = self.closed.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             if *closed {

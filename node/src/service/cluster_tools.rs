@@ -100,8 +100,10 @@ impl ClusterTools {
         chain: Chain,
         settings: ExecuteSettings,
         max_output_bytes: usize,
+        member_proof: crate::grpc::MemberProof,
     ) -> ClusterTools {
-        let pool = Pool::new(Duration::from_millis(settings.connect_timeout_ms), max_output_bytes);
+        let connect_timeout = Duration::from_millis(settings.connect_timeout_ms);
+        let pool = Pool::new(connect_timeout, max_output_bytes, member_proof);
         ClusterTools {
             inner: Arc::new(Inner {
                 registry,
@@ -154,7 +156,8 @@ impl ClusterTools {
 
     /// Registers a tool of a node outside the federation (`POST /cluster-tools`). The body
     /// needs `name`, `node_id` and `description`; `input_spec` must compile.
-    pub async fn register(&self, body: Value) -> Result<()> {
+    /// Returns the record's key (`node_id/name`).
+    pub async fn register(&self, body: Value) -> Result<String> {
         let Value::Object(fields) = &body else {
             return Err(Error::BadRequest(
                 "expected a json object with name, node_id, description, and optionally \
@@ -182,7 +185,7 @@ impl ClusterTools {
             .registry
             .blocking(move |store| {
                 store.create(&record)?;
-                Ok(())
+                Ok(record.id().into_owned())
             })
             .await
     }

@@ -67,6 +67,8 @@ pub enum Target<'a> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Caller<'a> {
     pub org: Option<&'a str>,
+    /// The id of the token the request came with (never the secret).
+    pub token: Option<&'a str>,
 }
 
 /// What a call answers: the tool's outcome, and the tool an action chose.
@@ -255,7 +257,8 @@ impl Execution {
                 (AuditKind::Tool, "", Some(org), Some(action_type))
             }
         };
-        let mut pending = self.inner.parts.audit.start(kind, name, org, action, input.len());
+        let mut pending =
+            self.inner.parts.audit.start(kind, name, org, action, caller.token, input.len());
         let result = self.run(caller, target, &input, &mut pending).await;
         pending.finish(result.as_ref().map(|answer| &answer.outcome));
         result

@@ -32,20 +32,27 @@ pub struct Pool {
     connect_timeout: Duration,
     /// Largest response accepted (the tool output limit, plus room for the envelope).
     max_response_bytes: usize,
+    /// Signs each call as a member's hop.
+    proof: crate::grpc::MemberProof,
 }
 
 impl Pool {
-    pub fn new(connect_timeout: Duration, max_output_bytes: usize) -> Pool {
+    pub fn new(
+        connect_timeout: Duration,
+        max_output_bytes: usize,
+        proof: crate::grpc::MemberProof,
+    ) -> Pool {
         Pool {
             channels: RwLock::default(),
             connect_timeout,
             max_response_bytes: max_output_bytes.saturating_add(1024 * 1024),
+            proof,
         }
     }
 
     /// Calls `ToolExecutor/CallFunction` at `endpoint` (`host:port`), waiting at most `timeout`.
     /// Calls `endpoint` as the member hop of a plan made by node `origin` (the request says
-    /// so in its [`HOP`](crate::grpc::HOP) metadata).
+    /// so in its [`HOP`](crate::grpc::HOP) metadata, proven by [`MemberProof`](crate::grpc::MemberProof)).
     pub async fn call(
         &self,
         endpoint: &str,
@@ -53,9 +60,13 @@ impl Pool {
         origin: &str,
         timeout: Duration,
     ) -> Result<CallFunctionResponse, CallError> {
+        let proof = self.proof.sign(origin, &request.tool_name, &request.input);
         let mut request = tonic::Request::new(request);
         if let Ok(origin) = origin.parse() {
             request.metadata_mut().insert(crate::grpc::HOP, origin);
+        }
+        if let Some(Ok(proof)) = proof.map(|p| p.parse()) {
+            request.metadata_mut().insert(crate::grpc::PROOF, proof);
         }
         let channel = self.channel(endpoint)?;
         let mut client = ToolExecutorClient::new(channel)
@@ -181,7 +192,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn calls_share_one_connection_per_endpoint() {
         let (endpoint, connections) = counted_runtime().await;
-        let pool = Arc::new(Pool::new(Duration::from_secs(2), 1024 * 1024));
+        let pool = Arc::new(Pool::new(Duration::from_secs(2), 1024 * 1024, Default::default()));
         let call = |pool: Arc<Pool>, endpoint: String, i: usize| async move {
             let request = CallFunctionRequest { tool_name: "echo".into(), input: vec![i as u8] };
             pool.call(&endpoint, request, "origin", Duration::from_secs(5)).await
@@ -209,7 +220,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = listener.local_addr().unwrap().to_string();
         drop(listener);
-        let pool = Pool::new(Duration::from_secs(2), 1024);
+        let pool = Pool::new(Duration::from_secs(2), 1024, Default::default());
         let request = || CallFunctionRequest { tool_name: "echo".into(), input: vec![] };
         let err =
             pool.call(&endpoint, request(), "origin", Duration::from_secs(5)).await.unwrap_err();
