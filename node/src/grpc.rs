@@ -130,6 +130,12 @@ impl ToolExecutor for Executor {
         &self,
         request: Request<CallFunctionRequest>,
     ) -> Result<Response<CallFunctionResponse>, Status> {
+        let client = request.remote_addr().map(|addr| addr.ip());
+        let _permit = self
+            .services
+            .grpc_limiter
+            .enter(client)
+            .map_err(|full| Status::unavailable(full.message()))?;
         let text = |name: &str| {
             request.metadata().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
         };

@@ -18,6 +18,7 @@ use crate::services::Services;
 
 pub mod access;
 pub mod acl;
+pub mod bounds;
 pub mod cluster_tools;
 pub mod error;
 pub mod execution;
@@ -25,6 +26,7 @@ pub mod extract;
 pub mod observe;
 pub mod origin;
 pub mod registry;
+pub mod serve;
 
 /// What every handler can reach: the node's services.
 pub type AppState = Arc<Services>;
@@ -57,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json))
         .layer(axum::middleware::from_fn_with_state(state.clone(), access::guard))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), bounds::bound))
         .layer(observe::layers(state.metrics.clone()))
         .with_state(state)
 }

@@ -25,6 +25,7 @@ pub mod error;
 pub mod graphql;
 pub mod grpc;
 pub mod http;
+pub mod limiter;
 pub mod load;
 pub mod metrics;
 pub mod node;

@@ -104,7 +104,8 @@ impl Node {
             }
         };
         let (stop_grpc, grpc) = serve_grpc(grpc_listener, services.clone());
-        let (stop, server) = serve_http(http_listener, services.clone());
+        let header_timeout = Duration::from_millis(config.limits.header_timeout_ms);
+        let (stop, server) = serve_http(http_listener, services.clone(), header_timeout);
         services.ready.store(true, Ordering::Release);
         tracing::info!(
             node_id = %config.node_id,
@@ -457,9 +458,13 @@ type Serving<E> = (oneshot::Sender<()>, JoinHandle<std::result::Result<(), E>>);
 fn serve_grpc(listener: TcpListener, services: Arc<Services>) -> Serving<tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let (stop, stopped) = oneshot::channel::<()>();
+    let limits = services.limits.clone();
     let service = Executor::new(services).into_service();
     let task = tokio::spawn(async move {
         tonic::transport::Server::builder()
+            .max_concurrent_streams(limits.grpc_max_concurrent_streams)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
@@ -470,15 +475,18 @@ fn serve_grpc(listener: TcpListener, services: Arc<Services>) -> Serving<tonic::
 }
 
 /// Serves the REST API until told to stop.
-fn serve_http(listener: TcpListener, services: Arc<Services>) -> Serving<std::io::Error> {
+fn serve_http(
+    listener: TcpListener,
+    services: Arc<Services>,
+    header_timeout: Duration,
+) -> Serving<std::io::Error> {
     let app = crate::http::router(services);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        crate::http::serve::serve(listener, app, header_timeout, stopped).await
     });
     (stop, task)
 }

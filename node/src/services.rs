@@ -12,7 +12,9 @@ use gridnode_store::Store;
 use crate::config::NodeConfig;
 use crate::error::Result;
 use crate::grpc::MemberProof;
+use crate::http::bounds::Bounds;
 use crate::http::origin::Origins;
+use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::resolve::Chain;
 use crate::runtime::Runtime;
@@ -56,6 +58,12 @@ pub struct Services {
     pub acl: Acl,
     /// Proves this node's gRPC calls to peers, and checks theirs.
     pub member_proof: MemberProof,
+    /// The REST door's bounds.
+    pub bounds: Bounds,
+    /// The gRPC door's bound on requests in flight.
+    pub grpc_limiter: Limiter,
+    /// The limits of `[limits]`, as configured.
+    pub limits: crate::config::Limits,
     /// The web origins whose pages may send requests.
     pub origins: Origins,
     /// True once the store is open and every listener is bound.
@@ -163,6 +171,18 @@ impl Services {
             acl,
             origins,
             member_proof,
+            bounds: Bounds {
+                limiter: Limiter::new(
+                    config.limits.max_concurrent_requests,
+                    config.limits.max_requests_per_client,
+                ),
+                request_timeout: Duration::from_millis(config.limits.request_timeout_ms),
+            },
+            grpc_limiter: Limiter::new(
+                config.limits.max_concurrent_requests,
+                config.limits.max_requests_per_client,
+            ),
+            limits: config.limits.clone(),
             ready: AtomicBool::new(false),
         })
     }

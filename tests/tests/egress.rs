@@ -18,9 +18,11 @@ async fn tool_server() -> u16 {
     port
 }
 
-/// A node whose REST listener is on every interface (so not a laptop's all-loopback node).
+/// A node whose REST listener is on every interface (so not a laptop's all-loopback node, and
+/// so with access control on: the client presents the management secret).
 async fn exposed(dir: &std::path::Path, name: &str, allow: Vec<String>) -> (gridnode::Node, Api) {
     let (node, _) = gridnode_tests::node(dir, name)
+        .acl("egress-test-management-secret")
         .config(|config| {
             config.http.listen = "0.0.0.0:0".parse().unwrap();
             config.egress.allow = allow;
@@ -28,7 +30,7 @@ async fn exposed(dir: &std::path::Path, name: &str, allow: Vec<String>) -> (grid
         .start()
         .await;
     let api = Api::new(format!("http://127.0.0.1:{}", node.http_addr().port()));
-    (node, api)
+    (node, api.with_token("egress-test-management-secret"))
 }
 
 fn error(body: &Value) -> &str {
