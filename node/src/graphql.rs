@@ -69,7 +69,9 @@ impl From<ToolEntry> for Tool {
             tool_man_page_doc: t.tool_man_page_doc,
             tool_api_spec: Json(t.tool_api_spec),
             tool_custom_actions_dsl_map: Json(t.tool_custom_actions_dsl_map),
-            default_tool_usage_credentials: Json(t.default_tool_usage_credentials),
+            default_tool_usage_credentials: Json(gridnode_store::redacted(
+                &t.default_tool_usage_credentials,
+            )),
             tool_execution_mode: t.tool_execution_mode,
             tool_policy_rule_uri: t.tool_policy_rule_uri,
             tool_source_code_link: t.tool_source_code_link,
@@ -111,7 +113,9 @@ impl From<FunctionEntry> for Function {
             function_man_page_doc: f.function_man_page_doc,
             function_api_spec: Json(f.function_api_spec),
             func_custom_actions_dsl_map: Json(f.func_custom_actions_dsl_map),
-            default_func_usage_credentials: Json(f.default_func_usage_credentials),
+            default_func_usage_credentials: Json(gridnode_store::redacted(
+                &f.default_func_usage_credentials,
+            )),
             open_api_spec: Json(f.open_api_spec),
             api_parameters_to_cost_relation_data: Json(f.api_parameters_to_cost_relation_data),
             is_system_action: f.is_system_action,

@@ -63,6 +63,12 @@ impl Node {
         let (cluster_key, own_cluster_key) = admission(&config)?;
         let admission = cluster_key.as_ref().map_or(Admission::Open, Admission::keyed);
         let member_proof = MemberProof::new(cluster_key.as_ref());
+        // Credentials are sealed with the cluster key's derived key, else a key of this node's.
+        let sealing_key = match &cluster_key {
+            Some(key) => key.clone(),
+            None => ClusterKey::load_or_create(&config.data_dir.join("credentials.key"))?.0,
+        };
+        let sealer = crate::service::secrets::Sealer::new(&sealing_key);
         let (acl, own_admin_token) = access(&config)?;
         let metrics = Metrics::new();
         let runtime = host_tools(&config, &metrics).await?;
@@ -93,6 +99,7 @@ impl Node {
                 acl,
                 http_addr,
                 member_proof,
+                sealer,
             };
             Services::build(&config, parts)
         };
@@ -103,6 +110,12 @@ impl Node {
                 return Err(error);
             }
         };
+        let registry = &services.registry;
+        let sealed = registry.seal_plaintext::<gridnode_store::ToolEntry>().await?
+            + registry.seal_plaintext::<gridnode_store::FunctionEntry>().await?;
+        if sealed > 0 {
+            tracing::info!(records = sealed, "sealed credentials stored in plain text");
+        }
         let (stop_grpc, grpc) = serve_grpc(grpc_listener, services.clone());
         let header_timeout = Duration::from_millis(config.limits.header_timeout_ms);
         let (stop, server) = serve_http(http_listener, services.clone(), header_timeout);

@@ -30,6 +30,7 @@ pub mod fresh;
 pub mod orgs;
 pub mod remote;
 pub mod rendered;
+pub mod secrets;
 pub mod selection;
 
 /// Runs a blocking store call off the async executor (every service's door to the store).
@@ -178,6 +179,8 @@ pub struct Settings {
     /// Where the node may connect: links to refused literal addresses are refused at
     /// registration.
     pub egress: egress::Egress,
+    /// Seals credentials before they are stored.
+    pub sealer: secrets::Sealer,
 }
 
 impl Registry {
@@ -211,8 +214,9 @@ impl Registry {
         if let Value::Object(fields) = &record {
             check_egress(&self.settings.egress, fields)?;
         }
-        let record: R = record_from_json(record, "invalid request body")?;
+        let mut record: R = record_from_json(record, "invalid request body")?;
         check_not_reserved::<R>(&record.id())?;
+        self.settings.sealer.seal(record.credentials_mut(), None, R::CREDENTIALS_FIELD)?;
         self.blocking(move |store| {
             store.create(&record)?;
             Ok(record.id().into_owned())
@@ -293,8 +297,62 @@ impl Registry {
             )));
         }
         check_egress(&self.settings.egress, &patch)?;
+        let sealer = self.settings.sealer.clone();
         self.blocking(move |store| {
-            Ok(store.update::<R>(&id, |current| patched(current, &patch, R::COLLECTION.kind()))?)
+            // A sealing problem (a credential sent back redacted) is the caller's: it is kept
+            // out of the store's update and answered as it is.
+            let refused = std::cell::RefCell::new(None);
+            let updated = store.update::<R>(&id, |current| {
+                let kept = current.credentials().clone();
+                let mut next = patched(current, &patch, R::COLLECTION.kind())?;
+                if patch.contains_key(R::CREDENTIALS_FIELD) {
+                    let field = R::CREDENTIALS_FIELD;
+                    if let Err(error) = sealer.seal(next.credentials_mut(), Some(&kept), field) {
+                        let message = error.to_string();
+                        *refused.borrow_mut() = Some(error);
+                        return Err(gridnode_store::Error::Invalid(message));
+                    }
+                } else {
+                    *next.credentials_mut() = kept;
+                }
+                Ok(next)
+            });
+            match (updated, refused.into_inner()) {
+                (_, Some(error)) => Err(error),
+                (updated, None) => Ok(updated?),
+            }
+        })
+        .await
+    }
+
+    /// Seals credentials stored in plain text (by a build from before sealing): each such
+    /// record is written again, sealed, and replicates so. Returns how many were.
+    pub async fn seal_plaintext<R: RegistryEntry>(&self) -> Result<usize> {
+        let sealer = self.settings.sealer.clone();
+        self.blocking(move |store| {
+            let mut plain = Vec::new();
+            for record in store.live::<R>() {
+                let record = record?;
+                if !secrets::Sealer::all_sealed(record.credentials()) {
+                    plain.push(record.id().into_owned());
+                }
+            }
+            let mut sealed = 0;
+            for id in &plain {
+                let written = store.update::<R>(id, |mut record| {
+                    let field = R::CREDENTIALS_FIELD;
+                    sealer
+                        .seal(record.credentials_mut(), None, field)
+                        .map_err(|e| gridnode_store::Error::Invalid(e.to_string()))?;
+                    Ok(record)
+                });
+                match written {
+                    Ok(_) => sealed += 1,
+                    // One record that cannot be sealed does not keep the node from starting.
+                    Err(error) => tracing::warn!(%id, %error, "credentials left unsealed"),
+                }
+            }
+            Ok(sealed)
         })
         .await
     }
@@ -312,6 +370,7 @@ impl Registry {
     pub async fn query<R: RegistryEntry>(&self, filter: Value, page: Page) -> Result<Vec<R>> {
         self.blocking(move |store| {
             // Compiling regexes is CPU work: it runs here, off the async threads, too.
+            secrets::refuse_write_only(&filter, &secrets::WRITE_ONLY)?;
             let filter = Filter::parse(&filter).map_err(gridnode_store::Error::from)?;
             Ok(store.query::<R>(&filter, page)?)
         })
@@ -358,6 +417,7 @@ impl Registry {
         let max_unpacked = self.settings.limits.max_unpacked_bytes;
         let base = self.settings.advertise_http.clone();
         let egress = self.settings.egress.clone();
+        let sealer = self.settings.sealer.clone();
         self.blocking(move |store| {
             let bundle = bundle::read(&zip, R::BUNDLE_CODE, R::BUNDLE_DOC, max_unpacked)?;
             let spec = serde_json::from_slice(&bundle.spec)
@@ -368,6 +428,7 @@ impl Registry {
             let context = format!("spec.json is not a valid {}", R::COLLECTION.kind());
             let mut record: R = record_from_json(spec, &context)?;
             check_not_reserved::<R>(&record.id())?;
+            sealer.seal(record.credentials_mut(), None, R::CREDENTIALS_FIELD)?;
             if let Some(doc) = bundle.doc {
                 record.set_man_page(doc);
             }

@@ -89,6 +89,8 @@ pub struct Parts {
     pub http_addr: std::net::SocketAddr,
     /// Signs this node's calls to peers' gRPC doors and checks theirs.
     pub member_proof: MemberProof,
+    /// Seals credentials (with the cluster key's derived key).
+    pub sealer: crate::service::secrets::Sealer,
 }
 
 impl Services {
@@ -105,11 +107,17 @@ impl Services {
             acl,
             http_addr,
             member_proof,
+            sealer,
         } = parts;
         let origins = Origins::new(&advertise_http, http_addr, &config.http.allowed_origins);
         let acl = Acl::new(store.clone(), acl);
         let egress = config.egress_rules()?;
-        let settings = Settings { advertise_http, limits: config.limits.clone(), egress };
+        let settings = Settings {
+            advertise_http,
+            limits: config.limits.clone(),
+            egress,
+            sealer: sealer.clone(),
+        };
         let registry = Registry::new(store.clone(), search, settings.clone());
         let cluster_tools = ClusterTools::new(
             registry.clone(),
@@ -152,6 +160,7 @@ impl Services {
             blobs: blobs.clone(),
             bundles: bundles.clone(),
             remote,
+            sealer,
             process: process_settings(config, config.work_dir().join("bundles")),
             metrics: metrics.clone(),
         });

@@ -203,9 +203,10 @@ async fn bundle_round_trip_exec_resolve_peers_node_and_audit() {
 
         let audit = json_of(u, &["audit", "--tool", "shout"]);
         assert!(
-            audit
-                .as_array()
-                .is_some_and(|a| a.len() == 4 && a.iter().all(|e| e["tool"] == "shout")),
+            audit.as_array().is_some_and(|a| a.len() == 5
+                && a.iter().all(|e| e["tool"] == "shout")
+                && a.iter().filter(|e| e["operation"] == "execute").count() == 4
+                && a.iter().any(|e| e["operation"] == "upload")),
             "{audit}"
         );
         let table = ok(u, &["audit", "--limit", "3"]);

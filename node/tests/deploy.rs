@@ -190,7 +190,7 @@ fn the_systemd_unit_runs_a_valid_command_and_config() {
         ("GRIDNODE_DATA_DIR", dir.path().display().to_string()),
         ("GRIDNODE_NODE_ID", "edge-1".into()),
     ]);
-    assert!(effective.contains("http = \"0.0.0.0:8080\""), "{effective}");
+    assert!(effective.contains("listen = \"0.0.0.0:8080\""), "{effective}");
     // systemd's own checker, where systemd is installed (it is not in every container).
     match Command::new("systemd-analyze").arg("--version").output() {
         Ok(version) if version.status.success() => {

@@ -33,8 +33,8 @@ pub use hlc::{Clock, Hlc, now_ms};
 pub use record::{
     AclToken, Action, AllowList, ClusterLocalTool, Collection, FunctionEntry, ID_MAX_LEN, ID_RULE,
     JsonMap, MAX_ACTION_TOOLS, MAX_ALLOWED_TOOLS, MAX_INDEX_ENTRIES, MAX_INDEXED_VALUE_LEN,
-    MAX_TOKEN_DESCRIPTION, Member, Record, RegistryEntry, TOKEN_SCOPES, ToolEntry, validate_id,
-    validate_named,
+    MAX_TOKEN_DESCRIPTION, Member, REDACTED, Record, RegistryEntry, TOKEN_SCOPES, ToolEntry,
+    redacted, validate_id, validate_named,
 };
 pub use store::{
     DEFAULT_CACHE_CAPACITY, MAX_RESULTS, MAX_VERSION_BYTES, Merged, Page, Provenance, Resigned,

@@ -30,6 +30,7 @@ pub use function::FunctionEntry;
 pub(crate) use id::truncate;
 pub use id::{ID_MAX_LEN, ID_RULE, validate_id, validate_named};
 pub use member::Member;
+pub use serde_helpers::write_only::{REDACTED, redacted};
 pub(crate) use serde_helpers::{json_field, lenient};
 pub use tool::ToolEntry;
 
@@ -160,4 +161,9 @@ pub trait RegistryEntry: Record {
     fn metadata(&self) -> &JsonMap;
     fn set_man_page(&mut self, doc: String);
     fn set_source_code_link(&mut self, link: String);
+    /// The write-only credentials field's name (`default_tool_usage_credentials`).
+    const CREDENTIALS_FIELD: &'static str;
+    /// The credentials, as stored (sealed by the node that wrote them).
+    fn credentials(&self) -> &JsonMap;
+    fn credentials_mut(&mut self) -> &mut JsonMap;
 }

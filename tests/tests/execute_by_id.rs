@@ -63,6 +63,12 @@ async fn bundles_travel_selection_weighs_load_and_allow_lists_replicate() {
     let (status, body) = api_a.upload("/tools/upload", upload).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     eventually(&api_b, "/tools/printer", |t| t["tool_id"] == "printer").await;
+    // The credentials replicate sealed, read redacted, and open on b for the run below.
+    let (_, printer) = api_b.get("/tools/printer").await;
+    assert_eq!(printer["default_tool_usage_credentials"], json!({"token": "<redacted>"}));
+    let stored = b.registry().store().get::<gridnode_store::ToolEntry>("printer").unwrap();
+    let sealed = stored.default_tool_usage_credentials["token"].as_str().unwrap().to_owned();
+    assert!(sealed.starts_with("gnsealed:1:") && !sealed.contains("s3cret"), "{sealed}");
     let (status, _) = api_b.get(&format!("/blobs/{sha}?local=true")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "blobs are fetched on demand, not replicated");
     let calls = (0..6).map(|i| {

@@ -391,14 +391,34 @@ async fn outside_grpc_calls_are_checked_and_audited_and_member_hops_are_not_audi
             ("reverse_text", "cluster_tool", 400),
             ("echo", "cluster_tool", 200),
             ("reverse_text", "cluster_tool", 403),
+            // Registry writes are audited too (contract section 12).
+            ("acme", "allow_list", 200),
         ],
         "{entries}"
     );
 
-    // A member hop: the plan was made, checked and audited by the node it comes from.
-    let hop = [("x-gridnode-hop", "node-b")];
+    // A member hop: the plan was made, checked and audited by the node it comes from, and
+    // the call proves it comes from a member (the cluster key's proof over its content).
+    let key = gridnode::ClusterKey::load(&root.path().join("node-rt/cluster.key")).unwrap();
+    let members = gridnode::grpc::MemberProof::new(Some(&key));
+    let proof = members.sign("node-b", "reverse_text", text).unwrap();
+    let hop = [("x-gridnode-hop", "node-b"), ("x-gridnode-proof", proof.as_str())];
     let hopped = call_with(&mut client, "reverse_text", text, &hop).await;
     assert!(hopped.success, "{}", hopped.error);
+    // A proof is bound to its call: another input under it is refused, as is a bare claim.
+    for forged in [&hop[..], &hop[..1]] {
+        let mut request = tonic::Request::new(CallFunctionRequest {
+            tool_name: "reverse_text".into(),
+            input: br#"{"text":"other"}"#.to_vec(),
+        });
+        for (name, value) in forged {
+            request.metadata_mut().insert(*name, value.parse().unwrap());
+        }
+        let refused = client.call_function(request).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    }
+    let proof = members.sign("node-b", "reverse_text", b"[]").unwrap();
+    let hop = [("x-gridnode-hop", "node-b"), ("x-gridnode-proof", proof.as_str())];
     let bad_hop = call_with(&mut client, "reverse_text", b"[]", &hop).await;
     assert!(!bad_hop.success, "the runtime still checks what crosses the network");
     let (_, after) = api.get("/audit").await;

@@ -43,6 +43,7 @@ use crate::service::cluster_tools::ClusterTools;
 use crate::service::cluster_tools::candidates::{self, Failover};
 use crate::service::orgs::Orgs;
 use crate::service::remote::Remote;
+use crate::service::secrets::Sealer;
 
 /// Loaded tools kept at most (past this the cache starts over).
 const MAX_LOADED: usize = 4096;
@@ -230,6 +231,8 @@ pub struct Parts {
     pub remote: Remote,
     /// Limits of bundle tools (their working directories are under `work_root`).
     pub process: ProcessSettings,
+    /// Opens a bundle tool's sealed credentials.
+    pub sealer: Sealer,
     /// Where HTTP tool calls are counted (the runtime counts the calls it runs).
     pub metrics: crate::metrics::Metrics,
 }
@@ -445,7 +448,8 @@ impl Execution {
             return Ok(loaded.clone());
         }
         drop(cache);
-        let loaded = Arc::new(record.loaded(&self.inner.parts.process)?);
+        let parts = &self.inner.parts;
+        let loaded = Arc::new(record.loaded(&parts.process, &parts.sealer)?);
         let mut cache = self.cache();
         if cache.len() >= MAX_LOADED {
             cache.clear();
@@ -461,11 +465,11 @@ impl Execution {
 
 /// A registry record that can run.
 trait Runnable: Record {
-    fn loaded(&self, process: &ProcessSettings) -> Result<Loaded>;
+    fn loaded(&self, process: &ProcessSettings, sealer: &Sealer) -> Result<Loaded>;
 }
 
 impl Runnable for ToolEntry {
-    fn loaded(&self, process: &ProcessSettings) -> Result<Loaded> {
+    fn loaded(&self, process: &ProcessSettings, sealer: &Sealer) -> Result<Loaded> {
         let id = &self.tool_id;
         let validator = compile(id, "tool_api_spec", &self.tool_api_spec)?;
         let route = match Kind::of(self)? {
@@ -504,9 +508,8 @@ impl Runnable for ToolEntry {
                 let env = if self.default_tool_usage_credentials.is_empty() {
                     Vec::new()
                 } else {
-                    let json =
-                        Value::Object(self.default_tool_usage_credentials.clone()).to_string();
-                    vec![("GRIDNODE_CREDENTIALS".to_owned(), json)]
+                    let opened = sealer.open(&self.default_tool_usage_credentials)?;
+                    vec![("GRIDNODE_CREDENTIALS".to_owned(), Value::Object(opened).to_string())]
                 };
                 Route::Bundle(Bundle {
                     sha256: sha256.to_owned(),
@@ -522,7 +525,7 @@ impl Runnable for ToolEntry {
 }
 
 impl Runnable for FunctionEntry {
-    fn loaded(&self, _process: &ProcessSettings) -> Result<Loaded> {
+    fn loaded(&self, _process: &ProcessSettings, _sealer: &Sealer) -> Result<Loaded> {
         let id = &self.function_id;
         let validator = compile(id, "function_api_spec", &self.function_api_spec)?;
         Ok(Loaded { route: Route::Http(function_url(self)?), validator })

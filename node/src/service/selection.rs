@@ -61,7 +61,10 @@ impl RankKey {
 impl Selector {
     /// Replaces `$param.NAME` strings with `params`, then parses.
     pub fn parse(selector: &Value, params: &JsonMap) -> Result<Selector> {
+        use crate::service::secrets::{WRITE_ONLY, refuse_write_only};
+        refuse_write_only(selector, &WRITE_ONLY)?;
         let selector = substitute(selector, params)?;
+        refuse_write_only(&selector, &WRITE_ONLY)?;
         let Value::Object(fields) = &selector else {
             return Err(bad(
                 "a selector is a json object: {\"filter\": {…}, \"rank\": […], \"limit\": 1}",

@@ -35,6 +35,7 @@ async fn app() -> App {
                 max_upload_bytes: 256 * 1024,
                 max_unpacked_bytes: 1024 * 1024,
                 max_json_body_bytes: 64 * 1024,
+                ..Limits::default()
             };
             config.advertise_http = "http://node-a.test:8080".into();
             config.advertise_grpc = "node-a.test:50051".into();

@@ -29,7 +29,8 @@ pub struct FunctionEntry {
     pub function_api_spec: JsonMap,
     #[serde(with = "json_field")]
     pub func_custom_actions_dsl_map: JsonMap,
-    #[serde(with = "json_field")]
+    /// Write-only: reads show `"<redacted>"` values; the node keeps them sealed.
+    #[serde(with = "super::serde_helpers::write_only")]
     pub default_func_usage_credentials: JsonMap,
     #[serde(with = "json_field")]
     pub open_api_spec: JsonMap,
@@ -85,5 +86,12 @@ impl super::RegistryEntry for FunctionEntry {
     }
     fn set_source_code_link(&mut self, link: String) {
         self.function_source_code_link = link;
+    }
+    const CREDENTIALS_FIELD: &'static str = "default_func_usage_credentials";
+    fn credentials(&self) -> &super::JsonMap {
+        &self.default_func_usage_credentials
+    }
+    fn credentials_mut(&mut self) -> &mut super::JsonMap {
+        &mut self.default_func_usage_credentials
     }
 }

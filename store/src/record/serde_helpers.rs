@@ -28,6 +28,35 @@ pub mod json_field {
     }
 }
 
+/// Write-only JSON-object fields (credentials, contract section 14): through serde_json every
+/// value reads [`REDACTED`](write_only::REDACTED) — the keys stay, so a reader sees what is set —
+/// and through bincode (the store, replication) the map itself, whose values the node keeps
+/// sealed. Read as [`json_field`] reads.
+pub mod write_only {
+    use serde::Serializer;
+
+    use super::BinMap;
+    use crate::record::JsonMap;
+
+    /// What every read shows in place of a write-only value.
+    pub const REDACTED: &str = "<redacted>";
+
+    pub fn serialize<S: Serializer>(map: &JsonMap, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            serde::Serialize::serialize(&redacted(map), s)
+        } else {
+            serde::Serialize::serialize(&BinMap(map), s)
+        }
+    }
+
+    pub use super::json_field::deserialize;
+
+    /// The map as reads show it: its keys, each with [`REDACTED`].
+    pub fn redacted(map: &JsonMap) -> JsonMap {
+        map.keys().map(|key| (key.clone(), serde_json::Value::from(REDACTED))).collect()
+    }
+}
+
 /// A JSON object written as a sequence of `(key, value)` pairs.
 struct BinMap<'a>(&'a serde_json::Map<String, serde_json::Value>);
 

@@ -28,7 +28,8 @@ pub struct ToolEntry {
     pub tool_api_spec: JsonMap,
     #[serde(with = "json_field")]
     pub tool_custom_actions_dsl_map: JsonMap,
-    #[serde(with = "json_field")]
+    /// Write-only: reads show `"<redacted>"` values; the node keeps them sealed.
+    #[serde(with = "super::serde_helpers::write_only")]
     pub default_tool_usage_credentials: JsonMap,
     #[serde(deserialize_with = "lenient::deserialize")]
     pub tool_execution_mode: String,
@@ -91,5 +92,12 @@ impl super::RegistryEntry for ToolEntry {
     }
     fn set_source_code_link(&mut self, link: String) {
         self.tool_source_code_link = link;
+    }
+    const CREDENTIALS_FIELD: &'static str = "default_tool_usage_credentials";
+    fn credentials(&self) -> &super::JsonMap {
+        &self.default_tool_usage_credentials
+    }
+    fn credentials_mut(&mut self) -> &mut super::JsonMap {
+        &mut self.default_tool_usage_credentials
     }
 }
