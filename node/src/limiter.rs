@@ -9,19 +9,22 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// Requests in flight per client address.
+type Clients = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
 /// The bounds of one door. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Limiter {
     all: Arc<Semaphore>,
     per_client: usize,
-    clients: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    clients: Clients,
 }
 
 /// A request being served; dropping it frees its place.
 #[derive(Debug)]
 pub struct Permit {
     _all: OwnedSemaphorePermit,
-    client: Option<(IpAddr, Arc<Mutex<HashMap<IpAddr, usize>>>)>,
+    client: Option<(IpAddr, Clients)>,
 }
 
 /// Why a request was not let in.
