@@ -88,6 +88,25 @@ pub enum Command {
     /// Access control: tokens, and who you are.
     #[command(subcommand)]
     Acl(AclCommand),
+    /// TLS: certificates for sites without a PKI.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Make a CA and a node certificate signed by it: DIR/ca.pem, DIR/ca-key.pem, DIR/node.pem,
+    /// DIR/node-key.pem (keys mode 0600). Give every node the CA (--ca-file) and its own node
+    /// certificate (--tls-cert, --tls-key).
+    Init {
+        /// Where to write the files (created if missing; existing files are not overwritten).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The names and addresses the node certificate is for, comma-separated (every node's,
+        /// when the nodes share it).
+        #[arg(long, value_delimiter = ',', required = true)]
+        hosts: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +189,9 @@ pub struct ClientArgs {
     /// Print the node's JSON answer instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The CA the node's certificate is verified against (PEM) [default: the system roots].
+    #[arg(long, env = "GRIDNODE_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// The token to present (a secret: prefer the environment variable).
     #[arg(long, env = "GRIDNODE_TOKEN", value_name = "SECRET", hide_env_values = true)]
     pub token: Option<String>,
@@ -328,6 +350,18 @@ pub struct ServeArgs {
     /// The management secret itself (environment only).
     #[arg(skip = std::env::var("GRIDNODE_ADMIN_TOKEN").ok())]
     pub admin_token: Option<String>,
+    /// The node's TLS certificate (PEM): HTTPS and gRPC over TLS on the same ports.
+    #[arg(long, env = "GRIDNODE_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "GRIDNODE_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM).
+    #[arg(long, env = "GRIDNODE_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// The CA peers' certificates are verified against [default: the system roots].
+    #[arg(long, env = "GRIDNODE_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Federate without a cluster key: any host that reaches the p2p port can join.
     #[arg(long, env = "GRIDNODE_OPEN_CLUSTER", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub open_cluster: Option<bool>,
@@ -399,6 +433,16 @@ impl ServeArgs {
         }
         if let Some(file) = &self.cluster_key {
             config.federation.cluster_key_file = Some(file.clone());
+        }
+        for (given, setting) in [
+            (&self.tls_cert, &mut config.tls.cert_file),
+            (&self.tls_key, &mut config.tls.key_file),
+            (&self.tls_client_ca, &mut config.tls.client_ca_file),
+            (&self.ca_file, &mut config.tls.ca_file),
+        ] {
+            if let Some(file) = given {
+                *setting = Some(file.clone());
+            }
         }
         if self.no_acl {
             config.acl.enabled = Some(false);

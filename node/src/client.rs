@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{
     AclCommand, ClientArgs, ClusterCommand, Command, ConfigCommand, ExecArgs, RegistryCommand,
-    TokenCommand,
+    TlsCommand, TokenCommand,
 };
 
 pub mod bundle;
@@ -50,7 +50,7 @@ pub async fn run(command: &Command) -> Outcome {
         Command::Functions(command) => registry(Kind::Functions, command).await,
         Command::Exec(args) => exec(args).await,
         Command::Resolve { tool, on, client } => {
-            let node = Node::new(client);
+            let node = Node::new(client)?;
             let body = json!({"tool_name": tool, "node_id": on});
             let answer =
                 node.send(node.request(Method::POST, "/cluster-tools/resolve").json(&body)).await?;
@@ -60,7 +60,7 @@ pub async fn run(command: &Command) -> Outcome {
             Ok(())
         }
         Command::Peers { client } => {
-            let node = Node::new(client);
+            let node = Node::new(client)?;
             let answer = node.send(node.request(Method::GET, "/peers")).await?;
             node.print(&answer, || {
                 let mut table = Table::new([
@@ -93,7 +93,7 @@ pub async fn run(command: &Command) -> Outcome {
             Ok(())
         }
         Command::Node { client } => {
-            let node = Node::new(client);
+            let node = Node::new(client)?;
             let answer = node.send(node.request(Method::GET, "/node")).await?;
             node.print(&answer, || {
                 for key in ["node_id", "peer_id", "cluster", "version"] {
@@ -110,7 +110,7 @@ pub async fn run(command: &Command) -> Outcome {
             Ok(())
         }
         Command::Audit { org, tool, limit, client } => {
-            let node = Node::new(client);
+            let node = Node::new(client)?;
             let mut query = vec![("limit", limit.to_string())];
             query.extend(org.iter().map(|org| ("org", org.clone())));
             query.extend(tool.iter().map(|tool| ("tool", tool.clone())));
@@ -155,7 +155,7 @@ pub async fn run(command: &Command) -> Outcome {
             Ok(())
         }
         Command::Cluster(ClusterCommand::Members { client }) => {
-            let node = Node::new(client);
+            let node = Node::new(client)?;
             let answer = node.send(node.request(Method::GET, "/cluster/members")).await?;
             node.print(&answer, || {
                 let mut table = Table::new(["NODE", "PEER ID"]);
@@ -167,8 +167,29 @@ pub async fn run(command: &Command) -> Outcome {
             Ok(())
         }
         Command::Acl(command) => acl(command).await,
+        Command::Tls(TlsCommand::Init { out, hosts }) => {
+            let made = crate::tls::init(out, hosts).map_err(|e| e.to_string())?;
+            println!(
+                "wrote {} and {} (the CA: give it to every node and client)",
+                made.ca.display(),
+                made.ca_key.display()
+            );
+            println!(
+                "wrote {} and {} (the node certificate, for {})",
+                made.cert.display(),
+                made.key.display(),
+                hosts.join(", ")
+            );
+            println!(
+                "start a node with --tls-cert {} --tls-key {} --ca-file {}",
+                made.cert.display(),
+                made.key.display(),
+                made.ca.display()
+            );
+            Ok(())
+        }
         Command::Cluster(ClusterCommand::Forget { node_id, client }) => {
-            let node = Node::new(client);
+            let node = Node::new(client)?;
             let path = format!("/cluster/members/{}", segment(node_id));
             let answer = node.send(node.request(Method::DELETE, &path)).await?;
             node.print(&answer, || {
@@ -183,7 +204,7 @@ pub async fn run(command: &Command) -> Outcome {
 async fn acl(command: &AclCommand) -> Result<(), String> {
     match command {
         AclCommand::Whoami { client } => {
-            let node = Node::new(client);
+            let node = Node::new(client)?;
             let answer = node.send(node.request(Method::GET, "/acl/whoami")).await?;
             node.print(&answer, || {
                 if answer["access_control"] == Value::Bool(false) {
@@ -203,7 +224,7 @@ async fn acl(command: &AclCommand) -> Result<(), String> {
             expires_in,
             client,
         }) => {
-            let node = Node::new(client);
+            let node = Node::new(client)?;
             let mut body = serde_json::json!({ "description": description, "scopes": wanted });
             if let Some(org) = org {
                 body["org"] = Value::String(org.clone());
@@ -223,7 +244,7 @@ async fn acl(command: &AclCommand) -> Result<(), String> {
             Ok(())
         }
         AclCommand::Token(TokenCommand::List { client }) => {
-            let node = Node::new(client);
+            let node = Node::new(client)?;
             let answer = node.send(node.request(Method::GET, "/acl/tokens")).await?;
             node.print(&answer, || {
                 let mut table = Table::new(["TOKEN", "SCOPES", "ORG", "EXPIRES", "DESCRIPTION"]);
@@ -241,7 +262,7 @@ async fn acl(command: &AclCommand) -> Result<(), String> {
             Ok(())
         }
         AclCommand::Token(TokenCommand::Delete { token_id, client }) => {
-            let node = Node::new(client);
+            let node = Node::new(client)?;
             let path = format!("/acl/tokens/{}", segment(token_id));
             let answer = node.send(node.request(Method::DELETE, &path)).await?;
             node.print(&answer, || println!("revoked token '{token_id}' on every node"));
@@ -286,7 +307,7 @@ async fn registry(kind: Kind, command: &RegistryCommand) -> Outcome {
     let base = kind.path();
     match command {
         RegistryCommand::Upload { file, client } => {
-            let node = Node::new(client);
+            let node = Node::new(client)?;
             let bytes =
                 std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             let name =
@@ -302,7 +323,7 @@ async fn registry(kind: Kind, command: &RegistryCommand) -> Outcome {
             Ok(())
         }
         RegistryCommand::Create { record, client } => {
-            let node = Node::new(client);
+            let node = Node::new(client)?;
             let record = input(record.as_deref(), "the record")?;
             let answer = node.send(node.request(Method::POST, base).json(&record)).await?;
             node.print(&answer, || {
@@ -311,14 +332,14 @@ async fn registry(kind: Kind, command: &RegistryCommand) -> Outcome {
             Ok(())
         }
         RegistryCommand::Get { id, client } => {
-            let node = Node::new(client);
+            let node = Node::new(client)?;
             let answer =
                 node.send(node.request(Method::GET, &format!("{base}/{}", segment(id)))).await?;
             println!("{}", pretty(&answer));
             Ok(())
         }
         RegistryCommand::List { limit, offset, client } => {
-            let node = Node::new(client);
+            let node = Node::new(client)?;
             let query = [("limit", limit.to_string()), ("offset", offset.to_string())];
             let answer = node.send(node.request(Method::GET, base).query(&query)).await?;
             node.print(&answer, || {
@@ -342,7 +363,7 @@ async fn registry(kind: Kind, command: &RegistryCommand) -> Outcome {
             Ok(())
         }
         RegistryCommand::Search { text: words, limit, client } => {
-            let node = Node::new(client);
+            let node = Node::new(client)?;
             let query = [
                 ("q", words.clone()),
                 ("kind", base.trim_start_matches('/').to_owned()),
@@ -364,7 +385,7 @@ async fn registry(kind: Kind, command: &RegistryCommand) -> Outcome {
             Ok(())
         }
         RegistryCommand::Update { id, patch, client } => {
-            let node = Node::new(client);
+            let node = Node::new(client)?;
             let patch = input(patch.as_deref(), "the patch")?;
             let answer = node
                 .send(node.request(Method::PUT, &format!("{base}/{}", segment(id))).json(&patch))
@@ -373,7 +394,7 @@ async fn registry(kind: Kind, command: &RegistryCommand) -> Outcome {
             Ok(())
         }
         RegistryCommand::Delete { id, client } => {
-            let node = Node::new(client);
+            let node = Node::new(client)?;
             let answer =
                 node.send(node.request(Method::DELETE, &format!("{base}/{}", segment(id)))).await?;
             node.print(&answer, || println!("deleted {} '{id}'", kind.singular()));
@@ -385,7 +406,7 @@ async fn registry(kind: Kind, command: &RegistryCommand) -> Outcome {
 /// `exec TOOL [INPUT]`: a registry tool by id; when there is none of that id, the node-local
 /// tool of that name (or, with `--on`, that node's node-local tool straight away).
 async fn exec(args: &ExecArgs) -> Outcome {
-    let node = Node::new(&args.client);
+    let node = Node::new(&args.client)?;
     let input = input(args.input.as_deref(), "the input")?;
     let with_org = |request: RequestBuilder| match &args.org {
         Some(org) => request.header("x-org-id", org),
@@ -432,13 +453,20 @@ struct Node {
 }
 
 impl Node {
-    fn new(args: &ClientArgs) -> Node {
-        Node {
+    fn new(args: &ClientArgs) -> Result<Node, String> {
+        let mut http = reqwest::Client::builder();
+        if let Some(ca) = &args.ca_file {
+            let bad = |e: &dyn std::fmt::Display| format!("--ca-file {}: {e}", ca.display());
+            let pem = std::fs::read(ca).map_err(|e| bad(&e))?;
+            http = http
+                .add_root_certificate(reqwest::Certificate::from_pem(&pem).map_err(|e| bad(&e))?);
+        }
+        Ok(Node {
             base: args.node.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
+            http: http.build().map_err(|e| format!("cannot build the http client: {e}"))?,
             json: args.json,
             token: args.token.clone().filter(|t| !t.trim().is_empty()),
-        }
+        })
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {

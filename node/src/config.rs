@@ -61,6 +61,32 @@ pub struct NodeConfig {
     pub audit: AuditSettings,
     pub egress: EgressSettings,
     pub acl: AclConfig,
+    pub tls: TlsSettings,
+}
+
+/// `[tls]` (contract section 14): HTTPS and gRPC over TLS on the same ports.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The node's certificate chain (PEM); with `key_file`, turns TLS on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
+    /// The CA peers' certificates are verified against (PEM); unset: the system roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    /// Whether the node serves TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some()
+    }
 }
 
 /// `[http]`: the REST listener and the web origins it takes requests from (contract sections
@@ -390,6 +416,7 @@ impl Default for NodeConfig {
             audit: AuditSettings::default(),
             egress: EgressSettings::default(),
             acl: AclConfig::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -509,6 +536,16 @@ impl NodeConfig {
                  turn it on (--acl, the default there) or pass --insecure to run open",
                 self.http.listen, self.grpc
             )));
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(Error::Config(
+                "tls: give both cert_file and key_file (--tls-cert, --tls-key), or neither".into(),
+            ));
+        }
+        if self.tls.client_ca_file.is_some() && !self.tls.enabled() {
+            return Err(Error::Config(
+                "tls.client_ca_file: client certificates need TLS on (cert_file, key_file)".into(),
+            ));
         }
         for origin in &self.http.allowed_origins {
             crate::http::origin::parse(origin)

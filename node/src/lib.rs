@@ -33,6 +33,7 @@ pub mod resolve;
 pub mod runtime;
 pub mod service;
 pub mod services;
+pub mod tls;
 
 pub use config::NodeConfig;
 pub use error::{Error, Result};

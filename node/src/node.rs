@@ -60,6 +60,9 @@ impl Node {
         })?;
         // The node's key signs every version its store writes, and is its peer id.
         let identity = Identity::load_or_create(&config.key_file())?;
+        // Two rustls crypto providers are in the tree (libp2p's QUIC brings ring): pick one.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let tls = crate::tls::Tls::load(&config.tls)?;
         let (cluster_key, own_cluster_key) = admission(&config)?;
         let admission = cluster_key.as_ref().map_or(Admission::Open, Admission::keyed);
         let member_proof = MemberProof::new(cluster_key.as_ref());
@@ -100,6 +103,7 @@ impl Node {
                 http_addr,
                 member_proof,
                 sealer,
+                tls: tls.clone(),
             };
             Services::build(&config, parts)
         };
@@ -116,9 +120,10 @@ impl Node {
         if sealed > 0 {
             tracing::info!(records = sealed, "sealed credentials stored in plain text");
         }
-        let (stop_grpc, grpc) = serve_grpc(grpc_listener, services.clone());
+        let (stop_grpc, grpc) = serve_grpc(grpc_listener, services.clone(), tls.as_ref())?;
         let header_timeout = Duration::from_millis(config.limits.header_timeout_ms);
-        let (stop, server) = serve_http(http_listener, services.clone(), header_timeout);
+        let acceptor = tls.as_ref().map(crate::tls::Tls::acceptor);
+        let (stop, server) = serve_http(http_listener, services.clone(), header_timeout, acceptor);
         services.ready.store(true, Ordering::Release);
         tracing::info!(
             node_id = %config.node_id,
@@ -450,7 +455,8 @@ async fn open_store(
 fn listeners(config: &NodeConfig, http: SocketAddr, grpc: SocketAddr) -> Listeners {
     let or_bound =
         |given: &str, bound: String| if given.is_empty() { bound } else { given.to_owned() };
-    let advertise_http = or_bound(&config.advertise_http, format!("http://{http}"));
+    let scheme = if config.tls.enabled() { "https" } else { "http" };
+    let advertise_http = or_bound(&config.advertise_http, format!("{scheme}://{http}"));
     let advertise_grpc = or_bound(&config.advertise_grpc, grpc.to_string());
     if crate::resolve::federation::is_unspecified(&advertise_grpc) {
         tracing::warn!(%advertise_grpc, "the gRPC endpoint told to peers is a wildcard: they cannot call this node's tools; set --advertise-grpc HOST:PORT");
@@ -468,13 +474,23 @@ type Serving<E> = (oneshot::Sender<()>, JoinHandle<std::result::Result<(), E>>);
 
 /// Serves the ToolExecutor until told to stop. TCP_NODELAY on every accepted connection (tonic
 /// does not set it on sockets it is handed, and payloads over ~512 bytes would wait for Nagle).
-fn serve_grpc(listener: TcpListener, services: Arc<Services>) -> Serving<tonic::transport::Error> {
+fn serve_grpc(
+    listener: TcpListener,
+    services: Arc<Services>,
+    tls: Option<&crate::tls::Tls>,
+) -> Result<Serving<tonic::transport::Error>> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let (stop, stopped) = oneshot::channel::<()>();
     let limits = services.limits.clone();
     let service = Executor::new(services).into_service();
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(tls.grpc_server())
+            .map_err(|e| Error::Config(format!("tls: the gRPC door cannot use it: {e}")))?;
+    }
     let task = tokio::spawn(async move {
-        tonic::transport::Server::builder()
+        server
             .max_concurrent_streams(limits.grpc_max_concurrent_streams)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -484,7 +500,7 @@ fn serve_grpc(listener: TcpListener, services: Arc<Services>) -> Serving<tonic::
             })
             .await
     });
-    (stop, task)
+    Ok((stop, task))
 }
 
 /// Serves the REST API until told to stop.
@@ -492,6 +508,7 @@ fn serve_http(
     listener: TcpListener,
     services: Arc<Services>,
     header_timeout: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> Serving<std::io::Error> {
     let app = crate::http::router(services);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -499,7 +516,7 @@ fn serve_http(
         let stopped = async {
             let _ = stopped.await;
         };
-        crate::http::serve::serve(listener, app, header_timeout, stopped).await
+        crate::http::serve::serve(listener, app, header_timeout, tls, stopped).await
     });
     (stop, task)
 }

@@ -91,6 +91,8 @@ pub struct Parts {
     pub member_proof: MemberProof,
     /// Seals credentials (with the cluster key's derived key).
     pub sealer: crate::service::secrets::Sealer,
+    /// The node's TLS, when it serves TLS (and so calls its peers over TLS).
+    pub tls: Option<crate::tls::Tls>,
 }
 
 impl Services {
@@ -108,6 +110,7 @@ impl Services {
             http_addr,
             member_proof,
             sealer,
+            tls,
         } = parts;
         let origins = Origins::new(&advertise_http, http_addr, &config.http.allowed_origins);
         let acl = Acl::new(store.clone(), acl);
@@ -126,12 +129,14 @@ impl Services {
             config.execute.clone(),
             config.runtime.max_output_bytes as usize,
             member_proof.clone(),
+            tls.as_ref(),
         );
         let remote = Remote::new(
             Duration::from_millis(config.execute.call_timeout_ms),
             Duration::from_millis(config.execute.connect_timeout_ms),
             config.runtime.max_output_bytes as usize,
             settings.egress.clone(),
+            tls.as_ref(),
         )?;
         let blobs = Blobs::new(
             store.clone(),

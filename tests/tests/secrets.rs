@@ -23,7 +23,8 @@ async fn credentials_are_write_only_and_sealed_at_rest() {
         "default_tool_usage_credentials": {"api_key": SECRET, "region": "eu"},
     });
     assert_eq!(api.post("/tools", &tool).await.0, StatusCode::CREATED);
-    let function = json!({"function_id": "f-creds", "default_func_usage_credentials": {"k": SECRET}});
+    let function =
+        json!({"function_id": "f-creds", "default_func_usage_credentials": {"k": SECRET}});
     assert_eq!(api.post("/functions", &function).await.0, StatusCode::CREATED);
 
     let redacted = json!({"api_key": "<redacted>", "region": "<redacted>"});

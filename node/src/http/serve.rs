@@ -1,6 +1,7 @@
 //! Serving the REST API on a listener with hyper directly (axum's `serve` runs hyper without a
 //! timer, so a client that sends its headers one byte at a time would hold a connection for
-//! ever): HTTP/1 and HTTP/2 on one port, the header read timeout of `[limits]`, the client's
+//! ever): HTTP/1 and HTTP/2 on one port, TLS when the node has a certificate (the handshake is
+//! held to the header read timeout too), the header read timeout of `[limits]`, the client's
 //! address for the per-client bound, and a graceful stop that lets requests in flight finish.
 
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     header_timeout: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stop: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
@@ -51,12 +53,37 @@ pub async fn serve(
                 request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
                 request
             });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let hyper_service = TowerToHyperService::new(service);
+        let Some(tls) = tls.clone() else {
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), hyper_service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%peer, %error, "connection ended");
+                }
+            });
+            continue;
+        };
+        // The handshake runs on the connection's own task, held to the header timeout; the
+        // connection is watched for the graceful stop once it is up.
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let stream = match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%peer, %error, "tls handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "tls handshake too slow");
+                    return;
+                }
+            };
+            let connection =
+                builder.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service);
+            if let Err(error) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(%peer, %error, "connection ended");
             }
         });

@@ -101,9 +101,11 @@ impl ClusterTools {
         settings: ExecuteSettings,
         max_output_bytes: usize,
         member_proof: crate::grpc::MemberProof,
+        tls: Option<&crate::tls::Tls>,
     ) -> ClusterTools {
         let connect_timeout = Duration::from_millis(settings.connect_timeout_ms);
-        let pool = Pool::new(connect_timeout, max_output_bytes, member_proof);
+        let tls = tls.map(crate::tls::Tls::grpc_client);
+        let pool = Pool::new(connect_timeout, max_output_bytes, member_proof, tls);
         ClusterTools {
             inner: Arc::new(Inner {
                 registry,

@@ -59,20 +59,26 @@ impl Remote {
         connect_timeout: Duration,
         max_bytes: usize,
         egress: Egress,
+        tls: Option<&crate::tls::Tls>,
     ) -> Result<Remote> {
         let builder = || {
-            reqwest::Client::builder()
+            let builder = reqwest::Client::builder()
                 .connect_timeout(connect_timeout)
                 .pool_idle_timeout(Duration::from_secs(60))
-                .redirect(reqwest::redirect::Policy::none())
+                .redirect(reqwest::redirect::Policy::none());
+            // The cluster's CA is trusted, and peers that ask see this node's certificate.
+            match tls {
+                Some(tls) => tls.http_client(builder),
+                None => Ok(builder),
+            }
         };
         let built = |builder: reqwest::ClientBuilder| {
             builder
                 .build()
                 .map_err(|e| Error::Internal(format!("cannot build the http client: {e}")))
         };
-        let client = built(builder().dns_resolver(egress.resolver()))?;
-        let members = built(builder())?;
+        let client = built(builder()?.dns_resolver(egress.resolver()))?;
+        let members = built(builder()?)?;
         Ok(Remote { client, members, egress, timeout, max_bytes })
     }
 

@@ -34,6 +34,8 @@ pub struct Pool {
     max_response_bytes: usize,
     /// Signs each call as a member's hop.
     proof: crate::grpc::MemberProof,
+    /// Peers are called over TLS when this node serves TLS.
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Pool {
@@ -41,12 +43,14 @@ impl Pool {
         connect_timeout: Duration,
         max_output_bytes: usize,
         proof: crate::grpc::MemberProof,
+        tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> Pool {
         Pool {
             channels: RwLock::default(),
             connect_timeout,
             max_response_bytes: max_output_bytes.saturating_add(1024 * 1024),
             proof,
+            tls,
         }
     }
 
@@ -101,10 +105,16 @@ impl Pool {
         {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{endpoint}"))
-            .map_err(|e| {
-                CallError::Unreached(format!("'{endpoint}' is not a usable endpoint: {e}"))
-            })?
+        let unusable = |e: &dyn std::fmt::Display| {
+            CallError::Unreached(format!("'{endpoint}' is not a usable endpoint: {e}"))
+        };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut channel =
+            Endpoint::from_shared(format!("{scheme}://{endpoint}")).map_err(|e| unusable(&e))?;
+        if let Some(tls) = &self.tls {
+            channel = channel.tls_config(tls.clone()).map_err(|e| unusable(&e))?;
+        }
+        let channel = channel
             .connect_timeout(self.connect_timeout)
             // A connection whose peer vanished (half-open) fails within seconds, not a call
             // timeout later.
@@ -192,7 +202,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn calls_share_one_connection_per_endpoint() {
         let (endpoint, connections) = counted_runtime().await;
-        let pool = Arc::new(Pool::new(Duration::from_secs(2), 1024 * 1024, Default::default()));
+        let pool =
+            Arc::new(Pool::new(Duration::from_secs(2), 1024 * 1024, Default::default(), None));
         let call = |pool: Arc<Pool>, endpoint: String, i: usize| async move {
             let request = CallFunctionRequest { tool_name: "echo".into(), input: vec![i as u8] };
             pool.call(&endpoint, request, "origin", Duration::from_secs(5)).await
@@ -220,7 +231,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = listener.local_addr().unwrap().to_string();
         drop(listener);
-        let pool = Pool::new(Duration::from_secs(2), 1024, Default::default());
+        let pool = Pool::new(Duration::from_secs(2), 1024, Default::default(), None);
         let request = || CallFunctionRequest { tool_name: "echo".into(), input: vec![] };
         let err =
             pool.call(&endpoint, request(), "origin", Duration::from_secs(5)).await.unwrap_err();
