@@ -144,6 +144,7 @@ impl Services {
             remote.clone(),
             Duration::from_millis(config.bundles.fetch_timeout_ms),
             &settings,
+            member_proof.clone(),
         );
         let orgs = Orgs::new(store.clone());
         let audit = Audit::new(store.clone(), config.audit.max_entries, metrics.clone());

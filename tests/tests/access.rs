@@ -289,6 +289,31 @@ async fn a_token_made_on_one_node_works_on_another_until_it_is_deleted() {
     })
     .await;
 
+    // A bundle uploaded on a runs on b: b fetches its code from a, which lets the fetch
+    // through on b's member proof (no token of a's is involved).
+    let run = b"#!/bin/sh\nread input\nprintf '{\"got\": %s}' \"$input\"\n";
+    let code = gridnode_tests::bundle::zip(&[("code/run", run.as_slice())]);
+    let spec = json!({"tool_id": "acl-bundle", "tool_api_spec": {"text": "string"}});
+    let upload = gridnode_tests::bundle::zip(&[
+        ("spec.json", spec.to_string().as_bytes()),
+        ("tool.zip", &code),
+    ]);
+    let (status, body) = admin_a.upload("/tools/upload", upload).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    until("the bundle to run on b", EVENTUALLY, async || {
+        let input = json!({"input": {"text": "hi"}});
+        let (status, answer) = on_b.post("/tools/acl-bundle/execute", &input).await;
+        match (status, &answer["output"]) {
+            (StatusCode::OK, output) if *output == json!({"got": {"text": "hi"}}) => Ok(()),
+            _ => Err((status, answer)),
+        }
+    })
+    .await;
+    // Without the proof, a's blobs need a token like any read.
+    let sha = gridnode_store::sha256_hex(&code);
+    let (status, _) = api_a.get(&format!("/blobs/{sha}?local=true")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
     let id = made["token_id"].as_str().unwrap();
     assert_eq!(admin_a.delete(&format!("/acl/tokens/{id}")).await.0, StatusCode::OK);
     until("the revocation replicates to b", EVENTUALLY, async || match on_b.get("/node").await.0 {

@@ -17,7 +17,7 @@ use gridnode_store::AuditKind;
 use super::AppState;
 use super::extract::ORG_HEADER;
 use crate::error::Error;
-use crate::service::acl::{Scope, bearer};
+use crate::service::acl::{Principal, Scope, bearer};
 use crate::service::audit::Write;
 
 /// What a route needs from a request.
@@ -94,6 +94,10 @@ pub async fn guard(State(app): State<AppState>, mut request: Request, next: Next
     if open {
         return next.run(request).await;
     }
+    if let Some(member) = member_fetch(&app, route.as_deref(), &request) {
+        request.extensions_mut().insert(member);
+        return next.run(request).await;
+    }
     let secret = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -146,6 +150,19 @@ pub async fn guard(State(app): State<AppState>, mut request: Request, next: Next
         });
     }
     response
+}
+
+/// A member's blob fetch (`GET /blobs/{sha256}` with a member proof over the sha256): peers
+/// fetch bundles from each other without tokens, as their gRPC hops do.
+fn member_fetch(app: &AppState, route: Option<&str>, request: &Request) -> Option<Principal> {
+    if route != Some("/blobs/{sha256}") || request.method() != Method::GET {
+        return None;
+    }
+    let text = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let (origin, proof) = (text(crate::grpc::HOP)?, text(crate::grpc::PROOF)?);
+    let sha = request.uri().path().rsplit('/').next()?;
+    let blob = crate::service::blobs::BLOB_PROOF;
+    app.member_proof.verify(proof, origin, blob, sha.as_bytes()).then(|| Principal::member(origin))
 }
 
 /// The record kind a write route changes; none for routes that change no record.

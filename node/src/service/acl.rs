@@ -87,6 +87,15 @@ impl Principal {
         Principal { token: None, scopes: u8::MAX, org: None }
     }
 
+    /// An admitted member reading what members share (blobs), on its proof.
+    pub fn member(node_id: &str) -> Principal {
+        Principal {
+            token: Some(format!("member:{node_id}").into()),
+            scopes: Scope::Read.bit(),
+            org: None,
+        }
+    }
+
     fn admin() -> Principal {
         Principal { token: Some(ADMIN_TOKEN_ID.into()), scopes: u8::MAX, org: None }
     }

@@ -23,6 +23,8 @@ pub struct Blobs {
     max_bytes: usize,
     /// This node's base URL (never asked).
     me: String,
+    /// Proves this node's fetches to peers that guard their blobs.
+    member_proof: crate::grpc::MemberProof,
 }
 
 impl Blobs {
@@ -32,10 +34,11 @@ impl Blobs {
         remote: Remote,
         timeout: Duration,
         settings: &crate::service::Settings,
+        member_proof: crate::grpc::MemberProof,
     ) -> Blobs {
         let max_bytes = settings.limits.max_upload_bytes as usize;
         let me = settings.advertise_http.clone();
-        Blobs { store, cluster, remote, timeout, max_bytes, me }
+        Blobs { store, cluster, remote, timeout, max_bytes, me, member_proof }
     }
 
     /// The blob if this node stores it.
@@ -66,10 +69,14 @@ impl Blobs {
             return Ok(bytes);
         }
         let mut tried = Vec::new();
+        // Peers with access control on let a member's fetch through on this proof.
+        let me = self.cluster.node_id().to_owned();
+        let proof = self.member_proof.sign(&me, BLOB_PROOF, sha256.as_bytes());
+        let proof = proof.as_deref().map(|proof| (me.as_str(), proof));
         for (base, member) in self.sources(origin) {
             let url = format!("{base}/blobs/{sha256}?local=true");
             let max = self.max_bytes;
-            let bytes = match self.remote.get(&url, self.timeout, max, member).await {
+            let bytes = match self.remote.get(&url, self.timeout, max, member, proof).await {
                 Ok(bytes) => Bytes::from(bytes),
                 Err(why) => {
                     tried.push(format!("{base}: {why}"));
@@ -123,6 +130,9 @@ impl Blobs {
         sources
     }
 }
+
+/// What a member's blob fetch proves it asks for (in place of a tool name).
+pub const BLOB_PROOF: &str = "blob";
 
 fn check_sha(sha256: &str) -> Result<()> {
     if gridnode_store::is_sha256_hex(sha256) {

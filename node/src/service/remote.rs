@@ -130,12 +130,19 @@ impl Remote {
         timeout: Duration,
         max_bytes: usize,
         member: bool,
+        proof: Option<(&str, &str)>,
     ) -> Result<Vec<u8>, Fetch> {
+        let prove = |request: reqwest::RequestBuilder| match proof {
+            Some((origin, proof)) => {
+                request.header(crate::grpc::HOP, origin).header(crate::grpc::PROOF, proof)
+            }
+            None => request,
+        };
         if member {
-            return self.read(self.members.get(url), timeout, max_bytes).await;
+            return self.read(prove(self.members.get(url)), timeout, max_bytes).await;
         }
         self.check_egress(url).map_err(Fetch::Refused)?;
-        self.read(self.client.get(url), timeout, max_bytes).await
+        self.read(prove(self.client.get(url)), timeout, max_bytes).await
     }
 
     async fn read(
