@@ -181,6 +181,9 @@ pub struct Settings {
     pub egress: egress::Egress,
     /// Seals credentials before they are stored.
     pub sealer: secrets::Sealer,
+    /// Where uploads are streamed to before they are unpacked (in the data dir: `/tmp` may
+    /// be memory).
+    pub upload_dir: std::path::PathBuf,
 }
 
 impl Registry {
@@ -413,13 +416,27 @@ impl Registry {
     /// Registers a record from an upload bundle (contract section 4): the code archive goes to
     /// the blob store and its link into the record, the manual into the man page; the record and
     /// its blob are written together, or nothing is.
-    pub async fn upload<R: RegistryEntry>(&self, zip: axum::body::Bytes) -> Result<String> {
+    /// A file the handler can stream an upload into: unnamed, gone when dropped.
+    pub async fn upload_file(&self) -> Result<std::fs::File> {
+        let dir = self.settings.upload_dir.clone();
+        let made = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            tempfile::tempfile_in(&dir)
+        });
+        made.await
+            .map_err(|e| Error::Internal(format!("upload file task failed: {e}")))?
+            .map_err(|e| Error::io("cannot make an upload file", e))
+    }
+
+    /// Registers the record of an uploaded bundle (a zip, streamed to `zip`).
+    pub async fn upload<R: RegistryEntry>(&self, zip: std::fs::File) -> Result<String> {
         let max_unpacked = self.settings.limits.max_unpacked_bytes;
         let base = self.settings.advertise_http.clone();
         let egress = self.settings.egress.clone();
         let sealer = self.settings.sealer.clone();
         self.blocking(move |store| {
-            let bundle = bundle::read(&zip, R::BUNDLE_CODE, R::BUNDLE_DOC, max_unpacked)?;
+            let zip = std::io::BufReader::new(zip);
+            let bundle = bundle::read_from(zip, R::BUNDLE_CODE, R::BUNDLE_DOC, max_unpacked)?;
             let spec = serde_json::from_slice(&bundle.spec)
                 .map_err(|e| Error::BadRequest(format!("spec.json is not valid json: {e}")))?;
             if let Value::Object(fields) = &spec {
@@ -436,7 +453,7 @@ impl Registry {
                 let sha = gridnode_store::sha256_hex(code);
                 record.set_source_code_link(format!("{base}/blobs/{sha}"));
             }
-            store.create_with_blob(&record, bundle.code.as_deref())?;
+            store.create_with_blob(&record, bundle.code)?;
             Ok(record.id().into_owned())
         })
         .await

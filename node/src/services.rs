@@ -120,6 +120,7 @@ impl Services {
             limits: config.limits.clone(),
             egress,
             sealer: sealer.clone(),
+            upload_dir: config.work_dir().join("uploads"),
         };
         let registry = Registry::new(store.clone(), search, settings.clone());
         let cluster_tools = ClusterTools::new(

@@ -219,3 +219,108 @@ async fn two_binaries_federate_through_a_bootstrap_address() {
     })
     .await;
 }
+
+/// The peak resident size of a process, in bytes (`VmHWM`).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+#[tokio::test]
+async fn a_large_upload_is_streamed_not_held_whole_in_memory_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(command(dir.path()));
+    let api = Api::new(node.base.clone());
+    // Incompressible code: the zip is as large as what it holds.
+    const SIZE: usize = 60 << 20;
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let code: Vec<u8> = (0..SIZE / 8)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect();
+    let spec = json!({"tool_id": "big", "tool_type": "bundle"});
+    let upload = gridnode_tests::bundle::zip(&[
+        ("spec.json", spec.to_string().as_bytes()),
+        ("tool.zip", &code),
+    ]);
+    drop(code);
+    assert!(upload.len() > SIZE, "{}", upload.len());
+    let size = upload.len() as u64;
+    let before = peak_rss(node.child.id());
+    let (status, body) = api.upload("/tools/upload", upload).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let grew = peak_rss(node.child.id()).saturating_sub(before);
+    // Twice the upload: sled's buffer of the blob, and the log record it writes from it (the
+    // zip itself is on disk, the code read from it moves into sled's buffer). 8 MiB for the
+    // allocator's rounding and the request's other buffers.
+    let bound = 2 * size + (8 << 20);
+    assert!(
+        grew <= bound,
+        "the peak RSS grew by {} MiB for a {} MiB upload",
+        grew >> 20,
+        size >> 20
+    );
+    assert_eq!(api.get("/tools/big").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn beyond_loopback_access_control_is_on_and_the_cli_makes_and_uses_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    // Open beyond loopback is refused, naming the flags.
+    let mut open = command(dir.path());
+    open.env("GRIDNODE_HTTP", "0.0.0.0:0").env("GRIDNODE_ACL", "false");
+    let output = open.output().unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("--insecure") && said.contains("--acl"), "{said}");
+
+    let mut cmd = command(dir.path());
+    cmd.env("GRIDNODE_HTTP", "0.0.0.0:0");
+    let mut node = start(cmd);
+    let port = node.base.rsplit(':').next().unwrap().to_owned();
+    let base = format!("http://127.0.0.1:{port}");
+    let admin_file = dir.path().join("admin.token");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&admin_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let admin = std::fs::read_to_string(&admin_file).unwrap().trim().to_owned();
+    let cli = |token: &str, args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_gridnode"))
+            .args(args)
+            .env("GRIDNODE_URL", &base)
+            .env("GRIDNODE_TOKEN", token)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = cli("", &["tools", "list"]);
+    assert!(!ok && err.contains("missing or invalid token"), "{err}");
+    let (ok, out, err) = cli(
+        &admin,
+        &["acl", "token", "create", "--scopes", "read", "--description", "ci", "--json"],
+    );
+    assert!(ok, "{err}");
+    let made: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let secret = made["secret"].as_str().unwrap().to_owned();
+    let (ok, out, _) = cli(&secret, &["acl", "whoami"]);
+    assert!(ok && out.contains("read"), "{out}");
+    assert!(cli(&secret, &["tools", "list"]).0);
+    let (ok, _, err) = cli(&secret, &["tools", "delete", "x"]);
+    assert!(!ok && err.contains("'write' scope"), "{err}");
+    let (ok, out, _) = cli(&admin, &["acl", "token", "list"]);
+    assert!(ok && out.contains(made["token_id"].as_str().unwrap()) && !out.contains(&secret));
+    let id = made["token_id"].as_str().unwrap();
+    assert!(cli(&admin, &["acl", "token", "delete", id]).0);
+    assert!(!cli(&secret, &["tools", "list"]).0, "revoked");
+    let _ = node.child.kill();
+}

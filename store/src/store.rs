@@ -516,9 +516,16 @@ impl Store {
     }
 
     /// Inserts a new record and, in the same transaction, a blob: both or neither.
-    pub fn create_with_blob<R: Record>(&self, record: &R, blob: Option<&[u8]>) -> Result<Written> {
+    ///
+    /// The blob is taken by value: it becomes sled's buffer as it is (one move, no copy is kept
+    /// beside it), so a large upload is in memory once while it is written.
+    pub fn create_with_blob<R: Record>(
+        &self,
+        record: &R,
+        blob: Option<Vec<u8>>,
+    ) -> Result<Written> {
         record.validate()?;
-        let blob = blob.map(|bytes| (sha256_hex(bytes), bytes));
+        let blob = blob.map(|bytes| (sha256_hex(&bytes), sled::IVec::from(bytes)));
         let id = record.id();
         let written = self.commit::<R>(
             &id,
@@ -526,7 +533,7 @@ impl Store {
                 Some(_) => Err(Error::Conflict { kind: R::COLLECTION.kind(), id: id.to_string() }),
                 None => Ok(Some(record.clone())),
             },
-            blob.as_ref().map(|(sha, bytes)| (sha.as_str(), *bytes)),
+            blob.as_ref().map(|(sha, bytes)| (sha.as_str(), bytes)),
         )?;
         self.sync()?;
         Ok(written)
@@ -802,7 +809,7 @@ impl Store {
         &self,
         id: &str,
         decide: impl Fn(Option<R>) -> Result<Option<R>>,
-        blob: Option<(&str, &[u8])>,
+        blob: Option<(&str, &sled::IVec)>,
     ) -> Result<Written> {
         let inner = &*self.inner;
         let trees = (
@@ -836,7 +843,8 @@ impl Store {
             let trees = (records, index, feed, meta, signatures);
             let seq = write_version(trees, id, current.as_ref(), &envelope, signing)?;
             if let Some((sha, bytes)) = blob {
-                blobs.insert(sha.as_bytes(), bytes)?;
+                // A clone of the buffer's handle, not of its bytes.
+                blobs.insert(sha.as_bytes(), bytes.clone())?;
             }
             Ok(Written { seq, hlc: hlc.clone() })
         })?;

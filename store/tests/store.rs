@@ -215,10 +215,10 @@ fn blobs_are_content_addressed_and_written_with_their_record() {
 
     // A record that conflicts takes its blob down with it.
     store.create(&tool("t", "x", &[])).unwrap();
-    let err = store.create_with_blob(&tool("t", "y", &[]), Some(b"orphan")).unwrap_err();
+    let err = store.create_with_blob(&tool("t", "y", &[]), Some(b"orphan".to_vec())).unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }));
     assert!(store.get_blob(&sha256_hex(b"orphan")).unwrap().is_none());
-    store.create_with_blob(&tool("u", "y", &[]), Some(b"code")).unwrap();
+    store.create_with_blob(&tool("u", "y", &[]), Some(b"code".to_vec())).unwrap();
     assert!(store.get_blob(&sha256_hex(b"code")).unwrap().is_some());
 }
 

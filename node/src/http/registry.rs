@@ -140,12 +140,24 @@ async fn upload<R: RegistryApi>(
             "expected multipart/form-data with the zip in a part named 'file'".into(),
         )
     })?;
+    // The zip is streamed to a file and unpacked from there: an upload is never whole in
+    // memory.
     let mut zip = None;
     loop {
         let field = multipart.next_field().await.map_err(multipart_error)?;
-        let Some(field) = field else { break };
+        let Some(mut field) = field else { break };
         if field.name() == Some("file") {
-            zip = Some(field.bytes().await.map_err(multipart_error)?);
+            use std::io::Seek;
+            use tokio::io::AsyncWriteExt;
+            let failed = |e: std::io::Error| Error::io("cannot write the upload", e);
+            let mut file = tokio::fs::File::from_std(app.registry.upload_file().await?);
+            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                file.write_all(&chunk).await.map_err(failed)?;
+            }
+            file.flush().await.map_err(failed)?;
+            let mut file = file.into_std().await;
+            file.rewind().map_err(failed)?;
+            zip = Some(file);
             break;
         }
     }

@@ -23,7 +23,17 @@ pub struct Bundle {
 
 /// Reads a bundle. `code_name`/`doc_name` are `tool.zip`/`tool.md` (or the function names).
 pub fn read(bytes: &[u8], code_name: &str, doc_name: &str, max_unpacked: u64) -> Result<Bundle> {
-    let mut archive = ZipArchive::new(Cursor::new(bytes)).map_err(|e| {
+    read_from(Cursor::new(bytes), code_name, doc_name, max_unpacked)
+}
+
+/// [`read`] from a file (an upload streamed to disk), or anything else that seeks.
+pub fn read_from(
+    source: impl std::io::Read + std::io::Seek,
+    code_name: &str,
+    doc_name: &str,
+    max_unpacked: u64,
+) -> Result<Bundle> {
+    let mut archive = ZipArchive::new(source).map_err(|e| {
         bad(format!("the upload is not a readable zip archive ({e}): send a .zip file"))
     })?;
     if archive.len() > MAX_ENTRIES {
@@ -57,7 +67,9 @@ pub fn read(bytes: &[u8], code_name: &str, doc_name: &str, max_unpacked: u64) ->
     let mut take = |index: usize| -> Result<Vec<u8>> {
         let entry =
             archive.by_index(index).map_err(|e| bad(format!("unreadable zip entry: {e}")))?;
-        let mut out = Vec::new();
+        // Sized once from the header (within the budget), so reading never doubles a buffer of
+        // tens of MiB; the header does not decide what is read, the bytes do.
+        let mut out = Vec::with_capacity(entry.size().min(budget) as usize + 1);
         // Read one byte past the budget: the actual size decides, not the header.
         entry
             .take(budget.saturating_add(1))
