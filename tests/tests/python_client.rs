@@ -64,3 +64,57 @@ async fn the_seeds_python_client_calls_a_node() {
     assert!(results[2]["error"].as_str().unwrap().contains("not hosted"));
     node.shutdown().await.unwrap();
 }
+
+/// The seed's client with the token in the call's metadata, against a node with access control
+/// on: no token is UNAUTHENTICATED, a read token PERMISSION_DENIED, an execute token runs.
+const CLIENT_WITH_TOKEN: &str = r#"
+import json, sys
+import grpc
+import rpc_service_pb2, rpc_service_pb2_grpc
+
+host, port = sys.argv[1], int(sys.argv[2])
+stub = rpc_service_pb2_grpc.ToolExecutorStub(grpc.insecure_channel(f"{host}:{port}"))
+request = rpc_service_pb2.CallFunctionRequest(tool_name="reverse_text", input=b'{"text": "ab"}')
+out = []
+for token in ["", sys.argv[3], sys.argv[4]]:
+    metadata = [("authorization", f"Bearer {token}")] if token else []
+    try:
+        response = stub.CallFunction(request, metadata=metadata)
+        out.append({"success": response.success, "output": response.output.decode()})
+    except grpc.RpcError as error:
+        out.append({"code": error.code().name, "details": error.details()})
+print(json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn the_seeds_python_client_presents_a_token_in_its_metadata() {
+    ensure_grpcio();
+    let dir = tempfile::tempdir().unwrap();
+    generate_stubs(dir.path());
+    std::fs::write(dir.path().join("client.py"), CLIENT_WITH_TOKEN).unwrap();
+    let admin = "python-test-management-secret";
+    let (node, api) = gridnode_tests::node(dir.path(), "node-py-acl").acl(admin).start().await;
+    let admin = api.with_token(admin);
+    let read = admin.token(&["read"], None).await;
+    let execute = admin.token(&["execute"], None).await;
+    let port = node.grpc_addr().port().to_string();
+    let script_dir = dir.path().to_path_buf();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg("client.py")
+            .args(["127.0.0.1", &port, &read, &execute])
+            .current_dir(script_dir)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("python3 runs");
+    assert!(output.status.success(), "client failed: {}", String::from_utf8_lossy(&output.stderr));
+    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(results[0]["code"], "UNAUTHENTICATED", "{results}");
+    assert_eq!(results[0]["details"], "missing or invalid token");
+    assert_eq!(results[1]["code"], "PERMISSION_DENIED", "{results}");
+    assert_eq!(results[2]["success"], true, "{results}");
+    assert_eq!(results[2]["output"], r#"{"result":"ba"}"#);
+    node.shutdown().await.unwrap();
+}
