@@ -140,7 +140,7 @@ fn kubernetes_manifests_are_valid_least_privilege_and_start_a_node() {
     let parsed = gridnode::config::NodeConfig::from_toml(&effective, "effective").unwrap();
     assert_eq!(parsed.node_id, "", "read from the node's label at start");
     assert_eq!(parsed.advertise_grpc, "10.0.0.7:50051");
-    let kubernetes = parsed.resolver.kubernetes.unwrap();
+    let kubernetes = parsed.resolver.kubernetes.clone().unwrap();
     assert_eq!(
         (kubernetes.label.as_str(), kubernetes.node_name.as_deref()),
         ("nodeID", Some("worker-1"))
@@ -162,6 +162,31 @@ fn kubernetes_manifests_are_valid_least_privilege_and_start_a_node() {
         .expect("the cluster key is a Secret");
     assert_eq!(secret.secret_name.as_deref(), Some("gridnode-cluster-key"));
     assert_eq!(secret.default_mode, Some(0o400));
+    // So does the management token; access control is on (the node listens beyond loopback).
+    assert!(parsed.acl_enabled());
+    let token_file = value("GRIDNODE_ADMIN_TOKEN_FILE");
+    let mount = node
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter(|m| token_file.starts_with(&format!("{}/", m.mount_path)))
+        .max_by_key(|m| m.mount_path.len())
+        .expect("the admin token lies in a mount");
+    assert_eq!(mount.read_only, Some(true));
+    let secret = spec_volumes
+        .iter()
+        .find(|v| v.name == mount.name)
+        .and_then(|v| v.secret.clone())
+        .expect("the admin token is a Secret");
+    assert_eq!(secret.default_mode, Some(0o400));
+    // The account's token is mounted where the resolver needs it, not by default; the
+    // container runs as a user without privilege escalation or capabilities.
+    assert_eq!(account.automount_service_account_token, Some(false));
+    assert_eq!(spec.automount_service_account_token, Some(true));
+    let security = node.security_context.clone().unwrap();
+    assert_eq!(security.run_as_non_root, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(security.capabilities.unwrap().drop, Some(vec!["ALL".to_owned()]));
 }
 
 #[test]
@@ -182,7 +207,11 @@ fn the_systemd_unit_runs_a_valid_command_and_config() {
     }
     assert_eq!(value("KillSignal"), ["SIGTERM"], "graceful shutdown");
     // The cluster key is a systemd credential, and the node reads it from there.
-    assert_eq!(value("LoadCredential"), ["cluster.key:/etc/gridnode/cluster.key"]);
+    assert_eq!(
+        value("LoadCredential"),
+        ["cluster.key:/etc/gridnode/cluster.key", "admin.token:/etc/gridnode/admin.token"]
+    );
+    assert!(value("Environment").contains(&"GRIDNODE_ADMIN_TOKEN_FILE=%d/admin.token".to_owned()));
     assert!(value("Environment").contains(&"GRIDNODE_CLUSTER_KEY_FILE=%d/cluster.key".to_owned()));
     let dir = tempfile::tempdir().unwrap();
     let effective = dry_run(&[
