@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! gridnode-bench registry [--quick]     REST reads and writes vs a bare axum handler
+//! gridnode-bench access [--quick]       token checks, GET with a token, HTTPS, TLS gRPC
 //! gridnode-bench search [N] [--quick]   keyword search through REST vs SQLite FTS5 and a scan
 //! gridnode-bench grpc [--quick]         CallFunction vs bare tonic and a Python grpcio server
 //! gridnode-bench execute [--quick]      POST /cluster-tools/execute, local and remote, vs direct gRPC
@@ -36,6 +37,7 @@ fn main() -> std::process::ExitCode {
     report::reset_peak_rss();
     let result = match name {
         "registry" => scenario::registry::run(quick),
+        "access" => scenario::access::run(quick),
         "search" => match number(1, if quick { 2_000 } else { 100_000 }) {
             Some(n) => scenario::search::run(n, quick),
             None => return usage(),
@@ -85,7 +87,7 @@ fn main() -> std::process::ExitCode {
 
 fn usage() -> std::process::ExitCode {
     eprintln!(
-        "usage: gridnode-bench registry|search [N]|grpc|execute|tools|replication|footprint [--quick] [--json PATH] | corpus N"
+        "usage: gridnode-bench registry|access|search [N]|grpc|execute|tools|replication|footprint [--quick] [--json PATH] | corpus N"
     );
     eprintln!("criterion micro-benchmarks: cargo bench -p gridnode-bench");
     std::process::ExitCode::FAILURE

@@ -2,6 +2,7 @@
 
 use gridnode::{Node, NodeConfig};
 
+pub mod access;
 pub mod execute;
 pub mod federation;
 pub mod footprint;

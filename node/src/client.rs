@@ -118,6 +118,8 @@ pub async fn run(command: &Command) -> Outcome {
             node.print(&answer, || {
                 let mut table = Table::new([
                     "TIME (UTC)",
+                    "OP",
+                    "TOKEN",
                     "ORG",
                     "KIND",
                     "TOOL",
@@ -130,6 +132,8 @@ pub async fn run(command: &Command) -> Outcome {
                 for entry in answer.as_array().into_iter().flatten() {
                     table.row([
                         time_of(entry["time_ms"].as_u64().unwrap_or(0)),
+                        text(&entry["operation"]),
+                        text(&entry["token"]),
                         text(&entry["org"]),
                         text(&entry["kind"]),
                         text(&entry["tool"]),
