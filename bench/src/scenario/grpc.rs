@@ -46,20 +46,22 @@ pub(crate) async fn load(
     load_as(client, tool, input, concurrency, calls, None).await
 }
 
-/// The same, every call carrying one metadata entry (`x-gridnode-hop`: a member hop).
+/// The same, every call made as a member hop when `hop` is given: `x-gridnode-hop` and a member
+/// proof signed for that call (what a node's pool does for each hop).
 async fn load_as(
     client: &ToolExecutorClient<Channel>,
     tool: &str,
     input: &[u8],
     concurrency: usize,
     calls: usize,
-    metadata: Option<(&'static str, &'static str)>,
+    hop: Option<&gridnode::grpc::MemberProof>,
 ) -> Result<Measured, Box<dyn std::error::Error>> {
     let input = Arc::new(input.to_vec());
     let started = Instant::now();
     let mut workers = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         let (mut client, input, tool) = (client.clone(), input.clone(), tool.to_owned());
+        let hop = hop.cloned();
         let share = calls / concurrency;
         workers.push(tokio::spawn(async move {
             let mut samples = Vec::with_capacity(share);
@@ -68,12 +70,17 @@ async fn load_as(
                     tool_name: tool.clone(),
                     input: input.to_vec(),
                 });
-                if let Some((key, value)) = metadata {
-                    request
-                        .metadata_mut()
-                        .insert(key, tonic::metadata::MetadataValue::from_static(value));
-                }
                 let t = Instant::now();
+                if let Some(proof) =
+                    hop.as_ref().and_then(|hop| hop.sign("bench-peer", &tool, &input))
+                {
+                    let metadata = request.metadata_mut();
+                    metadata.insert(
+                        gridnode::grpc::HOP,
+                        tonic::metadata::MetadataValue::from_static("bench-peer"),
+                    );
+                    metadata.insert(gridnode::grpc::PROOF, proof.parse()?);
+                }
                 let response = client.call_function(request).await?.into_inner();
                 samples.push(t.elapsed());
                 if !response.success {
@@ -138,6 +145,9 @@ pub fn run(quick: bool) -> BenchResult {
             ..NodeConfig::loopback(dir.path().join("data"))
         })
         .await?;
+        // The node made its cluster key in its data dir: a member's hops are proven with it.
+        let key = gridnode::ClusterKey::load(&dir.path().join("data/cluster.key"))?;
+        let members = gridnode::grpc::MemberProof::new(Some(&key));
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let bare_addr = listener.local_addr()?;
@@ -184,8 +194,7 @@ pub fn run(quick: bool) -> BenchResult {
                 line("gridnode reverse_text", &reverse);
                 // The same call as a peer's member hop: straight to the runtime, so the gap to the
                 // row above is the execution door's (allow-list, plan, audit entry).
-                let hop = Some(("x-gridnode-hop", "bench-peer"));
-                let hopped = load_as(&gridnode, "reverse_text", &text_input(size), concurrency, calls, hop).await?;
+                let hopped = load_as(&gridnode, "reverse_text", &text_input(size), concurrency, calls, Some(&members)).await?;
                 line("gridnode reverse_text, as a member hop (no door)", &hopped);
                 if let Some(client) = &python_client {
                     // Fewer calls: the Python server is much slower, and the figure is its rate.
