@@ -11,6 +11,18 @@ pub mod registry;
 pub mod search;
 pub mod tools;
 
+/// The limit of a REST read: an axum router that answers `GET /tools/{id}` with `bytes` and does
+/// nothing else.
+pub(crate) fn bare_router(bytes: axum::body::Bytes) -> axum::Router {
+    axum::Router::new().route(
+        "/tools/{id}",
+        axum::routing::get(move || {
+            let bytes = bytes.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], bytes) }
+        }),
+    )
+}
+
 /// Two federated nodes, `a` and `b` (b bootstraps from a), in `dir`; `a`'s config may be
 /// adjusted first. Returns once both are started (not yet once they have heard each other).
 pub(crate) async fn pair(

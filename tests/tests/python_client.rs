@@ -30,6 +30,19 @@ print(json.dumps([
 ]))
 "#;
 
+/// Runs `client.py` in `dir` with `args`; what it printed, as JSON.
+async fn run_client(dir: &std::path::Path, args: Vec<String>) -> Value {
+    let dir = dir.to_path_buf();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3").arg("client.py").args(args).current_dir(dir).output()
+    })
+    .await
+    .unwrap()
+    .expect("python3 runs");
+    assert!(output.status.success(), "client failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 #[tokio::test]
 async fn the_seeds_python_client_calls_a_node() {
     ensure_grpcio();
@@ -38,19 +51,7 @@ async fn the_seeds_python_client_calls_a_node() {
     std::fs::write(dir.path().join("client.py"), CLIENT).unwrap();
     let (node, _) = gridnode_tests::node(dir.path(), "node-py").start().await;
     let port = node.grpc_addr().port().to_string();
-    let script_dir = dir.path().to_path_buf();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg("client.py")
-            .args(["127.0.0.1", &port])
-            .current_dir(script_dir)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("python3 runs");
-    assert!(output.status.success(), "client failed: {}", String::from_utf8_lossy(&output.stderr));
-    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let results = run_client(dir.path(), vec!["127.0.0.1".into(), port]).await;
 
     assert_eq!(results[0]["success"], true, "{results}");
     assert_eq!(
@@ -98,19 +99,7 @@ async fn the_seeds_python_client_presents_a_token_in_its_metadata() {
     let read = admin.token(&["read"], None).await;
     let execute = admin.token(&["execute"], None).await;
     let port = node.grpc_addr().port().to_string();
-    let script_dir = dir.path().to_path_buf();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg("client.py")
-            .args(["127.0.0.1", &port, &read, &execute])
-            .current_dir(script_dir)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("python3 runs");
-    assert!(output.status.success(), "client failed: {}", String::from_utf8_lossy(&output.stderr));
-    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let results = run_client(dir.path(), vec!["127.0.0.1".into(), port, read, execute]).await;
     assert_eq!(results[0]["code"], "UNAUTHENTICATED", "{results}");
     assert_eq!(results[0]["details"], "missing or invalid token");
     assert_eq!(results[1]["code"], "PERMISSION_DENIED", "{results}");

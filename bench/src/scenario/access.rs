@@ -10,8 +10,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::routing::get;
 use gridnode::config::TlsSettings;
 use gridnode::service::acl::{Acl, AclSettings, NewToken, Principal};
 use gridnode::{Node, NodeConfig};
@@ -87,14 +85,7 @@ pub fn run(quick: bool) -> BenchResult {
             .await?
             .bytes()
             .await?;
-        let bytes = sample.clone();
-        let bare = Router::new().route(
-            "/tools/{id}",
-            get(move || {
-                let bytes = bytes.clone();
-                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], bytes) }
-            }),
-        );
+        let bare = super::bare_router(sample.clone());
         let tls = gridnode::tls::Tls::load(&TlsSettings {
             cert_file: Some(made.cert.clone()),
             key_file: Some(made.key.clone()),

@@ -3,8 +3,6 @@
 //! `POST /tools` from 32 concurrent writers — beside a bare axum handler that returns the same
 //! bytes as a `GET /tools/{id}` (the limit of any axum route on this machine), in the same run.
 
-use axum::Router;
-use axum::routing::get;
 use gridnode::{Node, NodeConfig};
 use gridnode_store::{Store, StoreConfig};
 use reqwest::Method;
@@ -38,14 +36,7 @@ pub fn run(quick: bool) -> BenchResult {
         let client = reqwest::Client::new();
         // The limit: the same bytes from a handler that does nothing else.
         let sample = client.get(format!("{base}/tools/{}", corpus::tool_id(7))).send().await?.bytes().await?;
-        let bare_bytes = sample.clone();
-        let bare = Router::new().route(
-            "/tools/{id}",
-            get(move || {
-                let bytes = bare_bytes.clone();
-                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], bytes) }
-            }),
-        );
+        let bare = super::bare_router(sample.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let bare_base = format!("http://{}", listener.local_addr()?);
         tokio::spawn(async move { axum::serve(listener, bare).await });
