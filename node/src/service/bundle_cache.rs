@@ -4,7 +4,10 @@
 //! that are not running are removed (and unpacked again when next called).
 //!
 //! A bundle is unpacked into a temporary directory and renamed into place, so a directory under
-//! its sha256 is always complete; one found at start (from an earlier run) is reused.
+//! its sha256 is always complete. The digest of what was unpacked (every path, kind, mode and
+//! content) is recorded beside it (`.trees/<sha256>`); a directory found at start, from an
+//! earlier run, is reused only if it still has that digest — one that was changed (a run that
+//! wrote into it, anyone with the node's user) or has no record is unpacked again.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -128,10 +131,12 @@ impl BundleCache {
             return Ok(lease);
         }
         let dir = self.inner.dir.join(sha256);
-        let bytes = if dir.is_dir() {
-            // Unpacked by an earlier run (directories appear complete, by rename).
-            let found = dir.clone();
-            blocking(move || Ok(size_of(&found))).await?
+        let (root, sha) = (self.inner.dir.clone(), sha256.to_owned());
+        // Unpacked by an earlier run (directories appear complete, by rename): reused only as
+        // it was unpacked.
+        let kept = if dir.is_dir() { blocking(move || intact(&root, &sha)).await? } else { None };
+        let bytes = if let Some(bytes) = kept {
+            bytes
         } else {
             let zip = fetch.await?;
             let (root, target, limit) =
@@ -144,7 +149,7 @@ impl BundleCache {
                         "the bundle's bytes do not match its sha256 (expected {expected}, got {found}): refused"
                     )));
                 }
-                unpack(&zip, &root, &target, limit)
+                unpack(&zip, &root, &target, &expected, limit)
             })
             .await?;
             self.inner.unpacks.fetch_add(1, Ordering::Relaxed);
@@ -233,14 +238,89 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Internal(format!("bundle task failed: {e}")))?
 }
 
-/// Unpacks `zip` into `target` (via a temporary directory beside it) and returns its size.
-/// Entry names that could escape, symbolic links and more than `limit` bytes are refused.
-fn unpack(zip: &[u8], root: &Path, target: &Path, limit: u64) -> Result<u64> {
+/// Where the digest of the bundle `sha256`'s unpacked tree is recorded.
+fn tree_record(root: &Path, sha256: &str) -> PathBuf {
+    root.join(".trees").join(sha256)
+}
+
+/// The size of the bundle `sha256` unpacked under `root` by an earlier run, if it is as it was
+/// unpacked; else none, and what is there is removed (it is unpacked again).
+fn intact(root: &Path, sha256: &str) -> Result<Option<u64>> {
+    let dir = root.join(sha256);
+    let recorded = std::fs::read_to_string(tree_record(root, sha256)).ok();
+    let found = tree_digest(&dir).ok();
+    if let (Some(recorded), Some((digest, size))) = (recorded, found)
+        && recorded.trim() == digest
+    {
+        return Ok(Some(size));
+    }
+    tracing::warn!(%sha256, "an unpacked bundle changed since it was unpacked (or has no record): unpacking it again");
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let moved = root.join(format!(".tampered-{sha256}-{}-{n}", std::process::id()));
+    std::fs::rename(&dir, &moved)
+        .map_err(|e| Error::io(format!("cannot move away {}", dir.display()), e))?;
+    let _ = std::fs::remove_dir_all(moved);
+    Ok(None)
+}
+
+/// The digest of a directory tree — every entry's relative path, kind, permission bits and (for
+/// files) content, in name order — and the bytes of its files. A symbolic link or anything but
+/// a file or a directory is an error (unpacking makes neither).
+fn tree_digest(dir: &Path) -> std::io::Result<(String, u64)> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(dir: &Path, rel: &str, hash: &mut Sha256, size: &mut u64) -> std::io::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name();
+            let path = format!("{rel}/{}", name.to_string_lossy());
+            let meta = std::fs::symlink_metadata(entry.path())?;
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.is_dir() {
+                hash.update(format!("d {mode:o} {path}\n"));
+                walk(&entry.path(), &path, hash, size)?;
+            } else if meta.is_file() {
+                let mut file = std::fs::File::open(entry.path())?;
+                let mut content = Sha256::new();
+                *size += std::io::copy(&mut file, &mut content)?;
+                hash.update(format!("f {mode:o} {path} {}\n", sha256_hex_of(content)));
+            } else {
+                return Err(std::io::Error::other(format!(
+                    "{path} is neither a file nor a directory"
+                )));
+            }
+        }
+        Ok(())
+    }
+    fn sha256_hex_of(hash: Sha256) -> String {
+        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+    let (mut hash, mut size) = (Sha256::new(), 0);
+    walk(dir, "", &mut hash, &mut size)?;
+    Ok((sha256_hex_of(hash), size))
+}
+
+/// Unpacks `zip` into `target` (via a temporary directory beside it), records the digest of
+/// what was unpacked, and returns its size. Entry names that could escape, symbolic links and
+/// more than `limit` bytes are refused.
+fn unpack(zip: &[u8], root: &Path, target: &Path, sha256: &str, limit: u64) -> Result<u64> {
     std::fs::create_dir_all(root)
         .map_err(|e| Error::io(format!("cannot create bundle dir {}", root.display()), e))?;
     let temp = tempdir_in(root)?;
     let result = extract(zip, &temp, limit);
     match result.and_then(|size| {
+        let failed = |e| Error::io(format!("cannot record the bundle {}", target.display()), e);
+        let (digest, _) = tree_digest(&temp).map_err(failed)?;
+        // The record is written first: a directory in place is never without one (a crash
+        // in between leaves a record without a directory, which the next unpack replaces).
+        let record = tree_record(root, sha256);
+        let partial = record.with_extension("partial");
+        std::fs::create_dir_all(root.join(".trees"))
+            .and_then(|()| std::fs::write(&partial, &digest))
+            .and_then(|()| std::fs::rename(&partial, &record))
+            .map_err(failed)?;
         std::fs::rename(&temp, target)
             .map_err(|e| Error::io(format!("cannot move a bundle into {}", target.display()), e))?;
         Ok(size)
@@ -318,19 +398,6 @@ fn extract(zip: &[u8], into: &Path, limit: u64) -> Result<u64> {
     Ok(limit - budget)
 }
 
-/// The bytes of the files under `dir`.
-fn size_of(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .filter_map(|e| e.ok())
-        .map(|e| match e.file_type() {
-            Ok(kind) if kind.is_dir() => size_of(&e.path()),
-            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -381,6 +448,42 @@ mod tests {
         let again = BundleCache::new(dir.path().join("b"), 2500, 1 << 20);
         get(&again, &one).await.unwrap();
         assert_eq!(again.stats().unpacks, 0);
+    }
+
+    #[tokio::test]
+    async fn a_bundle_changed_on_disk_is_unpacked_again_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("b");
+        let zip = zip_of(&[("run", b"#!/bin/sh\necho ok\n"), ("code/lib", b"library")]);
+        let unpacked = get(&BundleCache::new(root.clone(), 1 << 20, 1 << 20), &zip).await.unwrap();
+        let run = unpacked.dir().join("run");
+        drop(unpacked);
+        // Untouched: reused as it is.
+        let restarted = BundleCache::new(root.clone(), 1 << 20, 1 << 20);
+        drop(get(&restarted, &zip).await.unwrap());
+        assert_eq!(restarted.stats().unpacks, 0);
+        // Each kind of change is found: content, a new file, a mode.
+        let changes: [&dyn Fn(); 3] = [
+            &|| std::fs::write(&run, b"#!/bin/sh\necho pwned\n").unwrap(),
+            &|| std::fs::write(run.with_file_name("extra"), b"x").unwrap(),
+            &|| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).unwrap()
+            },
+        ];
+        for change in changes {
+            change();
+            let restarted = BundleCache::new(root.clone(), 1 << 20, 1 << 20);
+            let lease = get(&restarted, &zip).await.unwrap();
+            assert_eq!(restarted.stats().unpacks, 1, "a changed directory is unpacked again");
+            assert_eq!(std::fs::read(lease.dir().join("run")).unwrap(), b"#!/bin/sh\necho ok\n");
+            assert!(!lease.dir().join("extra").exists());
+        }
+        // A directory without a record (a crash before it was written) is not trusted either.
+        std::fs::remove_file(root.join(".trees").join(sha256_hex(&zip))).unwrap();
+        let restarted = BundleCache::new(root.clone(), 1 << 20, 1 << 20);
+        drop(get(&restarted, &zip).await.unwrap());
+        assert_eq!(restarted.stats().unpacks, 1);
     }
 
     #[tokio::test]
