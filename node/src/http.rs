@@ -98,8 +98,15 @@ async fn members(State(app): State<AppState>) -> Json<Vec<crate::service::cluste
 /// `DELETE /cluster/members/{node_id}`: releases a node id's binding (`gridnode cluster forget`).
 async fn forget(
     State(app): State<AppState>,
+    principal: crate::service::acl::Principal,
     Path(node_id): Path<String>,
 ) -> Result<Json<serde_json::Value>> {
+    // A member binding is the whole cluster's, no org's.
+    if let Some(org) = principal.org() {
+        return Err(Error::Forbidden(format!(
+            "this token is bound to org '{org}': releasing a cluster member takes an unbound admin token"
+        )));
+    }
     app.cluster.forget(&node_id).await?;
     Ok(Json(json!({ "message": "Member forgotten successfully", "node_id": node_id })))
 }

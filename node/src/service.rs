@@ -307,10 +307,25 @@ impl Registry {
             let refused = std::cell::RefCell::new(None);
             let updated = store.update::<R>(&id, |current| {
                 let kept = current.credentials().clone();
+                let ran = current.runs();
                 let mut next = patched(current, &patch, R::COLLECTION.kind())?;
+                // Credentials were given for the code the record ran: a patch that points it at
+                // other code without sending them again would hand them to that code.
+                let moved = next.runs() != ran && !kept.is_empty();
+                if moved && !patch.contains_key(R::CREDENTIALS_FIELD) {
+                    let message = format!(
+                        "this update changes what the {} runs: send {} again with it (or {{}} to drop them)",
+                        R::COLLECTION.kind(),
+                        R::CREDENTIALS_FIELD
+                    );
+                    *refused.borrow_mut() = Some(Error::BadRequest(message.clone()));
+                    return Err(gridnode_store::Error::Invalid(message));
+                }
                 if patch.contains_key(R::CREDENTIALS_FIELD) {
                     let field = R::CREDENTIALS_FIELD;
-                    if let Err(error) = sealer.seal(next.credentials_mut(), Some(&kept), field) {
+                    // Masked values keep the stored ones only while the code is the same.
+                    let current = (!moved).then_some(&kept);
+                    if let Err(error) = sealer.seal(next.credentials_mut(), current, field) {
                         let message = error.to_string();
                         *refused.borrow_mut() = Some(error);
                         return Err(gridnode_store::Error::Invalid(message));

@@ -163,6 +163,9 @@ pub trait RegistryEntry: Record {
     fn set_source_code_link(&mut self, link: String);
     /// The write-only credentials field's name (`default_tool_usage_credentials`).
     const CREDENTIALS_FIELD: &'static str;
+    /// What decides the code the record runs (its code link, service URL, system tool, runtime),
+    /// as one comparable text: credentials are handed only to the code they were given with.
+    fn runs(&self) -> String;
     /// The credentials, as stored (sealed by the node that wrote them).
     fn credentials(&self) -> &JsonMap;
     fn credentials_mut(&mut self) -> &mut JsonMap;

@@ -188,6 +188,11 @@ async fn tokens_do_what_their_scopes_allow_and_bound_orgs_cannot_be_left() {
     let (status, answer) = runner.post("/cluster-tools/execute", &run).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
 
+    // A member binding is the cluster's: an admin bound to an org cannot release one.
+    let bound_admin = anonymous.with_token(&admin.token(&["admin"], Some("acme")).await);
+    let (status, body) = bound_admin.delete("/cluster/members/acl-scopes").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
     // The audit log names the tokens: executions and registry writes alike; never a secret.
     let (_, entries) = admin.get("/audit?limit=100").await;
     let entries = entries.as_array().unwrap().clone();

@@ -85,6 +85,16 @@ async fn credentials_are_write_only_and_sealed_at_rest() {
     let (status, body) = api.put("/tools/with-creds", &masked_new_key).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(stored(&node), before, "a refused update changed nothing");
+    // Credentials go only to the code they were given with: pointing the tool elsewhere needs
+    // them sent again (masked values do not carry over).
+    let elsewhere = json!({"tool_service_url": "http://tools.example/other"});
+    let (status, body) = api.put("/tools/with-creds", &elsewhere).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("send default_tool_usage_credentials again"));
+    let mut masked = elsewhere.clone();
+    masked["default_tool_usage_credentials"] = json!({"api_key": "<redacted>"});
+    assert_eq!(api.put("/tools/with-creds", &masked).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(stored(&node), before, "refused updates changed nothing");
     node.shutdown().await.unwrap();
 
     // A value stored in plain text (by an older build) is sealed when the node starts.

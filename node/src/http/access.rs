@@ -18,7 +18,7 @@ use super::AppState;
 use super::extract::ORG_HEADER;
 use crate::error::Error;
 use crate::service::acl::{Principal, Scope, bearer};
-use crate::service::audit::Write;
+use crate::service::audit::{CANCELLED, Write};
 
 /// What a route needs from a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,39 +117,65 @@ pub async fn guard(State(app): State<AppState>, mut request: Request, next: Next
     {
         return error.into_response();
     }
+    let kind = route.as_deref().and_then(audited);
     let write = matches!(scope, Some(Scope::Write | Scope::Admin))
-        && !matches!(method, Method::GET | Method::HEAD)
-        && route.as_deref().is_some_and(|route| audited(route).is_some());
-    if !write {
+        && !matches!(method, Method::GET | Method::HEAD);
+    let (Some(kind), true) = (kind, write) else {
         request.extensions_mut().insert(principal);
         return next.run(request).await;
-    }
-    let started = Instant::now();
-    let path = request.uri().path().to_owned();
+    };
+    let route = route.unwrap_or_default();
     let named_org = request
         .headers()
         .get(ORG_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|org| gridnode_store::validate_id("org", org).is_ok())
         .map(str::to_owned);
-    request.extensions_mut().insert(principal.clone());
+    // Recorded when dropped: after the answer, or — the request cancelled (the client went
+    // away, the request timeout) while the write may still commit — as cancelled.
+    let mut entry = WriteEntry {
+        app: app.clone(),
+        kind,
+        id: path_id(&route, request.uri().path()),
+        org: principal.org().map(str::to_owned).or(named_org),
+        operation: operation(&method, &route),
+        token: principal.token_id().map(str::to_owned),
+        started: Instant::now(),
+        status: CANCELLED,
+    };
+    request.extensions_mut().insert(principal);
     let response = next.run(request).await;
-    let route = route.unwrap_or_default();
-    let written = response.extensions().get::<Written>().map(|w| w.0.clone());
-    let id = written.unwrap_or_else(|| path_id(&route, &path));
-    let org = principal.org().map(str::to_owned).or(named_org);
-    if let Some(kind) = audited(&route) {
-        app.audit.write(Write {
-            kind,
-            id: &id,
-            org: org.as_deref(),
-            operation: operation(&method, &route),
-            token: principal.token_id(),
-            status: response.status().as_u16(),
-            duration_ms: started.elapsed().as_millis() as u64,
+    if let Some(written) = response.extensions().get::<Written>() {
+        entry.id = written.0.clone();
+    }
+    entry.status = response.status().as_u16();
+    response
+}
+
+/// A registry write's audit entry, written when dropped.
+struct WriteEntry {
+    app: AppState,
+    kind: AuditKind,
+    id: String,
+    org: Option<String>,
+    operation: &'static str,
+    token: Option<String>,
+    started: Instant,
+    status: u16,
+}
+
+impl Drop for WriteEntry {
+    fn drop(&mut self) {
+        self.app.audit.write(Write {
+            kind: self.kind,
+            id: &self.id,
+            org: self.org.as_deref(),
+            operation: self.operation,
+            token: self.token.as_deref(),
+            status: self.status,
+            duration_ms: self.started.elapsed().as_millis() as u64,
         });
     }
-    response
 }
 
 /// A member's blob fetch (`GET /blobs/{sha256}` with a member proof over the sha256): peers

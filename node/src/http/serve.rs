@@ -32,8 +32,11 @@ pub async fn serve(
     builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    // Every connection's task, so the ones still open after the drain can be ended.
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(stop);
     loop {
+        while connections.try_join_next().is_some() {}
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -59,7 +62,7 @@ pub async fn serve(
                 .serve_connection_with_upgrades(TokioIo::new(stream), hyper_service)
                 .into_owned();
             let connection = graceful.watch(connection);
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 if let Err(error) = connection.await {
                     tracing::debug!(%peer, %error, "connection ended");
                 }
@@ -69,7 +72,7 @@ pub async fn serve(
         // The handshake runs on the connection's own task, held to the header timeout; the
         // connection is watched for the graceful stop once it is up.
         let (builder, watcher) = (builder.clone(), graceful.watcher());
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let stream = match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
@@ -92,5 +95,6 @@ pub async fn serve(
     if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
         tracing::warn!("connections still open after {DRAIN:?}: closing them");
     }
+    connections.shutdown().await;
     Ok(())
 }

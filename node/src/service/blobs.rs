@@ -76,6 +76,8 @@ impl Blobs {
         for (base, member) in self.sources(origin) {
             let url = format!("{base}/blobs/{sha256}?local=true");
             let max = self.max_bytes;
+            // The proof goes to members' own addresses only: anyone else could replay it.
+            let proof = proof.filter(|_| member);
             let bytes = match self.remote.get(&url, self.timeout, max, member, proof).await {
                 Ok(bytes) => Bytes::from(bytes),
                 Err(why) => {
@@ -131,8 +133,9 @@ impl Blobs {
     }
 }
 
-/// What a member's blob fetch proves it asks for (in place of a tool name).
-pub const BLOB_PROOF: &str = "blob";
+/// What a member's blob fetch proves it asks for, in place of a tool name: no tool can have it
+/// (tool names are ids), so a blob proof is never a gRPC hop's.
+pub const BLOB_PROOF: &str = "\0gridnode-blob";
 
 fn check_sha(sha256: &str) -> Result<()> {
     if gridnode_store::is_sha256_hex(sha256) {

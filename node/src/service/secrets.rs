@@ -61,7 +61,9 @@ impl Sealer {
                          show it)"
                     ))
                 })?;
-            } else if !is_sealed(value) {
+            }
+            // A kept value may still be plain (written by an older build): sealed too.
+            if !is_sealed(value) {
                 *value = Value::String(self.seal_value(value));
             }
         }

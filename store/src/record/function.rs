@@ -88,6 +88,14 @@ impl super::RegistryEntry for FunctionEntry {
         self.function_source_code_link = link;
     }
     const CREDENTIALS_FIELD: &'static str = "default_func_usage_credentials";
+    fn runs(&self) -> String {
+        serde_json::json!([
+            self.function_source_code_link,
+            self.open_api_spec,
+            self.function_metadata.get("runtime"),
+        ])
+        .to_string()
+    }
     fn credentials(&self) -> &super::JsonMap {
         &self.default_func_usage_credentials
     }

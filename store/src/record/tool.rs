@@ -94,6 +94,15 @@ impl super::RegistryEntry for ToolEntry {
         self.tool_source_code_link = link;
     }
     const CREDENTIALS_FIELD: &'static str = "default_tool_usage_credentials";
+    fn runs(&self) -> String {
+        serde_json::json!([
+            self.tool_source_code_link,
+            self.tool_service_url,
+            self.tool_system_function_rpc_id,
+            self.tool_metadata.get("runtime"),
+        ])
+        .to_string()
+    }
     fn credentials(&self) -> &super::JsonMap {
         &self.default_tool_usage_credentials
     }
