@@ -344,10 +344,15 @@ impl Registry {
     }
 
     /// Seals credentials stored in plain text (by a build from before sealing): each such
-    /// record is written again, sealed, and replicates so. Returns how many were.
+    /// record is written again, sealed, and replicates so. Runs once per store (a step recorded
+    /// in it), so later starts do not read every record. Returns how many were sealed.
     pub async fn seal_plaintext<R: RegistryEntry>(&self) -> Result<usize> {
         let sealer = self.settings.sealer.clone();
+        let step = format!("seal_credentials:{}", R::COLLECTION.tree_name());
         self.blocking(move |store| {
+            if store.step_done(&step)? {
+                return Ok(0);
+            }
             let mut plain = Vec::new();
             for record in store.live::<R>() {
                 let record = record?;
@@ -370,6 +375,7 @@ impl Registry {
                     Err(error) => tracing::warn!(%id, %error, "credentials left unsealed"),
                 }
             }
+            store.finish_step(&step)?;
             Ok(sealed)
         })
         .await

@@ -633,6 +633,18 @@ impl Store {
         Ok(done)
     }
 
+    /// Whether the one-time step `name` (a migration the node runs at start) has run to the end
+    /// on this store.
+    pub fn step_done(&self, name: &str) -> Result<bool> {
+        Ok(self.inner.meta.contains_key(format!("step:{name}"))?)
+    }
+
+    /// Records that the one-time step `name` has run to the end (flushed).
+    pub fn finish_step(&self, name: &str) -> Result<()> {
+        self.inner.meta.insert(format!("step:{name}"), &[1])?;
+        self.sync()
+    }
+
     fn sign_unsigned_in<R: Record>(&self, signer: &dyn Signer, done: &mut Resigned) -> Result<()> {
         let tree = self.tree(R::COLLECTION);
         let signatures = &self.inner.signatures;

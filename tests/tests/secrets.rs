@@ -4,7 +4,6 @@
 //! an older build are sealed at start.
 
 use gridnode_store::{RegistryEntry, Store, StoreConfig, ToolEntry};
-use gridnode_tests::node;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -13,8 +12,6 @@ const SECRET: &str = "hunter2-api-key";
 #[tokio::test]
 async fn credentials_are_write_only_and_sealed_at_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let builder = node(dir.path(), "sealer");
-    let config = builder.into_config();
     let (node, api) = gridnode_tests::node(dir.path(), "sealer").start().await;
     let tool = json!({
         "tool_id": "with-creds",
@@ -97,18 +94,20 @@ async fn credentials_are_write_only_and_sealed_at_rest() {
     assert_eq!(stored(&node), before, "refused updates changed nothing");
     node.shutdown().await.unwrap();
 
-    // A value stored in plain text (by an older build) is sealed when the node starts.
+    // A value stored in plain text (by an older build) is sealed when the node first starts
+    // with this one.
+    let old = gridnode_tests::node(dir.path(), "upgraded").into_config();
     {
-        let store = Store::open(&StoreConfig::new(config.store_dir(), "sealer")).unwrap();
-        let mut old = store.get::<ToolEntry>("with-creds").unwrap();
-        old.default_tool_usage_credentials.insert("legacy".into(), SECRET.into());
-        store.put(&old).unwrap();
+        let store = Store::open(&StoreConfig::new(old.store_dir(), "upgraded")).unwrap();
+        let mut tool: ToolEntry = serde_json::from_value(json!({"tool_id": "legacy"})).unwrap();
+        tool.default_tool_usage_credentials.insert("legacy".into(), SECRET.into());
+        store.put(&tool).unwrap();
         store.sync().unwrap();
     }
-    let (node, api) = gridnode_tests::node(dir.path(), "sealer").start().await;
-    let after = stored(&node);
-    assert!(after.values().all(|v| v.as_str().unwrap().starts_with("gnsealed:1:")), "{after:?}");
-    let (_, one) = api.get("/tools/with-creds").await;
+    let (node, api) = gridnode_tests::node(dir.path(), "upgraded").start().await;
+    let sealed = node.registry().store().get::<ToolEntry>("legacy").unwrap().credentials().clone();
+    assert!(sealed["legacy"].as_str().unwrap().starts_with("gnsealed:1:"), "{sealed:?}");
+    let (_, one) = api.get("/tools/legacy").await;
     assert_eq!(one["default_tool_usage_credentials"]["legacy"], "<redacted>");
     node.shutdown().await.unwrap();
 }
