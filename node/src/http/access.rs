@@ -71,7 +71,9 @@ pub fn written(response: impl IntoResponse, id: String) -> Response {
 
 /// The guard itself (see the module doc).
 pub async fn guard(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    // A route template is shared (an `Arc<str>` inside): cloning it allocates nothing.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map(MatchedPath::as_str);
     let method = request.method().clone();
     if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS)
         && let Some(origin) = request.headers().get(header::ORIGIN)
@@ -85,7 +87,7 @@ pub async fn guard(State(app): State<AppState>, mut request: Request, next: Next
         ))
         .into_response();
     }
-    let need = route.as_deref().map_or(Need::Scope(Scope::Read), |route| need(&method, route));
+    let need = route.map_or(Need::Scope(Scope::Read), |route| need(&method, route));
     let open = match need {
         Need::Open => true,
         Need::Metrics => app.acl.open_metrics(),
@@ -94,7 +96,7 @@ pub async fn guard(State(app): State<AppState>, mut request: Request, next: Next
     if open {
         return next.run(request).await;
     }
-    if let Some(member) = member_fetch(&app, route.as_deref(), &request) {
+    if let Some(member) = member_fetch(&app, route, &request) {
         request.extensions_mut().insert(member);
         return next.run(request).await;
     }
@@ -117,7 +119,7 @@ pub async fn guard(State(app): State<AppState>, mut request: Request, next: Next
     {
         return error.into_response();
     }
-    let kind = route.as_deref().and_then(audited);
+    let kind = route.and_then(audited);
     let write = matches!(scope, Some(Scope::Write | Scope::Admin))
         && !matches!(method, Method::GET | Method::HEAD);
     let (Some(kind), true) = (kind, write) else {
@@ -136,9 +138,9 @@ pub async fn guard(State(app): State<AppState>, mut request: Request, next: Next
     let mut entry = WriteEntry {
         app: app.clone(),
         kind,
-        id: path_id(&route, request.uri().path()),
+        id: path_id(route, request.uri().path()),
         org: principal.org().map(str::to_owned).or(named_org),
-        operation: operation(&method, &route),
+        operation: operation(&method, route),
         token: principal.token_id().map(str::to_owned),
         started: Instant::now(),
         status: CANCELLED,

@@ -29,8 +29,8 @@ pub struct Bounds {
 }
 
 pub async fn bound(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
-    let route = route.as_deref().unwrap_or_default();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("", MatchedPath::as_str);
     if matches!(route, "/healthz" | "/readyz") {
         return next.run(request).await;
     }

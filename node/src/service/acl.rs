@@ -24,7 +24,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::OsRng;
 use chacha20poly1305::aead::rand_core::RngCore;
-use gridnode_store::{AclToken, Collection, Store, TOKEN_SCOPES, now_ms};
+use gridnode_store::{AclToken, Collection, Store, now_ms};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -52,6 +52,8 @@ pub enum Scope {
 }
 
 impl Scope {
+    pub const ALL: [Scope; 4] = [Scope::Read, Scope::Write, Scope::Execute, Scope::Admin];
+
     pub fn name(self) -> &'static str {
         match self {
             Scope::Read => "read",
@@ -66,9 +68,7 @@ impl Scope {
     }
 
     fn parse(name: &str) -> Option<Scope> {
-        [Scope::Read, Scope::Write, Scope::Execute, Scope::Admin]
-            .into_iter()
-            .find(|scope| scope.name() == name)
+        Scope::ALL.into_iter().find(|scope| scope.name() == name)
     }
 }
 
@@ -144,11 +144,7 @@ impl Principal {
     }
 
     fn scope_names(&self) -> Vec<&'static str> {
-        [Scope::Read, Scope::Write, Scope::Execute, Scope::Admin]
-            .into_iter()
-            .filter(|s| self.scopes & s.bit() != 0)
-            .map(Scope::name)
-            .collect()
+        Scope::ALL.into_iter().filter(|s| self.scopes & s.bit() != 0).map(Scope::name).collect()
     }
 }
 
@@ -298,7 +294,7 @@ impl Acl {
         let now = now_ms();
         let token = AclToken {
             token_id: format!("tok-{}", hex(&id)),
-            secret_sha256: hex(&digest(&secret)),
+            secret_sha256: gridnode_store::sha256_hex(secret.as_bytes()),
             description,
             scopes: unique,
             org,
@@ -514,11 +510,6 @@ fn unhex(text: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
-}
-
-/// The scope names a token may hold, for messages.
-pub fn scope_names() -> String {
-    TOKEN_SCOPES.join(", ")
 }
 
 #[cfg(test)]

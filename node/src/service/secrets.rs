@@ -118,6 +118,11 @@ fn is_sealed(value: &Value) -> bool {
     value.as_str().is_some_and(|s| s.starts_with(SEALED))
 }
 
+/// Whether a field path (`a.b.c`) is `field` or inside it.
+fn names(path: &str, field: &str) -> bool {
+    path.strip_prefix(field).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
 /// 400 when `filter` (a query filter or a selector, as JSON) names a write-only field.
 pub fn refuse_write_only(filter: &Value, fields: &[&str]) -> Result<()> {
     fn walk(value: &Value, fields: &[&str], depth: usize) -> Option<String> {
@@ -126,19 +131,16 @@ pub fn refuse_write_only(filter: &Value, fields: &[&str]) -> Result<()> {
         }
         match value {
             Value::Object(map) => map.iter().find_map(|(key, value)| {
-                let named = fields
-                    .iter()
-                    .find(|field| key == *field || key.starts_with(&format!("{field}.")));
+                let named = fields.iter().find(|field| names(key, field));
                 match named {
                     Some(field) => Some((*field).to_owned()),
                     None => walk(value, fields, depth + 1),
                 }
             }),
             Value::Array(items) => items.iter().find_map(|item| walk(item, fields, depth + 1)),
-            Value::String(text) => fields
-                .iter()
-                .find(|f| text == *f || text.starts_with(&format!("{f}.")))
-                .map(|f| (*f).to_owned()),
+            Value::String(text) => {
+                fields.iter().find(|field| names(text, field)).map(|f| (*f).to_owned())
+            }
             _ => None,
         }
     }
